@@ -1,0 +1,9 @@
+//! regserve trains and serves a linear-regression model over HTTP.
+//!
+//! The crate is layered so each part can be read and tested alone:
+//! [`train`] is the numeric core (no I/O), [`data`] parses, validates and stores datasets,
+//! [`model`] is the fitted model that gets served, [`jobs`] runs one training at a time in the
+//! background, [`state`] is the shared handle the HTTP layer works on, [`api`] maps HTTP to
+//! all of that, and [`startup`] binds a listener and runs the server.
+
+pub mod train;
