@@ -6,4 +6,5 @@
 //! background, [`state`] is the shared handle the HTTP layer works on, [`api`] maps HTTP to
 //! all of that, and [`startup`] binds a listener and runs the server.
 
+pub mod data;
 pub mod train;

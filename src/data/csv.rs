@@ -1,0 +1,291 @@
+//! Streaming CSV parser: reads a header and numeric columns without loading the file whole.
+//!
+//! The first row names the columns. A column with an empty name is the row index that R and
+//! pandas write and is ignored. The default feature and target columns (see
+//! [`Selection::default_for`]) must hold finite numbers on every row, and the first bad value
+//! stops the parse with its line and column; other columns may hold text, which only matters if
+//! a training later selects them.
+
+use std::io::Read;
+
+use super::DataError;
+use super::dataset::{BadValue, Column, Dataset, Selection};
+
+/// The most named columns a dataset may have.
+pub const MAX_COLUMNS: usize = 1_000;
+
+/// Parses and validates a whole CSV document.
+pub fn parse_csv(reader: impl Read) -> Result<Dataset, DataError> {
+    let mut csv = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .buffer_capacity(1 << 16)
+        .from_reader(reader);
+    let mut record = ::csv::ByteRecord::new();
+    if !read_record(&mut csv, &mut record)? {
+        return Err(DataError::Empty);
+    }
+    let header = Header::parse(&record)?;
+    let defaults = Selection::default_for(&header.names());
+    let mut columns: Vec<ColumnBuilder> = header
+        .named
+        .iter()
+        .map(|(position, name)| ColumnBuilder::new(name, *position, defaults.contains(name)))
+        .collect();
+
+    let mut rows = 0;
+    while read_record(&mut csv, &mut record)? {
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() != header.width {
+            return Err(DataError::RaggedRow {
+                line,
+                expected: header.width,
+                found: record.len(),
+            });
+        }
+        if record
+            .iter()
+            .any(|field| std::str::from_utf8(field).is_err())
+        {
+            return Err(DataError::NotUtf8 { line });
+        }
+        for column in &mut columns {
+            column.push(&record[column.position - 1], line)?;
+        }
+        rows += 1;
+    }
+    if rows < 2 {
+        return Err(DataError::TooFewRows { rows });
+    }
+    Ok(Dataset::new(
+        columns.into_iter().map(ColumnBuilder::finish).collect(),
+        rows,
+        defaults,
+    ))
+}
+
+/// Reads the next record, turning the csv crate's errors into [`DataError`]s with a line.
+fn read_record(
+    csv: &mut ::csv::Reader<impl Read>,
+    record: &mut ::csv::ByteRecord,
+) -> Result<bool, DataError> {
+    csv.read_byte_record(record).map_err(|error| {
+        let line = error.position().map_or(0, |p| p.line());
+        match error.into_kind() {
+            ::csv::ErrorKind::UnequalLengths {
+                pos,
+                expected_len,
+                len,
+            } => DataError::RaggedRow {
+                line: pos.map_or(line, |p| p.line()),
+                expected: expected_len as usize,
+                found: len as usize,
+            },
+            ::csv::ErrorKind::Io(source) => DataError::Storage {
+                action: "read the upload",
+                source,
+            },
+            other => DataError::Malformed {
+                line,
+                message: format!("{other:?}"),
+            },
+        }
+    })
+}
+
+/// The header row: how many fields each row has and which of them are named.
+struct Header {
+    width: usize,
+    /// (1-based position in the row, name) of every named column.
+    named: Vec<(usize, String)>,
+}
+
+impl Header {
+    fn parse(record: &::csv::ByteRecord) -> Result<Self, DataError> {
+        let mut named: Vec<(usize, String)> = Vec::new();
+        for (index, field) in record.iter().enumerate() {
+            let position = index + 1;
+            let text = std::str::from_utf8(field).map_err(|_| DataError::NotUtf8 { line: 1 })?;
+            let name = text.trim_start_matches('\u{feff}').trim();
+            if name.is_empty() {
+                continue;
+            }
+            if name.parse::<f64>().is_ok() {
+                return Err(DataError::HeaderLooksLikeData {
+                    column: position,
+                    value: name.into(),
+                });
+            }
+            if let Some((first, _)) = named.iter().find(|(_, existing)| existing == name) {
+                return Err(DataError::DuplicateColumn {
+                    name: name.into(),
+                    first: *first,
+                    second: position,
+                });
+            }
+            named.push((position, name.to_owned()));
+        }
+        if named.len() > MAX_COLUMNS {
+            return Err(DataError::TooManyColumns {
+                count: named.len(),
+                max: MAX_COLUMNS,
+            });
+        }
+        if named.len() < 2 {
+            return Err(DataError::TooFewColumns { named: named.len() });
+        }
+        Ok(Self {
+            width: record.len(),
+            named,
+        })
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.named.iter().map(|(_, name)| name.clone()).collect()
+    }
+}
+
+/// Collects one column's values while rows stream past.
+struct ColumnBuilder {
+    name: String,
+    position: usize,
+    /// A bad value in a required column fails the whole parse; elsewhere it marks the column as text.
+    required: bool,
+    values: Result<Vec<f64>, BadValue>,
+}
+
+impl ColumnBuilder {
+    fn new(name: &str, position: usize, required: bool) -> Self {
+        Self {
+            name: name.to_owned(),
+            position,
+            required,
+            values: Ok(Vec::new()),
+        }
+    }
+
+    fn push(&mut self, field: &[u8], line: u64) -> Result<(), DataError> {
+        let Ok(values) = &mut self.values else {
+            return Ok(());
+        };
+        match parse_number(field) {
+            Ok(value) => values.push(value),
+            Err(reason) => {
+                let bad = BadValue::new(line, self.position, &self.name, field, reason);
+                if self.required {
+                    return Err(DataError::BadValue(bad));
+                }
+                self.values = Err(bad);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Column {
+        Column::new(self.name, self.position, self.values.map(Into::into))
+    }
+}
+
+/// Parses one finite number, or says why the field is not one.
+fn parse_number(field: &[u8]) -> Result<f64, &'static str> {
+    let text = std::str::from_utf8(field)
+        .map_err(|_| "is not valid UTF-8")?
+        .trim();
+    if text.is_empty() {
+        return Err("is empty");
+    }
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        Ok(_) => Err("is not a finite number"),
+        Err(_) => Err("is not a number"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Dataset, DataError> {
+        parse_csv(text.as_bytes())
+    }
+
+    #[test]
+    fn reads_the_r_style_income_file_and_ignores_the_index_column() {
+        let data = parse("\"\",\"Education\",\"Income\"\n\"1\",10,26.5\n\"2\",12,30\n").unwrap();
+        assert_eq!(data.column_names(), ["Education", "Income"]);
+        assert_eq!(data.rows(), 2);
+        assert_eq!(data.default_selection().features, ["Education"]);
+        assert_eq!(data.default_selection().target, "Income");
+    }
+
+    #[test]
+    fn byte_order_mark_crlf_and_padding_are_accepted() {
+        let data = parse("\u{feff}a, b\r\n1, 2\r\n 3 ,4\r\n").unwrap();
+        assert_eq!(data.column_names(), ["a", "b"]);
+        let (x, y) = data.design(data.default_selection());
+        assert_eq!(x.column(0).to_vec(), [1.0, 3.0]);
+        assert_eq!(y.to_vec(), [2.0, 4.0]);
+    }
+
+    #[test]
+    fn first_bad_value_is_named_by_line_and_column() {
+        let error = parse("a,b\n1,2\n3,x\n5,6\n").unwrap_err().to_string();
+        assert_eq!(error, "line 3, column 2 (\"b\"): \"x\" is not a number");
+        let error = parse("a,b\n1,2\n1e400,4\n").unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "line 3, column 1 (\"a\"): \"1e400\" is not a finite number"
+        );
+        let error = parse("a,b\n1,2\nNaN,4\n").unwrap_err().to_string();
+        assert!(error.starts_with("line 3, column 1"), "{error}");
+        let error = parse("a,b\n1,2\n,4\n").unwrap_err().to_string();
+        assert!(error.ends_with("is empty"), "{error}");
+    }
+
+    #[test]
+    fn text_outside_the_default_columns_is_kept_as_a_text_column() {
+        let data = parse("Name,Education,Income\nann,10,20\nbob,12,30\n").unwrap();
+        assert_eq!(data.default_selection().features, ["Education"]);
+        assert!(data.column("Name").unwrap().values().is_err());
+    }
+
+    #[test]
+    fn structural_problems_are_rejected() {
+        assert!(matches!(parse(""), Err(DataError::Empty)));
+        assert!(matches!(
+            parse("a,b\n1,2\n"),
+            Err(DataError::TooFewRows { rows: 1 })
+        ));
+        assert!(matches!(
+            parse("a,b\n1,2\n3\n"),
+            Err(DataError::RaggedRow {
+                line: 3,
+                expected: 2,
+                found: 1
+            })
+        ));
+        assert!(matches!(
+            parse("a,a\n1,2\n3,4\n"),
+            Err(DataError::DuplicateColumn { .. })
+        ));
+        assert!(matches!(
+            parse("1,2\n1,2\n3,4\n"),
+            Err(DataError::HeaderLooksLikeData { column: 1, .. })
+        ));
+        assert!(matches!(
+            parse("a,\n1,2\n3,4\n"),
+            Err(DataError::TooFewColumns { named: 1 })
+        ));
+        assert!(matches!(
+            parse_csv(&b"a,b\n1,2\n\xff,4\n"[..]),
+            Err(DataError::NotUtf8 { line: 3 })
+        ));
+        let wide = (0..=MAX_COLUMNS)
+            .map(|i| format!("c{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(matches!(
+            parse(&wide),
+            Err(DataError::TooManyColumns { .. })
+        ));
+    }
+}

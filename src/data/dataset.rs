@@ -1,0 +1,285 @@
+//! The parsed dataset and the choice of feature and target columns within it.
+
+use ndarray::{Array1, Array2};
+use serde::Serialize;
+
+use super::DataError;
+
+/// The longest excerpt of a bad value quoted back in an error.
+const QUOTED_VALUE_CHARS: usize = 40;
+
+/// A dataset held in memory as one vector of numbers per column.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    columns: Vec<Column>,
+    rows: usize,
+    default_selection: Selection,
+}
+
+/// One named column; `values` is `Err` with the first non-numeric value for a text column.
+#[derive(Debug, Clone)]
+pub struct Column {
+    name: String,
+    /// 1-based position of the column in the file, as error messages count columns.
+    position: usize,
+    values: Result<Array1<f64>, BadValue>,
+}
+
+/// A value that is not a finite number, and where it is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("line {line}, column {column} ({name:?}): {value:?} {reason}")]
+pub struct BadValue {
+    pub line: u64,
+    pub column: usize,
+    pub name: String,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+/// Which columns a model is trained on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Selection {
+    pub features: Vec<String>,
+    pub target: String,
+}
+
+impl BadValue {
+    pub fn new(line: u64, column: usize, name: &str, field: &[u8], reason: &'static str) -> Self {
+        let value: String = String::from_utf8_lossy(field)
+            .chars()
+            .take(QUOTED_VALUE_CHARS)
+            .collect();
+        Self {
+            line,
+            column,
+            name: name.to_owned(),
+            value,
+            reason,
+        }
+    }
+}
+
+impl Column {
+    pub fn new(name: String, position: usize, values: Result<Array1<f64>, BadValue>) -> Self {
+        Self {
+            name,
+            position,
+            values,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    pub fn values(&self) -> Result<&Array1<f64>, &BadValue> {
+        self.values.as_ref()
+    }
+}
+
+impl Selection {
+    /// The original service's choice: `Education` -> `Income` when both exist; otherwise the
+    /// last column is the target and all the others are features.
+    pub fn default_for(names: &[String]) -> Self {
+        let has = |wanted: &str| names.iter().any(|name| name == wanted);
+        if has("Education") && has("Income") {
+            return Self {
+                features: vec!["Education".into()],
+                target: "Income".into(),
+            };
+        }
+        let (target, features) = names
+            .split_last()
+            .expect("a header names at least two columns");
+        Self {
+            features: features.to_vec(),
+            target: target.clone(),
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.target == name || self.features.iter().any(|feature| feature == name)
+    }
+}
+
+impl Dataset {
+    pub fn new(columns: Vec<Column>, rows: usize, default_selection: Selection) -> Self {
+        Self {
+            columns,
+            rows,
+            default_selection,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    pub fn column_names(&self) -> Vec<&str> {
+        self.columns.iter().map(Column::name).collect()
+    }
+
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|column| column.name == name)
+    }
+
+    pub fn default_selection(&self) -> &Selection {
+        &self.default_selection
+    }
+
+    /// Resolves a requested selection against this dataset's columns.
+    ///
+    /// Without `features`, the default features are used when the target is the default one, and
+    /// every other numeric column otherwise; without `target`, the default target is used.
+    pub fn select(
+        &self,
+        features: Option<Vec<String>>,
+        target: Option<String>,
+    ) -> Result<Selection, DataError> {
+        let target = match target {
+            Some(name) => self.numeric_column("target", &name)?.name.clone(),
+            None => self.default_selection.target.clone(),
+        };
+        let features = match features {
+            Some(features) => features,
+            None if target == self.default_selection.target => {
+                self.default_selection.features.clone()
+            }
+            None => self
+                .columns
+                .iter()
+                .filter(|column| column.name != target && column.values.is_ok())
+                .map(|column| column.name.clone())
+                .collect(),
+        };
+        if features.is_empty() {
+            return Err(DataError::InvalidSelection {
+                field: "features",
+                reason: "name at least one column".into(),
+            });
+        }
+        for (index, name) in features.iter().enumerate() {
+            self.numeric_column("features", name)?;
+            if features[..index].contains(name) {
+                return Err(DataError::InvalidSelection {
+                    field: "features",
+                    reason: format!("{name:?} is listed twice"),
+                });
+            }
+            if *name == target {
+                return Err(DataError::InvalidSelection {
+                    field: "features",
+                    reason: format!("{name:?} is the target; a column cannot be both"),
+                });
+            }
+        }
+        Ok(Selection { features, target })
+    }
+
+    fn numeric_column(&self, field: &'static str, name: &str) -> Result<&Column, DataError> {
+        let column = self.column(name).ok_or_else(|| DataError::UnknownColumn {
+            field,
+            name: name.to_owned(),
+            available: self.column_names().join(", "),
+        })?;
+        match &column.values {
+            Ok(_) => Ok(column),
+            Err(bad) => Err(DataError::NotNumeric {
+                field,
+                name: name.to_owned(),
+                bad: bad.clone(),
+            }),
+        }
+    }
+
+    /// The row-major feature matrix and the target vector of a selection made by [`Self::select`].
+    pub fn design(&self, selection: &Selection) -> (Array2<f64>, Array1<f64>) {
+        let numbers = |name: &str| {
+            self.column(name)
+                .and_then(|column| column.values.as_ref().ok())
+                .expect("selection was validated against this dataset")
+        };
+        let features: Vec<&Array1<f64>> = selection
+            .features
+            .iter()
+            .map(|name| numbers(name))
+            .collect();
+        let x = Array2::from_shape_fn((self.rows, features.len()), |(i, j)| features[j][i]);
+        (x, numbers(&selection.target).clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::data::parse_csv;
+
+    fn income2_with_names() -> crate::data::Dataset {
+        parse_csv(&b"Name,Education,Seniority,Income\na,10,100,30\nb,12,120,40\nc,16,80,50\n"[..])
+            .unwrap()
+    }
+
+    #[test]
+    fn default_selection_follows_the_original() {
+        let data = income2_with_names();
+        let selection = data.select(None, None).unwrap();
+        assert_eq!(
+            (selection.features, selection.target),
+            (vec!["Education".to_owned()], "Income".to_owned())
+        );
+    }
+
+    #[test]
+    fn another_target_takes_every_other_numeric_column() {
+        let data = income2_with_names();
+        let selection = data.select(None, Some("Seniority".into())).unwrap();
+        assert_eq!(selection.features, ["Education", "Income"]);
+    }
+
+    #[test]
+    fn bad_selections_name_the_field_and_the_problem() {
+        let data = income2_with_names();
+        let message = |features: Vec<&str>, target: Option<&str>| {
+            data.select(
+                Some(features.into_iter().map(String::from).collect()),
+                target.map(String::from),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(message(vec!["Age"], None).starts_with("features: no column named \"Age\""));
+        assert!(
+            message(vec!["Name"], None)
+                .starts_with("features: column \"Name\" is not numeric: line 2, column 1")
+        );
+        assert!(message(vec!["Education", "Education"], None).contains("listed twice"));
+        assert!(message(vec!["Income"], None).contains("is the target"));
+        assert!(message(vec![], None).starts_with("features:"));
+        let error = data
+            .select(None, Some("Name".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("target: column \"Name\" is not numeric"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn design_matrix_is_row_major_in_selection_order() {
+        let data = income2_with_names();
+        let selection = data
+            .select(Some(vec!["Seniority".into(), "Education".into()]), None)
+            .unwrap();
+        let (x, y) = data.design(&selection);
+        assert_eq!(x.row(1).to_vec(), [120.0, 12.0]);
+        assert_eq!(y.to_vec(), [30.0, 40.0, 50.0]);
+    }
+}

@@ -1,0 +1,79 @@
+//! Datasets: parsing and validating CSV files, choosing the feature and target columns, and
+//! keeping the active dataset on disk so that no failed upload can damage it.
+
+mod csv;
+mod dataset;
+mod store;
+
+pub use self::csv::{MAX_COLUMNS, parse_csv};
+pub use dataset::{BadValue, Column, Dataset, Selection};
+pub use store::DataDir;
+
+/// The dataset served before anything is uploaded: ISLR's Income1, as the original used.
+pub const DEFAULT_DATASET_CSV: &[u8] = include_bytes!("../../dataset/Income1.csv");
+
+/// The built-in default dataset, parsed.
+pub fn default_dataset() -> Dataset {
+    parse_csv(DEFAULT_DATASET_CSV).expect("the embedded default dataset is valid")
+}
+
+/// Why a dataset or a column selection was rejected, or could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("the file is empty: expected a header row and at least 2 data rows")]
+    Empty,
+    #[error("line {line} is not valid UTF-8")]
+    NotUtf8 { line: u64 },
+    #[error(
+        "line 1, column {column}: the header looks like data ({value:?}); the first row must name the columns"
+    )]
+    HeaderLooksLikeData { column: usize, value: String },
+    #[error("line 1: column name {name:?} appears twice (columns {first} and {second})")]
+    DuplicateColumn {
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error("the header must name at least two columns (features and a target); it names {named}")]
+    TooFewColumns { named: usize },
+    #[error("the file has {count} columns; at most {max} are supported")]
+    TooManyColumns { count: usize, max: usize },
+    #[error("line {line}: expected {expected} values like the header, found {found}")]
+    RaggedRow {
+        line: u64,
+        expected: usize,
+        found: usize,
+    },
+    #[error("the file has {rows} data rows; at least 2 are needed")]
+    TooFewRows { rows: usize },
+    #[error("{0}")]
+    BadValue(BadValue),
+    #[error("line {line}: malformed CSV: {message}")]
+    Malformed { line: u64, message: String },
+    #[error("{field}: no column named {name:?}; the columns are {available}")]
+    UnknownColumn {
+        field: &'static str,
+        name: String,
+        available: String,
+    },
+    #[error("{field}: column {name:?} is not numeric: {bad}")]
+    NotNumeric {
+        field: &'static str,
+        name: String,
+        bad: BadValue,
+    },
+    #[error("{field}: {reason}")]
+    InvalidSelection { field: &'static str, reason: String },
+    #[error("could not {action}: {source}")]
+    Storage {
+        action: &'static str,
+        source: std::io::Error,
+    },
+}
+
+impl DataError {
+    /// Wraps an I/O error with what was being done when it happened.
+    pub fn storage(action: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| DataError::Storage { action, source }
+    }
+}

@@ -1,0 +1,107 @@
+//! The data directory: where the active dataset lives, and how a new one replaces it.
+//!
+//! A replacement is written to a temporary file in the same directory, fsynced, renamed over
+//! the active file and the directory fsynced, so a crash at any moment leaves either the old
+//! or the new dataset whole. Temporary files left by a crash are removed when the directory is
+//! opened.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use super::{DataError, Dataset, parse_csv};
+
+const DATASET_FILE: &str = "dataset.csv";
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// Handle on the data directory; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// Creates the directory if needed and removes temporary files a crash may have left.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        for entry in std::fs::read_dir(&root)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn dataset_path(&self) -> PathBuf {
+        self.root.join(DATASET_FILE)
+    }
+
+    /// A new temporary file in the data directory, removed on drop unless installed.
+    pub fn temp_file(&self) -> Result<NamedTempFile, DataError> {
+        tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&self.root)
+            .map_err(DataError::storage(
+                "create a temporary file in the data directory",
+            ))
+    }
+
+    /// Makes a fully written temporary file the active dataset, durably and atomically.
+    pub fn install_dataset(&self, file: NamedTempFile) -> Result<(), DataError> {
+        file.as_file()
+            .sync_all()
+            .map_err(DataError::storage("flush the upload to disk"))?;
+        file.persist(self.dataset_path())
+            .map_err(|error| DataError::Storage {
+                action: "replace the dataset file",
+                source: error.error,
+            })?;
+        File::open(&self.root)
+            .and_then(|dir| dir.sync_all())
+            .map_err(DataError::storage("flush the data directory"))
+    }
+
+    /// The stored dataset, if one was ever uploaded.
+    pub fn load_dataset(&self) -> Result<Option<Dataset>, DataError> {
+        match File::open(self.dataset_path()) {
+            Ok(file) => parse_csv(file).map(Some),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(DataError::Storage {
+                action: "open the stored dataset",
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn installs_atomically_and_cleans_stray_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DataDir::open(dir.path()).unwrap();
+        assert!(store.load_dataset().unwrap().is_none());
+
+        let mut file = store.temp_file().unwrap();
+        file.write_all(b"a,b\n1,2\n3,4\n").unwrap();
+        store.install_dataset(file).unwrap();
+        assert_eq!(store.load_dataset().unwrap().unwrap().rows(), 2);
+
+        let stray = store.temp_file().unwrap().keep().unwrap().1;
+        assert!(stray.exists());
+        DataDir::open(dir.path()).unwrap();
+        assert!(!stray.exists(), "a stray temporary file survived reopening");
+        assert!(store.dataset_path().exists());
+    }
+}
