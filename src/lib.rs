@@ -6,5 +6,11 @@
 //! background, [`state`] is the shared handle the HTTP layer works on, [`api`] maps HTTP to
 //! all of that, and [`startup`] binds a listener and runs the server.
 
+pub mod api;
+pub mod config;
 pub mod data;
+pub mod jobs;
+pub mod model;
+pub mod startup;
+pub mod state;
 pub mod train;

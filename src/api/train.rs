@@ -1,0 +1,132 @@
+//! `POST /train`: starts a training job (202 with the job), or with `?wait=true` answers when
+//! it has finished (200 with the job and the model). The body is optional JSON; an empty body
+//! trains with the original's defaults, as the original's page and scripts expect.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::AppError;
+use std::sync::Arc;
+
+use crate::jobs::{JobError, JobInfo, TrainRequest};
+use crate::model::Model;
+use crate::state::AppState;
+use crate::train::AdamSettings;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
+/// Every field the body may hold.
+const FIELDS: [&str; 11] = [
+    "features",
+    "target",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "beta_1",
+    "beta_2",
+    "epsilon",
+    "shuffle",
+    "seed",
+    "initial",
+];
+
+/// The answer to `POST /train?wait=true`.
+#[derive(Serialize)]
+pub struct TrainResult {
+    job: JobInfo,
+    model: Arc<Model>,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn train(
+    State(state): State<AppState>,
+    query: Result<Query<TrainQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let Query(query) = query?;
+    let request = parse_body(&headers, &body)?;
+    let started = state.start_training(request)?;
+    if !query.wait {
+        return Ok((StatusCode::ACCEPTED, Json(started.info)).into_response());
+    }
+    let model = started.outcome.await.map_err(|_| JobError::Crashed {
+        job: started.info.id,
+        message: "the job vanished".into(),
+    })??;
+    Ok(Json(TrainResult {
+        job: started.info.succeeded(),
+        model,
+    })
+    .into_response())
+}
+
+/// Reads the optional JSON body: `features` and `target` pick columns, every other field is an
+/// Adam setting. Unknown fields are rejected by name.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<TrainRequest, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(TrainRequest::default());
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.is_empty() && !content_type.starts_with("application/json") {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("the body must be JSON (Content-Type: application/json), not {content_type:?}"),
+        ));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not valid JSON: {error}"),
+        )
+    })?;
+    let Value::Object(mut fields) = value else {
+        return Err(unprocessable(
+            "the body must be a JSON object such as {\"epochs\": 1000}",
+        ));
+    };
+    if let Some(unknown) = fields.keys().find(|name| !FIELDS.contains(&name.as_str())) {
+        return Err(unprocessable(format!(
+            "unknown field `{unknown}`; the fields are {}",
+            FIELDS.join(", ")
+        )));
+    }
+    let features = take_field(&mut fields, "features")?;
+    let target = take_field(&mut fields, "target")?;
+    let settings: AdamSettings = serde_path_to_error::deserialize(Value::Object(fields))
+        .map_err(|error| unprocessable(error.to_string()))?;
+    Ok(TrainRequest {
+        features,
+        target,
+        settings,
+    })
+}
+
+fn take_field<T: serde::de::DeserializeOwned>(
+    fields: &mut Map<String, Value>,
+    name: &str,
+) -> Result<Option<T>, AppError> {
+    match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(|error| unprocessable(format!("{name}: {error}"))),
+    }
+}
+
+fn unprocessable(message: impl Into<String>) -> AppError {
+    AppError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+}

@@ -1,0 +1,88 @@
+//! `POST /upload`: multipart field `file` holding a CSV. The file is streamed to a temporary
+//! file in the data directory, validated there, and only then installed as the active dataset,
+//! so a bad or interrupted upload never touches the previous one.
+
+use axum::extract::multipart::Field;
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use tokio::io::AsyncWriteExt;
+
+use super::AppError;
+use crate::data::{DataError, parse_csv};
+use crate::state::AppState;
+
+/// Room for the multipart boundaries and part headers around the file itself.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+#[tracing::instrument(skip_all)]
+pub async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<&'static str, AppError> {
+    let limit = state.limits().max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit.saturating_add(MULTIPART_OVERHEAD)) {
+        return Err(too_large(limit));
+    }
+    let mut multipart = multipart?;
+    while let Some(field) = multipart.next_field().await? {
+        if field.name() == Some("file") {
+            receive_dataset(&state, field, limit).await?;
+            return Ok("success");
+        }
+    }
+    Err(AppError::new(
+        StatusCode::BAD_REQUEST,
+        "the multipart form has no field named `file`",
+    ))
+}
+
+/// Streams the field to disk, then parses, validates and installs it off the async workers.
+async fn receive_dataset(
+    state: &AppState,
+    mut field: Field<'_>,
+    limit: u64,
+) -> Result<(), AppError> {
+    let temp = state.store().temp_file()?;
+    let mut file = tokio::fs::File::from_std(
+        temp.reopen()
+            .map_err(DataError::storage("open the temporary file"))?,
+    );
+    let mut received: u64 = 0;
+    while let Some(chunk) = field.chunk().await? {
+        received += chunk.len() as u64;
+        if received > limit {
+            return Err(too_large(limit));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(DataError::storage("write the upload"))?;
+    }
+    file.flush()
+        .await
+        .map_err(DataError::storage("write the upload"))?;
+    drop(file);
+    tracing::info!(bytes = received, "upload received");
+
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = temp.reopen().map_err(DataError::storage("read the upload"))?;
+        let dataset = parse_csv(reader)?;
+        tracing::info!(rows = dataset.rows(), columns = ?dataset.column_names(), "dataset accepted");
+        state.install_dataset(temp, dataset)
+    })
+    .await
+    .map_err(|error| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("validating the upload failed: {error}")))??;
+    Ok(())
+}
+
+fn too_large(limit: u64) -> AppError {
+    AppError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the file is larger than the upload limit of {limit} bytes (--max-upload)"),
+    )
+}

@@ -1,0 +1,147 @@
+//! Configuration: command-line flags and their `REGSERVE_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser};
+
+/// The command line of the `regserve` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "regserve",
+    version,
+    about = "Trains and serves a linear-regression model over HTTP"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Flags of the HTTP server.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "REGSERVE_ADDR", default_value = "127.0.0.1:5000")]
+    pub addr: SocketAddr,
+    /// Directory for the uploaded dataset and trained models
+    /// [default: $XDG_DATA_HOME/regserve, else ~/.local/share/regserve, else ./regserve-data].
+    #[arg(long, env = "REGSERVE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Largest CSV file accepted by /upload, in bytes or with a K/M/G (binary) suffix.
+    #[arg(long, env = "REGSERVE_MAX_UPLOAD", default_value = "1536M", value_parser = parse_bytes)]
+    pub max_upload: u64,
+    /// Largest JSON request body (predict, train), in bytes or with a K/M/G suffix.
+    #[arg(long, env = "REGSERVE_MAX_BODY", default_value = "16M", value_parser = parse_bytes)]
+    pub max_body: u64,
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+}
+
+/// Request size limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_upload_bytes: u64,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 1536 << 20,
+            max_body_bytes: 16 << 20,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration listening on `addr` and keeping its state in `data_dir`, with default limits.
+    pub fn new(addr: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            addr,
+            data_dir: data_dir.into(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl From<ServeArgs> for Config {
+    fn from(args: ServeArgs) -> Self {
+        Self {
+            addr: args.addr,
+            data_dir: args.data_dir.unwrap_or_else(default_data_dir),
+            limits: Limits {
+                max_upload_bytes: args.max_upload,
+                max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+            },
+        }
+    }
+}
+
+/// The per-user data directory, so the service keeps its state wherever it is started from.
+fn default_data_dir() -> PathBuf {
+    let non_empty = |name| std::env::var_os(name).filter(|value| !value.is_empty());
+    non_empty("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| non_empty("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .map(|base| base.join("regserve"))
+        .unwrap_or_else(|| PathBuf::from("regserve-data"))
+}
+
+/// Parses `123`, `64K`, `16M`, `2G` (binary multiples; an optional trailing `B` or `iB`).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 1048576 or 16M"))?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("{text:?} has an unknown unit; use K, M or G")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_binary_suffixes() {
+        assert_eq!(parse_bytes("1024"), Ok(1024));
+        assert_eq!(parse_bytes("16M"), Ok(16 << 20));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("64kb"), Ok(64 << 10));
+        assert!(parse_bytes("12X").is_err());
+        assert!(parse_bytes("M").is_err());
+    }
+
+    #[test]
+    fn defaults_listen_where_flask_did() {
+        let cli = Cli::try_parse_from(["regserve"]).unwrap();
+        assert_eq!(cli.serve.addr.to_string(), "127.0.0.1:5000");
+        let config = Config::from(cli.serve);
+        assert_eq!(config.limits.max_upload_bytes, 1536 << 20);
+        assert!(
+            config.data_dir.ends_with("regserve") || config.data_dir.ends_with("regserve-data")
+        );
+    }
+}

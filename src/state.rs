@@ -1,0 +1,101 @@
+//! The state every request works on, behind a cheap `Clone` handle.
+//!
+//! Locks here guard only pointer swaps and small bookkeeping: readers clone an `Arc` and let
+//! go, so no lock is ever held across parsing, training, disk I/O or an `.await`.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use tempfile::NamedTempFile;
+
+use crate::config::Limits;
+use crate::data::{DataDir, DataError, Dataset};
+use crate::jobs::JobSlot;
+use crate::model::Model;
+
+/// Shared handle on the service's state; clones share everything.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    limits: Limits,
+    store: DataDir,
+    dataset: RwLock<Arc<Dataset>>,
+    model: RwLock<Option<Arc<Model>>>,
+    jobs: Mutex<JobSlot>,
+}
+
+impl AppState {
+    pub fn new(limits: Limits, store: DataDir, dataset: Dataset) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                limits,
+                store,
+                dataset: RwLock::new(Arc::new(dataset)),
+                model: RwLock::new(None),
+                jobs: Mutex::new(JobSlot::default()),
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    pub fn store(&self) -> &DataDir {
+        &self.inner.store
+    }
+
+    /// The active dataset.
+    pub fn dataset(&self) -> Arc<Dataset> {
+        self.inner
+            .dataset
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes a validated upload the active dataset: on disk first, then in memory, under one
+    /// lock so concurrent uploads end with the same dataset in both places. Blocks on disk I/O.
+    pub fn install_dataset(&self, file: NamedTempFile, dataset: Dataset) -> Result<(), DataError> {
+        let mut active = self
+            .inner
+            .dataset
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.inner.store.install_dataset(file)?;
+        *active = Arc::new(dataset);
+        Ok(())
+    }
+
+    /// The model currently served, if any training has succeeded.
+    pub fn model(&self) -> Option<Arc<Model>> {
+        self.inner
+            .model
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the served model in one step.
+    pub fn install_model(&self, model: Arc<Model>) {
+        *self
+            .inner
+            .model
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(model);
+    }
+
+    /// The original's flag: 1 once a model exists and no training is running, else 0.
+    pub fn training_flag(&self) -> u8 {
+        u8::from(self.model().is_some() && !self.jobs().is_running())
+    }
+
+    pub(crate) fn jobs(&self) -> MutexGuard<'_, JobSlot> {
+        self.inner
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
