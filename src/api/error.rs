@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -86,6 +86,7 @@ macro_rules! from_rejection {
 from_rejection!(
     JsonRejection,
     QueryRejection,
+    BytesRejection,
     MultipartRejection,
     MultipartError
 );

@@ -4,6 +4,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -50,11 +51,12 @@ pub struct TrainResult {
 #[tracing::instrument(skip_all)]
 pub async fn train(
     State(state): State<AppState>,
-    query: Result<Query<TrainQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<TrainQuery>, QueryRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let Query(query) = query?;
+    let body = body?;
     let request = parse_body(&headers, &body)?;
     let started = state.start_training(request)?;
     if !query.wait {

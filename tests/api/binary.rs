@@ -1,0 +1,113 @@
+//! The `regserve` binary itself: configured by environment, started from any directory, stopped
+//! by SIGTERM, and keeping its uploaded dataset across restarts.
+
+use std::net::TcpListener;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts the binary with its settings in `REGSERVE_*` variables, in an unrelated directory.
+    async fn start(data_dir: &std::path::Path) -> Self {
+        let port = free_port();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_regserve"))
+            .current_dir(elsewhere.path())
+            .env("REGSERVE_ADDR", format!("127.0.0.1:{port}"))
+            .env("REGSERVE_DATA_DIR", data_dir)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..500 {
+            if reqwest::get(format!("{}/training_flag", server.base))
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the binary did not start listening");
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.child.wait().unwrap()
+    }
+}
+
+#[tokio::test]
+async fn binary_serves_from_its_environment_and_keeps_the_dataset_across_restarts() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+
+    let server = Server::start(data_dir.path()).await;
+    let part = reqwest::multipart::Part::bytes(b"p,q,r\n1,2,3\n2,3,5\n4,1,6\n".to_vec())
+        .file_name("d.csv");
+    let response = client
+        .post(format!("{}/upload", server.base))
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "success");
+    assert!(
+        server.terminate().success(),
+        "SIGTERM stops the server cleanly"
+    );
+
+    let server = Server::start(data_dir.path()).await;
+    let response = client
+        .post(format!("{}/train?wait=true", server.base))
+        .json(&json!({ "epochs": 2 }))
+        .send()
+        .await;
+    let result: Value = response.unwrap().json().await.unwrap();
+    assert_eq!(
+        result["model"]["features"],
+        json!(["p", "q"]),
+        "the uploaded dataset survived the restart"
+    );
+    assert!(server.terminate().success());
+}
+
+#[tokio::test]
+async fn binary_without_a_stored_dataset_serves_the_built_in_one() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&data_dir.path().join("fresh")).await;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}/train?wait=true", server.base))
+        .json(&json!({ "epochs": 1 }))
+        .send()
+        .await;
+    let result: Value = response.unwrap().json().await.unwrap();
+    assert_eq!(result["model"]["features"], json!(["Education"]));
+    assert_eq!(result["model"]["rows"], 30);
+    assert!(server.terminate().success());
+}

@@ -1,0 +1,161 @@
+//! Starting the real server on 127.0.0.1:0 and talking HTTP to it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use regserve::config::Config;
+use regserve::startup::Application;
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub data_dir: TempDir,
+}
+
+/// Starts a server with default settings in a fresh data directory.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server after letting the test adjust its configuration.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), data_dir.path());
+    configure(&mut config);
+    let app = Application::build(config).await.expect("server starts");
+    let addr = app.local_addr();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        data_dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Uploads `contents` as the multipart field `file`, like `curl -F file=@data.csv`.
+    pub async fn upload(&self, contents: impl Into<Vec<u8>>) -> Response {
+        let part = reqwest::multipart::Part::bytes(contents.into()).file_name("data.csv");
+        let form = reqwest::multipart::Form::new().part("file", part);
+        self.client
+            .post(self.url("/upload"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn upload_ok(&self, contents: impl Into<Vec<u8>>) {
+        let response = self.upload(contents).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text().await.unwrap(), "success");
+    }
+
+    /// `POST /train?wait=true` that must succeed; returns the trained model.
+    pub async fn train(&self, body: Value) -> Value {
+        let response = self.post_json("/train?wait=true", &body).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{}",
+            response.text().await.unwrap()
+        );
+        let mut result: Value = response.json().await.unwrap();
+        result["model"].take()
+    }
+
+    pub async fn predict(&self, x: Value) -> Response {
+        self.post_json("/predict", &json!({ "x_predict": x })).await
+    }
+
+    /// Predictions that must succeed, flattened from `[[y1], [y2]]`.
+    pub async fn predict_ok(&self, x: Value) -> Vec<f64> {
+        let response = self.predict(x).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["y_predict"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                let row = row.as_array().unwrap();
+                assert_eq!(row.len(), 1, "each prediction is a one-element list");
+                row[0].as_f64().unwrap()
+            })
+            .collect()
+    }
+
+    pub async fn flag(&self) -> u64 {
+        let body: Value = self.get("/training_flag").await.json().await.unwrap();
+        body["training_flag"].as_u64().unwrap()
+    }
+
+    pub fn dataset_path(&self) -> PathBuf {
+        self.data_dir.path().join("dataset.csv")
+    }
+
+    /// Waits until no training runs (the flag is 1), for at most a minute.
+    pub async fn wait_for_training(&self) {
+        for _ in 0..6000 {
+            if self.flag().await == 1 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("training did not finish within a minute");
+    }
+}
+
+/// Checks that `response` is a JSON error with `status` and returns its message.
+pub async fn error_of(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status, "unexpected status");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "error is {content_type}, not JSON"
+    );
+    let body: Value = response.json().await.unwrap();
+    let message = body["error"]
+        .as_str()
+        .expect("body has an `error` string")
+        .to_owned();
+    assert!(!message.is_empty());
+    message
+}
+
+/// A CSV of `rows` points near `y = 3x + 2`, with a header `x,y`.
+pub fn linear_csv(rows: usize) -> String {
+    let mut csv = String::from("x,y\n");
+    for i in 0..rows {
+        let x = (i % 1000) as f64 / 100.0;
+        let noise = ((i * 7919) % 13) as f64 / 10.0 - 0.6;
+        csv.push_str(&format!("{x},{}\n", 3.0 * x + 2.0 + noise));
+    }
+    csv
+}
+
+pub const INCOME1: &str = include_str!("../../dataset/Income1.csv");
+pub const INCOME2: &str = include_str!("../../dataset/Income2.csv");
