@@ -7,11 +7,7 @@ use clap::{Args, Parser};
 
 /// The command line of the `regserve` binary.
 #[derive(Debug, Parser)]
-#[command(
-    name = "regserve",
-    version,
-    about = "Trains and serves a linear-regression model over HTTP"
-)]
+#[command(name = "regserve", version, about = "Trains and serves a linear-regression model over HTTP")]
 pub struct Cli {
     #[command(flatten)]
     pub serve: ServeArgs,
@@ -23,7 +19,7 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "REGSERVE_ADDR", default_value = "127.0.0.1:5000")]
     pub addr: SocketAddr,
-    /// Directory for the uploaded dataset and trained models
+    /// Directory for the uploaded dataset
     /// [default: $XDG_DATA_HOME/regserve, else ~/.local/share/regserve, else ./regserve-data].
     #[arg(long, env = "REGSERVE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -52,21 +48,14 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_upload_bytes: 1536 << 20,
-            max_body_bytes: 16 << 20,
-        }
+        Self { max_upload_bytes: 1536 << 20, max_body_bytes: 16 << 20 }
     }
 }
 
 impl Config {
     /// A configuration listening on `addr` and keeping its state in `data_dir`, with default limits.
     pub fn new(addr: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            addr,
-            data_dir: data_dir.into(),
-            limits: Limits::default(),
-        }
+        Self { addr, data_dir: data_dir.into(), limits: Limits::default() }
     }
 }
 
@@ -96,28 +85,17 @@ fn default_data_dir() -> PathBuf {
 /// Parses `123`, `64K`, `16M`, `2G` (binary multiples; an optional trailing `B` or `iB`).
 fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(digits);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like 1048576 or 16M"))?;
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a size like 1048576 or 16M"))?;
+    let shift = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
         "" => 0,
         "K" => 10,
         "M" => 20,
         "G" => 30,
         _ => return Err(format!("{text:?} has an unknown unit; use K, M or G")),
     };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))
+    number.checked_mul(1 << shift).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]
@@ -140,8 +118,6 @@ mod tests {
         assert_eq!(cli.serve.addr.to_string(), "127.0.0.1:5000");
         let config = Config::from(cli.serve);
         assert_eq!(config.limits.max_upload_bytes, 1536 << 20);
-        assert!(
-            config.data_dir.ends_with("regserve") || config.data_dir.ends_with("regserve-data")
-        );
+        assert!(config.data_dir.ends_with("regserve") || config.data_dir.ends_with("regserve-data"));
     }
 }

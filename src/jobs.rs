@@ -119,10 +119,7 @@ impl AppState {
                     Ok(model)
                 }
                 Ok(Err(error)) => Err(JobError::Train(error)),
-                Err(join) => Err(JobError::Crashed {
-                    job: id,
-                    message: panic_message(join),
-                }),
+                Err(join) => Err(JobError::Crashed { job: id, message: panic_message(join) }),
             };
             if let Err(error) = &result {
                 tracing::warn!(job = id, %error, "training did not produce a model");
@@ -148,10 +145,7 @@ impl AppState {
         }
         slot.last_id += 1;
         let cancel = Arc::new(AtomicBool::new(false));
-        slot.running = Some(RunningJob {
-            id: slot.last_id,
-            cancel: cancel.clone(),
-        });
+        slot.running = Some(RunningJob { id: slot.last_id, cancel: cancel.clone() });
         Ok((slot.last_id, cancel))
     }
 }
@@ -159,10 +153,7 @@ impl AppState {
 impl JobInfo {
     /// The description of this job once it has produced its model.
     pub fn succeeded(self) -> Self {
-        Self {
-            state: JobState::Succeeded,
-            ..self
-        }
+        Self { state: JobState::Succeeded, ..self }
     }
 }
 

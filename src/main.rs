@@ -10,14 +10,10 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let app = Application::build(Config::from(cli.serve)).await?;
-    app.run_until_stopped(shutdown_signal())
-        .await
-        .context("server failed")
+    app.run_until_stopped(shutdown_signal()).await.context("server failed")
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -43,12 +43,7 @@ pub enum PredictError {
     #[error(
         "x_predict[{row}] has {found} values; the model expects {expected} ({features}), one per feature"
     )]
-    WrongWidth {
-        row: usize,
-        found: usize,
-        expected: usize,
-        features: String,
-    },
+    WrongWidth { row: usize, found: usize, expected: usize, features: String },
     #[error("x_predict[{row}]: the prediction is not a finite number (the input is too large)")]
     NotFinite { row: usize },
 }
@@ -74,9 +69,7 @@ impl Model {
             target: selection.target,
             weights: outcome.weights,
             params,
-            history: History {
-                loss: outcome.history,
-            },
+            history: History { loss: outcome.history },
             trained_at: now_rfc3339(),
             rows: dataset.rows(),
             job,
@@ -112,10 +105,7 @@ impl Model {
     }
 
     /// Predicts one value per row; each row must hold one value per feature.
-    pub fn predict<'a>(
-        &self,
-        rows: impl IntoIterator<Item = &'a [f64]>,
-    ) -> Result<Vec<f64>, PredictError> {
+    pub fn predict<'a>(&self, rows: impl IntoIterator<Item = &'a [f64]>) -> Result<Vec<f64>, PredictError> {
         let expected = self.features.len();
         rows.into_iter()
             .enumerate()
@@ -129,11 +119,7 @@ impl Model {
                     });
                 }
                 let prediction = self.weights.predict_row(values);
-                if prediction.is_finite() {
-                    Ok(prediction)
-                } else {
-                    Err(PredictError::NotFinite { row })
-                }
+                if prediction.is_finite() { Ok(prediction) } else { Err(PredictError::NotFinite { row }) }
             })
             .collect()
     }
@@ -157,18 +143,12 @@ mod tests {
         let params = AdamSettings {
             epochs: Some(3),
             seed: Some(1),
-            initial: Some(InitialWeights {
-                kernel: vec![2.0],
-                bias: 0.0,
-            }),
+            initial: Some(InitialWeights { kernel: vec![2.0], bias: 0.0 }),
             ..Default::default()
         }
         .validate(1)
         .unwrap();
-        Model::train(&dataset, selection, params, 1, |_, _| {
-            ControlFlow::Continue(())
-        })
-        .unwrap()
+        Model::train(&dataset, selection, params, 1, |_, _| ControlFlow::Continue(())).unwrap()
     }
 
     #[test]
@@ -177,11 +157,7 @@ mod tests {
         assert_eq!(model.features(), ["Education"]);
         assert_eq!(model.history().len(), 3);
         // Values from ../shared/NOTES.md: the exact least-squares MSE on Income1.
-        assert!(
-            (model.optimum_mse() - 29.82881619900623).abs() < 1e-9,
-            "{}",
-            model.optimum_mse()
-        );
+        assert!((model.optimum_mse() - 29.82881619900623).abs() < 1e-9, "{}", model.optimum_mse());
         assert!(model.mse() > model.optimum_mse());
     }
 
@@ -190,26 +166,9 @@ mod tests {
         let model = trained();
         let w = model.weights();
         let got = model.predict([&[10.0][..], &[21.0][..]]).unwrap();
-        assert_eq!(
-            got,
-            [
-                w.kernel()[0] * 10.0 + w.bias(),
-                w.kernel()[0] * 21.0 + w.bias()
-            ]
-        );
+        assert_eq!(got, [w.kernel()[0] * 10.0 + w.bias(), w.kernel()[0] * 21.0 + w.bias()]);
         let error = model.predict([&[1.0][..], &[1.0, 2.0][..]]).unwrap_err();
-        assert!(matches!(
-            error,
-            PredictError::WrongWidth {
-                row: 1,
-                found: 2,
-                expected: 1,
-                ..
-            }
-        ));
-        assert!(matches!(
-            model.predict([&[f64::MAX][..]]),
-            Err(PredictError::NotFinite { row: 0 })
-        ));
+        assert!(matches!(error, PredictError::WrongWidth { row: 1, found: 2, expected: 1, .. }));
+        assert!(matches!(model.predict([&[f64::MAX][..]]), Err(PredictError::NotFinite { row: 0 })));
     }
 }

@@ -14,17 +14,11 @@ use crate::state::AppState;
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot use data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error("the stored dataset {path} cannot be loaded: {source}")]
     Dataset { path: String, source: DataError },
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A bound, ready-to-run server.
@@ -36,10 +30,8 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let path = config.data_dir.display().to_string();
-        let store = DataDir::open(&config.data_dir).map_err(|source| StartupError::DataDir {
-            path: path.clone(),
-            source,
-        })?;
+        let store = DataDir::open(&config.data_dir)
+            .map_err(|source| StartupError::DataDir { path: path.clone(), source })?;
         let dataset = match store.load_dataset() {
             Ok(Some(dataset)) => dataset,
             Ok(None) => default_dataset(),
@@ -51,24 +43,15 @@ impl Application {
             }
         };
         tracing::info!(data_dir = %path, rows = dataset.rows(), columns = ?dataset.column_names(), "dataset loaded");
-        let listener =
-            TcpListener::bind(config.addr)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: config.addr,
-                    source,
-                })?;
-        Ok(Self {
-            listener,
-            state: AppState::new(config.limits, store, dataset),
-        })
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr: config.addr, source })?;
+        Ok(Self { listener, state: AppState::new(config.limits, store, dataset) })
     }
 
     /// The address actually bound (the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> AppState {
@@ -81,10 +64,13 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.local_addr(), "listening");
-        let result = axum::serve(self.listener, app(self.state.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await;
-        self.state.cancel_training();
-        result
+        let state = self.state.clone();
+        // Cancel training as soon as shutdown starts, so a `?wait=true` request still in flight
+        // is answered at once instead of holding the shutdown until its fit ends.
+        let shutdown = async move {
+            shutdown.await;
+            state.cancel_training();
+        };
+        axum::serve(self.listener, app(self.state)).with_graceful_shutdown(shutdown).await
     }
 }

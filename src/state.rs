@@ -49,21 +49,13 @@ impl AppState {
 
     /// The active dataset.
     pub fn dataset(&self) -> Arc<Dataset> {
-        self.inner
-            .dataset
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.inner.dataset.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Makes a validated upload the active dataset: on disk first, then in memory, under one
     /// lock so concurrent uploads end with the same dataset in both places. Blocks on disk I/O.
     pub fn install_dataset(&self, file: NamedTempFile, dataset: Dataset) -> Result<(), DataError> {
-        let mut active = self
-            .inner
-            .dataset
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut active = self.inner.dataset.write().unwrap_or_else(PoisonError::into_inner);
         self.inner.store.install_dataset(file)?;
         *active = Arc::new(dataset);
         Ok(())
@@ -71,20 +63,12 @@ impl AppState {
 
     /// The model currently served, if any training has succeeded.
     pub fn model(&self) -> Option<Arc<Model>> {
-        self.inner
-            .model
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.inner.model.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Replaces the served model in one step.
     pub fn install_model(&self, model: Arc<Model>) {
-        *self
-            .inner
-            .model
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(model);
+        *self.inner.model.write().unwrap_or_else(PoisonError::into_inner) = Some(model);
     }
 
     /// The original's flag: 1 once a model exists and no training is running, else 0.
@@ -93,9 +77,6 @@ impl AppState {
     }
 
     pub(crate) fn jobs(&self) -> MutexGuard<'_, JobSlot> {
-        self.inner
-            .jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.inner.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -44,11 +44,8 @@ fn assert_close(what: &str, got: f64, want: f64) {
 }
 
 fn replay(name: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/keras")
-        .join(name);
-    let recording: Recording =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras").join(name);
+    let recording: Recording = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let features = recording.x[0].len();
     let x = Array2::from_shape_vec((recording.x.len(), features), recording.x.concat()).unwrap();
     let y = Array1::from(recording.y.clone());
@@ -68,41 +65,18 @@ fn replay(name: &str) {
     .validate(features)
     .unwrap();
 
-    let outcome = fit_adam(
-        x.view(),
-        y.view(),
-        &params,
-        |_, _| ControlFlow::Continue(()),
-    )
-    .unwrap();
+    let outcome = fit_adam(x.view(), y.view(), &params, |_, _| ControlFlow::Continue(())).unwrap();
 
     assert_eq!(outcome.history.len(), recording.history_loss.len());
-    for (epoch, (got, want)) in outcome
-        .history
-        .iter()
-        .zip(&recording.history_loss)
-        .enumerate()
-    {
+    for (epoch, (got, want)) in outcome.history.iter().zip(&recording.history_loss).enumerate() {
         assert_close(&format!("{name} loss at epoch {}", epoch + 1), *got, *want);
     }
     for (j, want) in recording.final_weights.kernel.iter().enumerate() {
-        assert_close(
-            &format!("{name} final kernel[{j}]"),
-            outcome.weights.kernel()[j],
-            *want,
-        );
+        assert_close(&format!("{name} final kernel[{j}]"), outcome.weights.kernel()[j], *want);
     }
-    assert_close(
-        &format!("{name} final bias"),
-        outcome.weights.bias(),
-        recording.final_weights.bias,
-    );
+    assert_close(&format!("{name} final bias"), outcome.weights.bias(), recording.final_weights.bias);
     for (row, want) in recording.probe_x.iter().zip(&recording.probe_y) {
-        assert_close(
-            &format!("{name} prediction at {row:?}"),
-            outcome.weights.predict_row(row),
-            *want,
-        );
+        assert_close(&format!("{name} prediction at {row:?}"), outcome.weights.predict_row(row), *want);
     }
 }
 

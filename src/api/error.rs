@@ -27,10 +27,7 @@ pub enum AppError {
 
 impl AppError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self::Status {
-            status,
-            message: message.into(),
-        }
+        Self::Status { status, message: message.into() }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -38,9 +35,7 @@ impl AppError {
             Self::Data(error) => data_status(error),
             Self::Job(JobError::Busy { .. }) => StatusCode::CONFLICT,
             Self::Job(JobError::Data(error)) => data_status(error),
-            Self::Job(JobError::Train(TrainError::Cancelled { .. })) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Job(JobError::Train(TrainError::Cancelled { .. })) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Job(JobError::Train(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Job(JobError::Crashed { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Predict(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -83,10 +78,4 @@ macro_rules! from_rejection {
     )*};
 }
 
-from_rejection!(
-    JsonRejection,
-    QueryRejection,
-    BytesRejection,
-    MultipartRejection,
-    MultipartError
-);
+from_rejection!(JsonRejection, QueryRejection, BytesRejection, MultipartRejection, MultipartError);

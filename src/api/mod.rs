@@ -64,10 +64,7 @@ async fn index() -> Json<serde_json::Value> {
 }
 
 async fn not_found(uri: Uri) -> AppError {
-    AppError::new(
-        axum::http::StatusCode::NOT_FOUND,
-        format!("no route for {}", uri.path()),
-    )
+    AppError::new(axum::http::StatusCode::NOT_FOUND, format!("no route for {}", uri.path()))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {

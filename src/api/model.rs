@@ -24,8 +24,5 @@ pub async fn current_model(State(state): State<AppState>) -> Result<Json<Arc<Mod
 
 /// The answer to any request that needs a model before one was trained.
 pub fn no_model() -> AppError {
-    AppError::new(
-        StatusCode::CONFLICT,
-        "no model has been trained yet: POST /train first",
-    )
+    AppError::new(StatusCode::CONFLICT, "no model has been trained yet: POST /train first")
 }

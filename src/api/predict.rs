@@ -76,7 +76,5 @@ pub async fn predict(
 ) -> Result<Json<PredictResponse>, AppError> {
     let model = state.model().ok_or_else(no_model)?;
     let predictions = model.predict(request.x_predict.iter().map(Row::as_slice))?;
-    Ok(Json(PredictResponse {
-        y_predict: predictions.into_iter().map(|y| [y]).collect(),
-    }))
+    Ok(Json(PredictResponse { y_predict: predictions.into_iter().map(|y| [y]).collect() }))
 }

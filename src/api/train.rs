@@ -62,15 +62,11 @@ pub async fn train(
     if !query.wait {
         return Ok((StatusCode::ACCEPTED, Json(started.info)).into_response());
     }
-    let model = started.outcome.await.map_err(|_| JobError::Crashed {
-        job: started.info.id,
-        message: "the job vanished".into(),
-    })??;
-    Ok(Json(TrainResult {
-        job: started.info.succeeded(),
-        model,
-    })
-    .into_response())
+    let model = started
+        .outcome
+        .await
+        .map_err(|_| JobError::Crashed { job: started.info.id, message: "the job vanished".into() })??;
+    Ok(Json(TrainResult { job: started.info.succeeded(), model }).into_response())
 }
 
 /// Reads the optional JSON body: `features` and `target` pick columns, every other field is an
@@ -79,10 +75,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<TrainRequest, AppError
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(TrainRequest::default());
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.is_empty() && !content_type.starts_with("application/json") {
         return Err(AppError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -90,15 +83,10 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<TrainRequest, AppError
         ));
     }
     let value: Value = serde_json::from_slice(body).map_err(|error| {
-        AppError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not valid JSON: {error}"),
-        )
+        AppError::new(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {error}"))
     })?;
     let Value::Object(mut fields) = value else {
-        return Err(unprocessable(
-            "the body must be a JSON object such as {\"epochs\": 1000}",
-        ));
+        return Err(unprocessable("the body must be a JSON object such as {\"epochs\": 1000}"));
     };
     if let Some(unknown) = fields.keys().find(|name| !FIELDS.contains(&name.as_str())) {
         return Err(unprocessable(format!(
@@ -110,11 +98,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<TrainRequest, AppError
     let target = take_field(&mut fields, "target")?;
     let settings: AdamSettings = serde_path_to_error::deserialize(Value::Object(fields))
         .map_err(|error| unprocessable(error.to_string()))?;
-    Ok(TrainRequest {
-        features,
-        target,
-        settings,
-    })
+    Ok(TrainRequest { features, target, settings })
 }
 
 fn take_field<T: serde::de::DeserializeOwned>(
@@ -123,9 +107,9 @@ fn take_field<T: serde::de::DeserializeOwned>(
 ) -> Result<Option<T>, AppError> {
     match fields.remove(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => serde_json::from_value(value)
-            .map(Some)
-            .map_err(|error| unprocessable(format!("{name}: {error}"))),
+        Some(value) => {
+            serde_json::from_value(value).map(Some).map_err(|error| unprocessable(format!("{name}: {error}")))
+        }
     }
 }
 

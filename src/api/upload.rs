@@ -21,12 +21,17 @@ pub async fn upload(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<&'static str, AppError> {
     let limit = state.limits().max_upload_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit.saturating_add(MULTIPART_OVERHEAD)) {
         return Err(too_large(limit));
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.starts_with("multipart/form-data") {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "upload the CSV as multipart/form-data with a field named `file` (curl -F file=@data.csv)",
+        ));
     }
     let mut multipart = multipart?;
     while let Some(field) = multipart.next_field().await? {
@@ -35,36 +40,23 @@ pub async fn upload(
             return Ok("success");
         }
     }
-    Err(AppError::new(
-        StatusCode::BAD_REQUEST,
-        "the multipart form has no field named `file`",
-    ))
+    Err(AppError::new(StatusCode::BAD_REQUEST, "the multipart form has no field named `file`"))
 }
 
 /// Streams the field to disk, then parses, validates and installs it off the async workers.
-async fn receive_dataset(
-    state: &AppState,
-    mut field: Field<'_>,
-    limit: u64,
-) -> Result<(), AppError> {
+async fn receive_dataset(state: &AppState, mut field: Field<'_>, limit: u64) -> Result<(), AppError> {
     let temp = state.store().temp_file()?;
-    let mut file = tokio::fs::File::from_std(
-        temp.reopen()
-            .map_err(DataError::storage("open the temporary file"))?,
-    );
+    let mut file =
+        tokio::fs::File::from_std(temp.reopen().map_err(DataError::storage("open the temporary file"))?);
     let mut received: u64 = 0;
     while let Some(chunk) = field.chunk().await? {
         received += chunk.len() as u64;
         if received > limit {
             return Err(too_large(limit));
         }
-        file.write_all(&chunk)
-            .await
-            .map_err(DataError::storage("write the upload"))?;
+        file.write_all(&chunk).await.map_err(DataError::storage("write the upload"))?;
     }
-    file.flush()
-        .await
-        .map_err(DataError::storage("write the upload"))?;
+    file.flush().await.map_err(DataError::storage("write the upload"))?;
     drop(file);
     tracing::info!(bytes = received, "upload received");
 
@@ -76,7 +68,9 @@ async fn receive_dataset(
         state.install_dataset(temp, dataset)
     })
     .await
-    .map_err(|error| AppError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("validating the upload failed: {error}")))??;
+    .map_err(|error| {
+        AppError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("validating the upload failed: {error}"))
+    })??;
     Ok(())
 }
 

@@ -16,10 +16,7 @@ pub const MAX_COLUMNS: usize = 1_000;
 
 /// Parses and validates a whole CSV document.
 pub fn parse_csv(reader: impl Read) -> Result<Dataset, DataError> {
-    let mut csv = ::csv::ReaderBuilder::new()
-        .has_headers(false)
-        .buffer_capacity(1 << 16)
-        .from_reader(reader);
+    let mut csv = ::csv::ReaderBuilder::new().has_headers(false).buffer_capacity(1 << 16).from_reader(reader);
     let mut record = ::csv::ByteRecord::new();
     if !read_record(&mut csv, &mut record)? {
         return Err(DataError::Empty);
@@ -36,16 +33,9 @@ pub fn parse_csv(reader: impl Read) -> Result<Dataset, DataError> {
     while read_record(&mut csv, &mut record)? {
         let line = record.position().map_or(0, |p| p.line());
         if record.len() != header.width {
-            return Err(DataError::RaggedRow {
-                line,
-                expected: header.width,
-                found: record.len(),
-            });
+            return Err(DataError::RaggedRow { line, expected: header.width, found: record.len() });
         }
-        if record
-            .iter()
-            .any(|field| std::str::from_utf8(field).is_err())
-        {
+        if record.iter().any(|field| std::str::from_utf8(field).is_err()) {
             return Err(DataError::NotUtf8 { line });
         }
         for column in &mut columns {
@@ -56,11 +46,7 @@ pub fn parse_csv(reader: impl Read) -> Result<Dataset, DataError> {
     if rows < 2 {
         return Err(DataError::TooFewRows { rows });
     }
-    Ok(Dataset::new(
-        columns.into_iter().map(ColumnBuilder::finish).collect(),
-        rows,
-        defaults,
-    ))
+    Ok(Dataset::new(columns.into_iter().map(ColumnBuilder::finish).collect(), rows, defaults))
 }
 
 /// Reads the next record, turning the csv crate's errors into [`DataError`]s with a line.
@@ -71,23 +57,13 @@ fn read_record(
     csv.read_byte_record(record).map_err(|error| {
         let line = error.position().map_or(0, |p| p.line());
         match error.into_kind() {
-            ::csv::ErrorKind::UnequalLengths {
-                pos,
-                expected_len,
-                len,
-            } => DataError::RaggedRow {
+            ::csv::ErrorKind::UnequalLengths { pos, expected_len, len } => DataError::RaggedRow {
                 line: pos.map_or(line, |p| p.line()),
                 expected: expected_len as usize,
                 found: len as usize,
             },
-            ::csv::ErrorKind::Io(source) => DataError::Storage {
-                action: "read the upload",
-                source,
-            },
-            other => DataError::Malformed {
-                line,
-                message: format!("{other:?}"),
-            },
+            ::csv::ErrorKind::Io(source) => DataError::Storage { action: "read the upload", source },
+            other => DataError::Malformed { line, message: format!("{other:?}") },
         }
     })
 }
@@ -110,10 +86,7 @@ impl Header {
                 continue;
             }
             if name.parse::<f64>().is_ok() {
-                return Err(DataError::HeaderLooksLikeData {
-                    column: position,
-                    value: name.into(),
-                });
+                return Err(DataError::HeaderLooksLikeData { column: position, value: name.into() });
             }
             if let Some((first, _)) = named.iter().find(|(_, existing)| existing == name) {
                 return Err(DataError::DuplicateColumn {
@@ -125,18 +98,12 @@ impl Header {
             named.push((position, name.to_owned()));
         }
         if named.len() > MAX_COLUMNS {
-            return Err(DataError::TooManyColumns {
-                count: named.len(),
-                max: MAX_COLUMNS,
-            });
+            return Err(DataError::TooManyColumns { count: named.len(), max: MAX_COLUMNS });
         }
         if named.len() < 2 {
             return Err(DataError::TooFewColumns { named: named.len() });
         }
-        Ok(Self {
-            width: record.len(),
-            named,
-        })
+        Ok(Self { width: record.len(), named })
     }
 
     fn names(&self) -> Vec<String> {
@@ -155,12 +122,7 @@ struct ColumnBuilder {
 
 impl ColumnBuilder {
     fn new(name: &str, position: usize, required: bool) -> Self {
-        Self {
-            name: name.to_owned(),
-            position,
-            required,
-            values: Ok(Vec::new()),
-        }
+        Self { name: name.to_owned(), position, required, values: Ok(Vec::new()) }
     }
 
     fn push(&mut self, field: &[u8], line: u64) -> Result<(), DataError> {
@@ -187,9 +149,7 @@ impl ColumnBuilder {
 
 /// Parses one finite number, or says why the field is not one.
 fn parse_number(field: &[u8]) -> Result<f64, &'static str> {
-    let text = std::str::from_utf8(field)
-        .map_err(|_| "is not valid UTF-8")?
-        .trim();
+    let text = std::str::from_utf8(field).map_err(|_| "is not valid UTF-8")?.trim();
     if text.is_empty() {
         return Err("is empty");
     }
@@ -231,10 +191,7 @@ mod tests {
         let error = parse("a,b\n1,2\n3,x\n5,6\n").unwrap_err().to_string();
         assert_eq!(error, "line 3, column 2 (\"b\"): \"x\" is not a number");
         let error = parse("a,b\n1,2\n1e400,4\n").unwrap_err().to_string();
-        assert_eq!(
-            error,
-            "line 3, column 1 (\"a\"): \"1e400\" is not a finite number"
-        );
+        assert_eq!(error, "line 3, column 1 (\"a\"): \"1e400\" is not a finite number");
         let error = parse("a,b\n1,2\nNaN,4\n").unwrap_err().to_string();
         assert!(error.starts_with("line 3, column 1"), "{error}");
         let error = parse("a,b\n1,2\n,4\n").unwrap_err().to_string();
@@ -251,41 +208,16 @@ mod tests {
     #[test]
     fn structural_problems_are_rejected() {
         assert!(matches!(parse(""), Err(DataError::Empty)));
-        assert!(matches!(
-            parse("a,b\n1,2\n"),
-            Err(DataError::TooFewRows { rows: 1 })
-        ));
+        assert!(matches!(parse("a,b\n1,2\n"), Err(DataError::TooFewRows { rows: 1 })));
         assert!(matches!(
             parse("a,b\n1,2\n3\n"),
-            Err(DataError::RaggedRow {
-                line: 3,
-                expected: 2,
-                found: 1
-            })
+            Err(DataError::RaggedRow { line: 3, expected: 2, found: 1 })
         ));
-        assert!(matches!(
-            parse("a,a\n1,2\n3,4\n"),
-            Err(DataError::DuplicateColumn { .. })
-        ));
-        assert!(matches!(
-            parse("1,2\n1,2\n3,4\n"),
-            Err(DataError::HeaderLooksLikeData { column: 1, .. })
-        ));
-        assert!(matches!(
-            parse("a,\n1,2\n3,4\n"),
-            Err(DataError::TooFewColumns { named: 1 })
-        ));
-        assert!(matches!(
-            parse_csv(&b"a,b\n1,2\n\xff,4\n"[..]),
-            Err(DataError::NotUtf8 { line: 3 })
-        ));
-        let wide = (0..=MAX_COLUMNS)
-            .map(|i| format!("c{i}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        assert!(matches!(
-            parse(&wide),
-            Err(DataError::TooManyColumns { .. })
-        ));
+        assert!(matches!(parse("a,a\n1,2\n3,4\n"), Err(DataError::DuplicateColumn { .. })));
+        assert!(matches!(parse("1,2\n1,2\n3,4\n"), Err(DataError::HeaderLooksLikeData { column: 1, .. })));
+        assert!(matches!(parse("a,\n1,2\n3,4\n"), Err(DataError::TooFewColumns { named: 1 })));
+        assert!(matches!(parse_csv(&b"a,b\n1,2\n\xff,4\n"[..]), Err(DataError::NotUtf8 { line: 3 })));
+        let wide = (0..=MAX_COLUMNS).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
+        assert!(matches!(parse(&wide), Err(DataError::TooManyColumns { .. })));
     }
 }

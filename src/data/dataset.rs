@@ -45,27 +45,14 @@ pub struct Selection {
 
 impl BadValue {
     pub fn new(line: u64, column: usize, name: &str, field: &[u8], reason: &'static str) -> Self {
-        let value: String = String::from_utf8_lossy(field)
-            .chars()
-            .take(QUOTED_VALUE_CHARS)
-            .collect();
-        Self {
-            line,
-            column,
-            name: name.to_owned(),
-            value,
-            reason,
-        }
+        let value: String = String::from_utf8_lossy(field).chars().take(QUOTED_VALUE_CHARS).collect();
+        Self { line, column, name: name.to_owned(), value, reason }
     }
 }
 
 impl Column {
     pub fn new(name: String, position: usize, values: Result<Array1<f64>, BadValue>) -> Self {
-        Self {
-            name,
-            position,
-            values,
-        }
+        Self { name, position, values }
     }
 
     pub fn name(&self) -> &str {
@@ -87,18 +74,10 @@ impl Selection {
     pub fn default_for(names: &[String]) -> Self {
         let has = |wanted: &str| names.iter().any(|name| name == wanted);
         if has("Education") && has("Income") {
-            return Self {
-                features: vec!["Education".into()],
-                target: "Income".into(),
-            };
+            return Self { features: vec!["Education".into()], target: "Income".into() };
         }
-        let (target, features) = names
-            .split_last()
-            .expect("a header names at least two columns");
-        Self {
-            features: features.to_vec(),
-            target: target.clone(),
-        }
+        let (target, features) = names.split_last().expect("a header names at least two columns");
+        Self { features: features.to_vec(), target: target.clone() }
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -108,11 +87,7 @@ impl Selection {
 
 impl Dataset {
     pub fn new(columns: Vec<Column>, rows: usize, default_selection: Selection) -> Self {
-        Self {
-            columns,
-            rows,
-            default_selection,
-        }
+        Self { columns, rows, default_selection }
     }
 
     pub fn rows(&self) -> usize {
@@ -150,9 +125,7 @@ impl Dataset {
         };
         let features = match features {
             Some(features) => features,
-            None if target == self.default_selection.target => {
-                self.default_selection.features.clone()
-            }
+            None if target == self.default_selection.target => self.default_selection.features.clone(),
             None => self
                 .columns
                 .iter()
@@ -192,11 +165,7 @@ impl Dataset {
         })?;
         match &column.values {
             Ok(_) => Ok(column),
-            Err(bad) => Err(DataError::NotNumeric {
-                field,
-                name: name.to_owned(),
-                bad: bad.clone(),
-            }),
+            Err(bad) => Err(DataError::NotNumeric { field, name: name.to_owned(), bad: bad.clone() }),
         }
     }
 
@@ -207,11 +176,7 @@ impl Dataset {
                 .and_then(|column| column.values.as_ref().ok())
                 .expect("selection was validated against this dataset")
         };
-        let features: Vec<&Array1<f64>> = selection
-            .features
-            .iter()
-            .map(|name| numbers(name))
-            .collect();
+        let features: Vec<&Array1<f64>> = selection.features.iter().map(|name| numbers(name)).collect();
         let x = Array2::from_shape_fn((self.rows, features.len()), |(i, j)| features[j][i]);
         (x, numbers(&selection.target).clone())
     }
@@ -222,8 +187,7 @@ mod tests {
     use crate::data::parse_csv;
 
     fn income2_with_names() -> crate::data::Dataset {
-        parse_csv(&b"Name,Education,Seniority,Income\na,10,100,30\nb,12,120,40\nc,16,80,50\n"[..])
-            .unwrap()
+        parse_csv(&b"Name,Education,Seniority,Income\na,10,100,30\nb,12,120,40\nc,16,80,50\n"[..]).unwrap()
     }
 
     #[test]
@@ -247,12 +211,9 @@ mod tests {
     fn bad_selections_name_the_field_and_the_problem() {
         let data = income2_with_names();
         let message = |features: Vec<&str>, target: Option<&str>| {
-            data.select(
-                Some(features.into_iter().map(String::from).collect()),
-                target.map(String::from),
-            )
-            .unwrap_err()
-            .to_string()
+            data.select(Some(features.into_iter().map(String::from).collect()), target.map(String::from))
+                .unwrap_err()
+                .to_string()
         };
         assert!(message(vec!["Age"], None).starts_with("features: no column named \"Age\""));
         assert!(
@@ -262,22 +223,14 @@ mod tests {
         assert!(message(vec!["Education", "Education"], None).contains("listed twice"));
         assert!(message(vec!["Income"], None).contains("is the target"));
         assert!(message(vec![], None).starts_with("features:"));
-        let error = data
-            .select(None, Some("Name".into()))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.starts_with("target: column \"Name\" is not numeric"),
-            "{error}"
-        );
+        let error = data.select(None, Some("Name".into())).unwrap_err().to_string();
+        assert!(error.starts_with("target: column \"Name\" is not numeric"), "{error}");
     }
 
     #[test]
     fn design_matrix_is_row_major_in_selection_order() {
         let data = income2_with_names();
-        let selection = data
-            .select(Some(vec!["Seniority".into(), "Education".into()]), None)
-            .unwrap();
+        let selection = data.select(Some(vec!["Seniority".into(), "Education".into()]), None).unwrap();
         let (x, y) = data.design(&selection);
         assert_eq!(x.row(1).to_vec(), [120.0, 12.0]);
         assert_eq!(y.to_vec(), [30.0, 40.0, 50.0]);

@@ -29,21 +29,13 @@ pub enum DataError {
     )]
     HeaderLooksLikeData { column: usize, value: String },
     #[error("line 1: column name {name:?} appears twice (columns {first} and {second})")]
-    DuplicateColumn {
-        name: String,
-        first: usize,
-        second: usize,
-    },
+    DuplicateColumn { name: String, first: usize, second: usize },
     #[error("the header must name at least two columns (features and a target); it names {named}")]
     TooFewColumns { named: usize },
     #[error("the file has {count} columns; at most {max} are supported")]
     TooManyColumns { count: usize, max: usize },
     #[error("line {line}: expected {expected} values like the header, found {found}")]
-    RaggedRow {
-        line: u64,
-        expected: usize,
-        found: usize,
-    },
+    RaggedRow { line: u64, expected: usize, found: usize },
     #[error("the file has {rows} data rows; at least 2 are needed")]
     TooFewRows { rows: usize },
     #[error("{0}")]
@@ -51,24 +43,13 @@ pub enum DataError {
     #[error("line {line}: malformed CSV: {message}")]
     Malformed { line: u64, message: String },
     #[error("{field}: no column named {name:?}; the columns are {available}")]
-    UnknownColumn {
-        field: &'static str,
-        name: String,
-        available: String,
-    },
+    UnknownColumn { field: &'static str, name: String, available: String },
     #[error("{field}: column {name:?} is not numeric: {bad}")]
-    NotNumeric {
-        field: &'static str,
-        name: String,
-        bad: BadValue,
-    },
+    NotNumeric { field: &'static str, name: String, bad: BadValue },
     #[error("{field}: {reason}")]
     InvalidSelection { field: &'static str, reason: String },
     #[error("could not {action}: {source}")]
-    Storage {
-        action: &'static str,
-        source: std::io::Error,
-    },
+    Storage { action: &'static str, source: std::io::Error },
 }
 
 impl DataError {

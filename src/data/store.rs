@@ -49,21 +49,16 @@ impl DataDir {
         tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .tempfile_in(&self.root)
-            .map_err(DataError::storage(
-                "create a temporary file in the data directory",
-            ))
+            .map_err(DataError::storage("create a temporary file in the data directory"))
     }
 
     /// Makes a fully written temporary file the active dataset, durably and atomically.
     pub fn install_dataset(&self, file: NamedTempFile) -> Result<(), DataError> {
-        file.as_file()
-            .sync_all()
-            .map_err(DataError::storage("flush the upload to disk"))?;
-        file.persist(self.dataset_path())
-            .map_err(|error| DataError::Storage {
-                action: "replace the dataset file",
-                source: error.error,
-            })?;
+        file.as_file().sync_all().map_err(DataError::storage("flush the upload to disk"))?;
+        file.persist(self.dataset_path()).map_err(|error| DataError::Storage {
+            action: "replace the dataset file",
+            source: error.error,
+        })?;
         File::open(&self.root)
             .and_then(|dir| dir.sync_all())
             .map_err(DataError::storage("flush the data directory"))
@@ -74,10 +69,7 @@ impl DataDir {
         match File::open(self.dataset_path()) {
             Ok(file) => parse_csv(file).map(Some),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(DataError::Storage {
-                action: "open the stored dataset",
-                source,
-            }),
+            Err(source) => Err(DataError::Storage { action: "open the stored dataset", source }),
         }
     }
 }

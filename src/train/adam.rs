@@ -19,15 +19,7 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(len: usize, learning_rate: f64, beta_1: f64, beta_2: f64, epsilon: f64) -> Self {
-        Self {
-            learning_rate,
-            beta_1,
-            beta_2,
-            epsilon,
-            m: vec![0.0; len],
-            v: vec![0.0; len],
-            t: 0,
-        }
+        Self { learning_rate, beta_1, beta_2, epsilon, m: vec![0.0; len], v: vec![0.0; len], t: 0 }
     }
 
     /// Applies one update: `params -= alpha * m / (sqrt(v) + epsilon)` with
@@ -36,15 +28,10 @@ impl Adam {
         debug_assert_eq!(params.len(), self.m.len());
         debug_assert_eq!(grad.len(), self.m.len());
         self.t = self.t.saturating_add(1);
-        let alpha = self.learning_rate * (1.0 - self.beta_2.powi(self.t)).sqrt()
-            / (1.0 - self.beta_1.powi(self.t));
+        let alpha =
+            self.learning_rate * (1.0 - self.beta_2.powi(self.t)).sqrt() / (1.0 - self.beta_1.powi(self.t));
         let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
-        for (((p, &g), m), v) in params
-            .iter_mut()
-            .zip(grad)
-            .zip(self.m.iter_mut())
-            .zip(self.v.iter_mut())
-        {
+        for (((p, &g), m), v) in params.iter_mut().zip(grad).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
             *m += (g - *m) * (1.0 - b1);
             *v += (g * g - *v) * (1.0 - b2);
             *p -= alpha * *m / (v.sqrt() + eps);
@@ -63,10 +50,8 @@ mod tests {
         let mut adam = Adam::new(2, 0.001, 0.9, 0.999, 1e-7);
         let mut params = [1.0, -2.0];
         adam.step(&mut params, &[4.0, -0.5]);
-        let expected_0 =
-            1.0 - 0.001 * 0.1 * 4.0 * 0.001f64.sqrt() / 0.1 / (0.001f64.sqrt() * 4.0 + 1e-7);
-        let expected_1 =
-            -2.0 + 0.001 * 0.1 * 0.5 * 0.001f64.sqrt() / 0.1 / (0.001f64.sqrt() * 0.5 + 1e-7);
+        let expected_0 = 1.0 - 0.001 * 0.1 * 4.0 * 0.001f64.sqrt() / 0.1 / (0.001f64.sqrt() * 4.0 + 1e-7);
+        let expected_1 = -2.0 + 0.001 * 0.1 * 0.5 * 0.001f64.sqrt() / 0.1 / (0.001f64.sqrt() * 0.5 + 1e-7);
         assert!((params[0] - expected_0).abs() < 1e-15, "{}", params[0]);
         assert!((params[1] - expected_1).abs() < 1e-15, "{}", params[1]);
         assert!((params[0] - 0.999).abs() < 1e-6);

@@ -40,20 +40,10 @@ pub fn fit_adam(
 
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
     let initial = params.initial_weights(features, &mut rng);
-    let mut theta: Vec<f64> = initial
-        .kernel()
-        .iter()
-        .copied()
-        .chain([initial.bias()])
-        .collect();
+    let mut theta: Vec<f64> = initial.kernel().iter().copied().chain([initial.bias()]).collect();
     let mut grad = vec![0.0; features + 1];
-    let mut adam = Adam::new(
-        features + 1,
-        params.learning_rate,
-        params.beta_1,
-        params.beta_2,
-        params.epsilon,
-    );
+    let mut adam =
+        Adam::new(features + 1, params.learning_rate, params.beta_1, params.beta_2, params.epsilon);
     let mut order: Vec<usize> = (0..rows).collect();
     let mut history = Vec::with_capacity(params.epochs);
 
@@ -77,11 +67,7 @@ pub fn fit_adam(
         }
     }
     let bias = theta.pop().expect("theta holds the bias last");
-    Ok(FitOutcome {
-        initial,
-        weights: Weights::new(theta.into(), bias),
-        history,
-    })
+    Ok(FitOutcome { initial, weights: Weights::new(theta.into(), bias), history })
 }
 
 /// Writes the MSE gradient of one batch into `grad` (kernel first, bias last) and returns the
@@ -128,14 +114,7 @@ mod tests {
         // x = [1, 2, 3], y = [2, 3, 7], w = 2, b = 1 -> predictions 3, 5, 7, residuals 1, 2, 0.
         // loss = (1 + 4 + 0) / 3; dL/dw = 2/3 (1*1 + 2*2 + 0*3) = 10/3; dL/db = 2/3 (1 + 2) = 2.
         let mut grad = [0.0; 2];
-        let loss = batch_gradient(
-            &[1.0, 2.0, 3.0],
-            &[2.0, 3.0, 7.0],
-            1,
-            &[0, 1, 2],
-            &[2.0, 1.0],
-            &mut grad,
-        );
+        let loss = batch_gradient(&[1.0, 2.0, 3.0], &[2.0, 3.0, 7.0], 1, &[0, 1, 2], &[2.0, 1.0], &mut grad);
         assert!((loss - 5.0 / 3.0).abs() < 1e-15);
         assert!((grad[0] - 10.0 / 3.0).abs() < 1e-15);
         assert!((grad[1] - 2.0).abs() < 1e-15);
@@ -171,10 +150,7 @@ mod tests {
         let x = array![[1.0], [2.0], [3.0], [4.0], [5.0]];
         let y = array![2.0, 4.1, 5.9, 8.2, 9.9];
         let run = |seed| {
-            fit_adam(x.view(), y.view(), &settings(20, true, seed), |_, _| {
-                ControlFlow::Continue(())
-            })
-            .unwrap()
+            fit_adam(x.view(), y.view(), &settings(20, true, seed), |_, _| ControlFlow::Continue(())).unwrap()
         };
         assert_eq!(run(7).history, run(7).history);
         assert_ne!(run(7).history, run(8).history);
@@ -184,17 +160,11 @@ mod tests {
     fn history_has_one_loss_per_epoch_and_observer_can_stop_the_fit() {
         let x = array![[1.0], [2.0], [3.0]];
         let y = array![1.0, 2.0, 3.0];
-        let fit = fit_adam(x.view(), y.view(), &settings(7, false, 1), |_, _| {
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+        let fit =
+            fit_adam(x.view(), y.view(), &settings(7, false, 1), |_, _| ControlFlow::Continue(())).unwrap();
         assert_eq!(fit.history.len(), 7);
         let stopped = fit_adam(x.view(), y.view(), &settings(7, false, 1), |epoch, _| {
-            if epoch == 3 {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
+            if epoch == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         });
         assert!(matches!(stopped, Err(TrainError::Cancelled { epoch: 3 })));
     }
@@ -204,23 +174,12 @@ mod tests {
         let x = array![[1e200], [2e200]];
         let y = array![1.0, 2.0];
         let params = AdamSettings {
-            initial: Some(InitialWeights {
-                kernel: vec![1e200],
-                bias: 0.0,
-            }),
+            initial: Some(InitialWeights { kernel: vec![1e200], bias: 0.0 }),
             ..Default::default()
         }
         .validate(1)
         .unwrap();
-        let result = fit_adam(
-            x.view(),
-            y.view(),
-            &params,
-            |_, _| ControlFlow::Continue(()),
-        );
-        assert!(
-            matches!(result, Err(TrainError::Diverged { epoch: 1 })),
-            "{result:?}"
-        );
+        let result = fit_adam(x.view(), y.view(), &params, |_, _| ControlFlow::Continue(()));
+        assert!(matches!(result, Err(TrainError::Diverged { epoch: 1 })), "{result:?}");
     }
 }

@@ -28,11 +28,7 @@ pub struct LeastSquares {
 pub fn least_squares(x: ArrayView2<f64>, y: ArrayView1<f64>) -> LeastSquares {
     let features = x.ncols();
     let (Some(x_mean), Some(y_mean)) = (x.mean_axis(Axis(0)), y.mean()) else {
-        return LeastSquares {
-            weights: Weights::new(Array1::zeros(features), 0.0),
-            mse: 0.0,
-            rank: 0,
-        };
+        return LeastSquares { weights: Weights::new(Array1::zeros(features), 0.0), mse: 0.0, rank: 0 };
     };
     let (gram, cross) = centred_cross_products(x, y, &x_mean, y_mean, &Array1::zeros(features));
     let norms = gram.diag().mapv(f64::sqrt);
@@ -46,11 +42,7 @@ pub fn least_squares(x: ArrayView2<f64>, y: ArrayView1<f64>) -> LeastSquares {
     let bias = y_mean - kernel.dot(&x_mean);
     let weights = Weights::new(kernel, bias);
     let mse = weights.mse(x, y);
-    LeastSquares {
-        weights,
-        mse,
-        rank: factor.rank(),
-    }
+    LeastSquares { weights, mse, rank: factor.rank() }
 }
 
 /// One pass over the data: the Gram matrix of the centred columns and their products with the
@@ -176,33 +168,18 @@ mod tests {
     fn badly_scaled_columns_keep_full_accuracy() {
         // Column b is a billion times larger than a and offset far from zero.
         let a: Vec<f64> = (0..50).map(|i| (i as f64 * 0.37).sin()).collect();
-        let b: Vec<f64> = (0..50)
-            .map(|i| 1e12 + 1e9 * (i as f64 * 0.11).cos())
-            .collect();
+        let b: Vec<f64> = (0..50).map(|i| 1e12 + 1e9 * (i as f64 * 0.11).cos()).collect();
         let x = Array2::from_shape_fn((50, 2), |(i, j)| if j == 0 { a[i] } else { b[i] });
         let y = Array1::from_shape_fn(50, |i| 4.0 * a[i] + 2e-9 * b[i] - 7.0);
         let fit = least_squares(x.view(), y.view());
-        assert!(
-            (fit.weights.kernel()[0] - 4.0).abs() < 1e-6,
-            "{:?}",
-            fit.weights
-        );
-        assert!(
-            (fit.weights.kernel()[1] - 2e-9).abs() < 1e-15,
-            "{:?}",
-            fit.weights
-        );
+        assert!((fit.weights.kernel()[0] - 4.0).abs() < 1e-6, "{:?}", fit.weights);
+        assert!((fit.weights.kernel()[1] - 2e-9).abs() < 1e-15, "{:?}", fit.weights);
         assert!(fit.mse < 1e-12, "{}", fit.mse);
     }
 
     #[test]
     fn collinear_and_constant_columns_are_dropped_but_the_mse_is_optimal() {
-        let x = array![
-            [1.0, 2.0, 5.0],
-            [2.0, 4.0, 5.0],
-            [3.0, 6.0, 5.0],
-            [4.0, 8.0, 5.0]
-        ];
+        let x = array![[1.0, 2.0, 5.0], [2.0, 4.0, 5.0], [3.0, 6.0, 5.0], [4.0, 8.0, 5.0]];
         let y = array![1.0, 3.0, 2.0, 5.0];
         let fit = least_squares(x.view(), y.view());
         assert_eq!(fit.rank, 1);

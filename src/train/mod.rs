@@ -10,9 +10,7 @@ mod params;
 pub use adam::Adam;
 pub use fit::{FitOutcome, fit_adam};
 pub use least_squares::{LeastSquares, least_squares};
-pub use params::{
-    AdamParams, AdamSettings, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, InitialWeights, MAX_EPOCHS,
-};
+pub use params::{AdamParams, AdamSettings, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, InitialWeights, MAX_EPOCHS};
 
 use ndarray::{Array1, ArrayView1, ArrayView2};
 use serde::{Serialize, Serializer};
@@ -22,9 +20,7 @@ use serde::{Serialize, Serializer};
 pub enum TrainError {
     #[error("{field}: {reason}")]
     InvalidParameter { field: &'static str, reason: String },
-    #[error(
-        "training diverged: the loss became non-finite at epoch {epoch}; try a smaller learning_rate"
-    )]
+    #[error("training diverged: the loss became non-finite at epoch {epoch}; try a smaller learning_rate")]
     Diverged { epoch: usize },
     #[error("training was cancelled at epoch {epoch}")]
     Cancelled { epoch: usize },
@@ -48,9 +44,7 @@ impl Weights {
     pub fn glorot_uniform(features: usize, rng: &mut impl rand::Rng) -> Self {
         use rand::RngExt;
         let limit = (6.0 / (features as f64 + 1.0)).sqrt();
-        let kernel = (0..features)
-            .map(|_| rng.random_range(-limit..limit))
-            .collect();
+        let kernel = (0..features).map(|_| rng.random_range(-limit..limit)).collect();
         Self { kernel, bias: 0.0 }
     }
 
@@ -69,11 +63,7 @@ impl Weights {
     /// The prediction for one row of features (`row.len()` must equal the kernel's length).
     pub fn predict_row(&self, row: &[f64]) -> f64 {
         debug_assert_eq!(row.len(), self.kernel.len());
-        row.iter()
-            .zip(&self.kernel)
-            .map(|(x, w)| x * w)
-            .sum::<f64>()
-            + self.bias
+        row.iter().zip(&self.kernel).map(|(x, w)| x * w).sum::<f64>() + self.bias
     }
 
     /// Mean squared error of these weights over the rows of `x` against `y`.

@@ -58,10 +58,7 @@ impl AdamSettings {
     pub fn validate(self, features: usize) -> Result<AdamParams, TrainError> {
         let epochs = self.epochs.unwrap_or(DEFAULT_EPOCHS);
         if !(1..=MAX_EPOCHS).contains(&epochs) {
-            return Err(invalid(
-                "epochs",
-                format!("must be between 1 and {MAX_EPOCHS}"),
-            ));
+            return Err(invalid("epochs", format!("must be between 1 and {MAX_EPOCHS}")));
         }
         let batch_size = self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
         if batch_size == 0 {
@@ -88,7 +85,7 @@ impl AdamSettings {
             beta_2,
             epsilon,
             shuffle: self.shuffle.unwrap_or(true),
-            seed: self.seed.unwrap_or_else(rand::random),
+            seed: self.seed.unwrap_or_else(random_seed),
             initial: self.initial,
         })
     }
@@ -104,6 +101,11 @@ impl AdamParams {
     }
 }
 
+/// A random seed below 2^53, so that it survives a round trip through JavaScript's numbers.
+fn random_seed() -> u64 {
+    rand::random::<u64>() >> 11
+}
+
 fn check_beta(field: &'static str, value: f64) -> Result<f64, TrainError> {
     if (0.0..1.0).contains(&value) {
         Ok(value)
@@ -116,10 +118,7 @@ fn check_initial(initial: &InitialWeights, features: usize) -> Result<(), TrainE
     if initial.kernel.len() != features {
         return Err(invalid(
             "initial.kernel",
-            format!(
-                "has {} weights; the model has {features} features",
-                initial.kernel.len()
-            ),
+            format!("has {} weights; the model has {features} features", initial.kernel.len()),
         ));
     }
     if !initial.kernel.iter().all(|w| w.is_finite()) {
@@ -132,10 +131,7 @@ fn check_initial(initial: &InitialWeights, features: usize) -> Result<(), TrainE
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> TrainError {
-    TrainError::InvalidParameter {
-        field,
-        reason: reason.into(),
-    }
+    TrainError::InvalidParameter { field, reason: reason.into() }
 }
 
 #[cfg(test)]
@@ -148,69 +144,25 @@ mod tests {
         assert_eq!(params.epochs, 500);
         assert_eq!(params.batch_size, 32);
         assert_eq!(params.learning_rate, 0.001);
-        assert_eq!(
-            (params.beta_1, params.beta_2, params.epsilon),
-            (0.9, 0.999, 1e-7)
-        );
+        assert_eq!((params.beta_1, params.beta_2, params.epsilon), (0.9, 0.999, 1e-7));
         assert!(params.shuffle);
         let other = AdamSettings::default().validate(1).unwrap();
-        assert_ne!(
-            params.seed, other.seed,
-            "two unseeded fits drew the same seed"
-        );
+        assert_ne!(params.seed, other.seed, "two unseeded fits drew the same seed");
+        assert!(params.seed < 1 << 53 && other.seed < 1 << 53, "seeds are exact in JavaScript");
     }
 
     #[test]
     fn each_bad_value_names_its_field() {
         let cases: Vec<(AdamSettings, &str)> = vec![
+            (AdamSettings { epochs: Some(0), ..Default::default() }, "epochs"),
+            (AdamSettings { batch_size: Some(0), ..Default::default() }, "batch_size"),
+            (AdamSettings { learning_rate: Some(-1.0), ..Default::default() }, "learning_rate"),
+            (AdamSettings { beta_1: Some(1.0), ..Default::default() }, "beta_1"),
+            (AdamSettings { beta_2: Some(-0.1), ..Default::default() }, "beta_2"),
+            (AdamSettings { epsilon: Some(0.0), ..Default::default() }, "epsilon"),
             (
                 AdamSettings {
-                    epochs: Some(0),
-                    ..Default::default()
-                },
-                "epochs",
-            ),
-            (
-                AdamSettings {
-                    batch_size: Some(0),
-                    ..Default::default()
-                },
-                "batch_size",
-            ),
-            (
-                AdamSettings {
-                    learning_rate: Some(-1.0),
-                    ..Default::default()
-                },
-                "learning_rate",
-            ),
-            (
-                AdamSettings {
-                    beta_1: Some(1.0),
-                    ..Default::default()
-                },
-                "beta_1",
-            ),
-            (
-                AdamSettings {
-                    beta_2: Some(-0.1),
-                    ..Default::default()
-                },
-                "beta_2",
-            ),
-            (
-                AdamSettings {
-                    epsilon: Some(0.0),
-                    ..Default::default()
-                },
-                "epsilon",
-            ),
-            (
-                AdamSettings {
-                    initial: Some(InitialWeights {
-                        kernel: vec![1.0, 2.0],
-                        bias: 0.0,
-                    }),
+                    initial: Some(InitialWeights { kernel: vec![1.0, 2.0], bias: 0.0 }),
                     ..Default::default()
                 },
                 "initial.kernel",

@@ -8,11 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Server {
@@ -32,15 +28,9 @@ impl Server {
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();
-        let server = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
+        let server = Self { child, base: format!("http://127.0.0.1:{port}") };
         for _ in 0..500 {
-            if reqwest::get(format!("{}/training_flag", server.base))
-                .await
-                .is_ok()
-            {
+            if reqwest::get(format!("{}/training_flag", server.base)).await.is_ok() {
                 return server;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -50,13 +40,7 @@ impl Server {
 
     fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
         self.child.wait().unwrap()
     }
 }
@@ -67,8 +51,7 @@ async fn binary_serves_from_its_environment_and_keeps_the_dataset_across_restart
     let client = reqwest::Client::new();
 
     let server = Server::start(data_dir.path()).await;
-    let part = reqwest::multipart::Part::bytes(b"p,q,r\n1,2,3\n2,3,5\n4,1,6\n".to_vec())
-        .file_name("d.csv");
+    let part = reqwest::multipart::Part::bytes(b"p,q,r\n1,2,3\n2,3,5\n4,1,6\n".to_vec()).file_name("d.csv");
     let response = client
         .post(format!("{}/upload", server.base))
         .multipart(reqwest::multipart::Form::new().part("file", part))
@@ -76,23 +59,13 @@ async fn binary_serves_from_its_environment_and_keeps_the_dataset_across_restart
         .await
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "success");
-    assert!(
-        server.terminate().success(),
-        "SIGTERM stops the server cleanly"
-    );
+    assert!(server.terminate().success(), "SIGTERM stops the server cleanly");
 
     let server = Server::start(data_dir.path()).await;
-    let response = client
-        .post(format!("{}/train?wait=true", server.base))
-        .json(&json!({ "epochs": 2 }))
-        .send()
-        .await;
+    let response =
+        client.post(format!("{}/train?wait=true", server.base)).json(&json!({ "epochs": 2 })).send().await;
     let result: Value = response.unwrap().json().await.unwrap();
-    assert_eq!(
-        result["model"]["features"],
-        json!(["p", "q"]),
-        "the uploaded dataset survived the restart"
-    );
+    assert_eq!(result["model"]["features"], json!(["p", "q"]), "the uploaded dataset survived the restart");
     assert!(server.terminate().success());
 }
 
@@ -101,13 +74,29 @@ async fn binary_without_a_stored_dataset_serves_the_built_in_one() {
     let data_dir = tempfile::tempdir().unwrap();
     let server = Server::start(&data_dir.path().join("fresh")).await;
     let client = reqwest::Client::new();
-    let response = client
-        .post(format!("{}/train?wait=true", server.base))
-        .json(&json!({ "epochs": 1 }))
-        .send()
-        .await;
+    let response =
+        client.post(format!("{}/train?wait=true", server.base)).json(&json!({ "epochs": 1 })).send().await;
     let result: Value = response.unwrap().json().await.unwrap();
     assert_eq!(result["model"]["features"], json!(["Education"]));
     assert_eq!(result["model"]["rows"], 30);
     assert!(server.terminate().success());
+}
+
+#[tokio::test]
+async fn sigterm_cancels_a_waited_for_training_and_exits_cleanly() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = Server::start(data_dir.path()).await;
+    let url = format!("{}/train?wait=true", server.base);
+    let waiting = tokio::spawn(async move {
+        let response =
+            reqwest::Client::new().post(url).json(&json!({ "epochs": 1_000_000 })).send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    assert!(server.terminate().success());
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("cancelled"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown waited for the fit");
 }

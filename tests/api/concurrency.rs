@@ -15,18 +15,13 @@ async fn predictions_during_training_come_from_the_old_or_the_new_model_never_a_
     let old = app.predict_ok(probe.clone()).await;
 
     app.upload_ok(linear_csv(50_000)).await;
-    let started = app
-        .post_json("/train", &json!({ "epochs": 300, "seed": 2 }))
-        .await;
+    let started = app.post_json("/train", &json!({ "epochs": 300, "seed": 2 })).await;
     assert_eq!(started.status(), 202);
 
     let mut answers = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while app.flag().await == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "training did not finish in time"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "training did not finish in time");
         answers.push(app.predict_ok(probe.clone()).await);
     }
     let new = app.predict_ok(probe.clone()).await;
@@ -37,13 +32,7 @@ async fn predictions_during_training_come_from_the_old_or_the_new_model_never_a_
         answers.len()
     );
     for answer in &answers {
-        assert!(
-            *answer == old || *answer == new,
-            "{answer:?} is from neither {old:?} nor {new:?}"
-        );
+        assert!(*answer == old || *answer == new, "{answer:?} is from neither {old:?} nor {new:?}");
     }
-    assert!(
-        answers.contains(&old),
-        "the old model kept answering while training ran"
-    );
+    assert!(answers.contains(&old), "the old model kept answering while training ran");
 }

@@ -28,11 +28,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let app = Application::build(config).await.expect("server starts");
     let addr = app.local_addr();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    TestApp {
-        addr,
-        client: reqwest::Client::new(),
-        data_dir,
-    }
+    TestApp { addr, client: reqwest::Client::new(), data_dir }
 }
 
 impl TestApp {
@@ -45,24 +41,14 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        self.client.post(self.url(path)).json(body).send().await.unwrap()
     }
 
     /// Uploads `contents` as the multipart field `file`, like `curl -F file=@data.csv`.
     pub async fn upload(&self, contents: impl Into<Vec<u8>>) -> Response {
         let part = reqwest::multipart::Part::bytes(contents.into()).file_name("data.csv");
         let form = reqwest::multipart::Form::new().part("file", part);
-        self.client
-            .post(self.url("/upload"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
+        self.client.post(self.url("/upload")).multipart(form).send().await.unwrap()
     }
 
     pub async fn upload_ok(&self, contents: impl Into<Vec<u8>>) {
@@ -74,12 +60,7 @@ impl TestApp {
     /// `POST /train?wait=true` that must succeed; returns the trained model.
     pub async fn train(&self, body: Value) -> Value {
         let response = self.post_json("/train?wait=true", &body).await;
-        assert_eq!(
-            response.status(),
-            StatusCode::OK,
-            "{}",
-            response.text().await.unwrap()
-        );
+        assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
         let mut result: Value = response.json().await.unwrap();
         result["model"].take()
     }
@@ -129,19 +110,10 @@ impl TestApp {
 /// Checks that `response` is a JSON error with `status` and returns its message.
 pub async fn error_of(response: Response, status: StatusCode) -> String {
     assert_eq!(response.status(), status, "unexpected status");
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        content_type.starts_with("application/json"),
-        "error is {content_type}, not JSON"
-    );
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/json"), "error is {content_type}, not JSON");
     let body: Value = response.json().await.unwrap();
-    let message = body["error"]
-        .as_str()
-        .expect("body has an `error` string")
-        .to_owned();
+    let message = body["error"].as_str().expect("body has an `error` string").to_owned();
     assert!(!message.is_empty());
     message
 }

@@ -30,10 +30,7 @@ async fn model_describes_weights_parameters_history_and_metrics() {
     let optimum = model["optimum_mse"].as_f64().unwrap();
     assert!((optimum - 29.82881619900623).abs() < 1e-9, "{optimum}");
     let mse = model["mse"].as_f64().unwrap();
-    assert!(
-        mse >= optimum,
-        "no line beats least squares: {mse} < {optimum}"
-    );
+    assert!(mse >= optimum, "no line beats least squares: {mse} < {optimum}");
 }
 
 #[tokio::test]
