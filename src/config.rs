@@ -19,13 +19,16 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "REGSERVE_ADDR", default_value = "127.0.0.1:5000")]
     pub addr: SocketAddr,
-    /// Directory for the uploaded dataset
+    /// Directory for the uploaded dataset and the trained model versions
     /// [default: $XDG_DATA_HOME/regserve, else ~/.local/share/regserve, else ./regserve-data].
     #[arg(long, env = "REGSERVE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Largest CSV file accepted by /upload, in bytes or with a K/M/G (binary) suffix.
     #[arg(long, env = "REGSERVE_MAX_UPLOAD", default_value = "1536M", value_parser = parse_bytes)]
     pub max_upload: u64,
+    /// How many model versions to keep on disk (the active one is never deleted).
+    #[arg(long, env = "REGSERVE_KEEP_MODELS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_models: u64,
     /// Largest JSON request body (predict, train), in bytes or with a K/M/G suffix.
     #[arg(long, env = "REGSERVE_MAX_BODY", default_value = "16M", value_parser = parse_bytes)]
     pub max_body: u64,
@@ -37,6 +40,8 @@ pub struct Config {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub limits: Limits,
+    /// Model versions kept on disk.
+    pub keep_models: usize,
 }
 
 /// Request size limits.
@@ -55,7 +60,7 @@ impl Default for Limits {
 impl Config {
     /// A configuration listening on `addr` and keeping its state in `data_dir`, with default limits.
     pub fn new(addr: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
-        Self { addr, data_dir: data_dir.into(), limits: Limits::default() }
+        Self { addr, data_dir: data_dir.into(), limits: Limits::default(), keep_models: 20 }
     }
 }
 
@@ -64,6 +69,7 @@ impl From<ServeArgs> for Config {
         Self {
             addr: args.addr,
             data_dir: args.data_dir.unwrap_or_else(default_data_dir),
+            keep_models: usize::try_from(args.keep_models).unwrap_or(usize::MAX),
             limits: Limits {
                 max_upload_bytes: args.max_upload,
                 max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),

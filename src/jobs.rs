@@ -1,159 +1,425 @@
-//! Training jobs: at most one at a time, run on a blocking thread so the async workers keep
-//! answering requests, with the finished model swapped into the served slot in one step.
+//! Training jobs: at most one runs at a time, on a blocking thread so the async workers keep
+//! answering requests. Each job publishes its progress (epoch, loss history, ETA) for
+//! `GET /v1/jobs/{id}` and its event stream, can be cancelled, and on success stores its model
+//! as a new version and swaps it into service in one step.
 
+use std::collections::VecDeque;
+use std::fmt;
 use std::ops::ControlFlow;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::data::DataError;
-use crate::model::Model;
+use crate::model::{History, Metrics, Model, TrainSpec, now_rfc3339};
 use crate::state::AppState;
-use crate::train::{AdamParams, AdamSettings, TrainError};
+use crate::train::{FitParams, FitSettings, Observer, TrainError};
+use crate::versions::VersionError;
 
-/// What a caller asks to train: columns (defaults from the dataset) and Adam settings.
+/// Finished jobs kept for `GET /v1/jobs`.
+const RECENT_JOBS: usize = 50;
+/// How often a running fit publishes its progress at most.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(25);
+
+/// What a caller asks to train: columns (defaults from the dataset), solver settings, and
+/// whether to start from the current model's weights.
 #[derive(Debug, Clone, Default)]
 pub struct TrainRequest {
     pub features: Option<Vec<String>>,
     pub target: Option<String>,
-    pub settings: AdamSettings,
+    pub settings: FitSettings,
+    pub warm_start: bool,
 }
 
-/// Why a job could not start or did not produce a model.
+/// Why a job could not start, or how it ended without a model.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("training job {running} is still running; wait for it to finish (GET /training_flag)")]
+    #[error(
+        "training job {running} is still running; wait for it to finish or cancel it (DELETE /v1/jobs/{running})"
+    )]
     Busy { running: u64 },
+    #[error("warm_start: there is no current model to start from")]
+    NoModelToWarmStart,
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
     Train(#[from] TrainError),
+    #[error("training job {job} was cancelled {by}")]
+    Cancelled { job: u64, by: CancelReason },
+    #[error("the trained model could not be stored: {0}")]
+    Store(#[from] VersionError),
     #[error("training job {job} failed unexpectedly: {message}")]
     Crashed { job: u64, message: String },
 }
 
-/// A job as reported to clients.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobInfo {
-    pub id: u64,
-    pub state: JobState,
-    pub features: Vec<String>,
-    pub target: String,
-    pub rows: usize,
-    pub params: AdamParams,
+/// Who stopped a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    Request = 1,
+    Shutdown = 2,
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CancelReason::Request => "on request",
+            CancelReason::Shutdown => "because the server is shutting down",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
+    Queued,
     Running,
     Succeeded,
+    Failed,
+    Cancelled,
 }
 
-/// A started job: its description now, and its outcome when it ends.
-pub struct StartedJob {
-    pub info: JobInfo,
-    pub outcome: oneshot::Receiver<Result<Arc<Model>, JobError>>,
+impl JobState {
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
 }
 
-/// Bookkeeping of the one training slot.
-#[derive(Debug, Default)]
-pub struct JobSlot {
-    last_id: u64,
-    running: Option<RunningJob>,
+/// One training job, shared between its thread, the registry and its watchers.
+pub struct Job {
+    id: u64,
+    features: Vec<String>,
+    target: String,
+    rows: usize,
+    params: FitParams,
+    warm_start_from: Option<u64>,
+    started_at: String,
+    clock: Instant,
+    /// 0 while running, else the [`CancelReason`] as a number.
+    cancel: AtomicU8,
+    status: Mutex<JobStatus>,
+    /// Bumped on every published change; watchers wait on it.
+    changes: watch::Sender<u64>,
 }
 
 #[derive(Debug)]
-struct RunningJob {
-    id: u64,
-    cancel: Arc<AtomicBool>,
+struct JobStatus {
+    state: JobState,
+    history: Vec<f64>,
+    finished_after: Option<Duration>,
+    outcome: Option<Result<Arc<Model>, Arc<JobError>>>,
 }
 
-impl JobSlot {
-    pub fn is_running(&self) -> bool {
-        self.running.is_some()
+/// A job as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: u64,
+    pub state: JobState,
+    pub epoch: usize,
+    pub epochs: usize,
+    pub loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<History>,
+    pub started_at: String,
+    pub elapsed_ms: f64,
+    /// Estimated time to the end of the whole run (an upper bound when the fit may stop early).
+    pub eta_ms: Option<f64>,
+    pub features: Vec<String>,
+    pub target: String,
+    pub rows: usize,
+    pub params: FitParams,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_start_from: Option<u64>,
+    pub error: Option<String>,
+    pub model_version: Option<u64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+}
+
+/// Progress since a watcher's last look: the new losses and where they start.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub id: u64,
+    pub state: JobState,
+    pub epoch: usize,
+    pub epochs: usize,
+    pub loss: Option<f64>,
+    /// Epoch number of `losses[0]`.
+    pub first_epoch: usize,
+    pub losses: Vec<f64>,
+    pub elapsed_ms: f64,
+    pub eta_ms: Option<f64>,
+}
+
+impl Job {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn state(&self) -> JobState {
+        self.status().state
+    }
+
+    /// The job with (`with_history`) or without its loss history.
+    pub fn view(&self, with_history: bool) -> JobView {
+        let status = self.status();
+        let (model, error) = match &status.outcome {
+            Some(Ok(model)) => (Some(model), None),
+            Some(Err(error)) => (None, Some(error.to_string())),
+            None => (None, None),
+        };
+        JobView {
+            id: self.id,
+            state: status.state,
+            epoch: status.history.len(),
+            epochs: self.params.epochs(),
+            loss: status.history.last().copied(),
+            history: with_history.then(|| History { loss: status.history.clone() }),
+            started_at: self.started_at.clone(),
+            elapsed_ms: self.elapsed(&status).as_secs_f64() * 1e3,
+            eta_ms: self.eta_ms(&status),
+            features: self.features.clone(),
+            target: self.target.clone(),
+            rows: self.rows,
+            params: self.params.clone(),
+            warm_start_from: self.warm_start_from,
+            error,
+            model_version: model.map(|model| model.version()),
+            metrics: model.map(|model| *model.metrics()),
+        }
+    }
+
+    /// Progress from epoch `after + 1` on.
+    pub fn progress_since(&self, after: usize) -> Progress {
+        let status = self.status();
+        let after = after.min(status.history.len());
+        Progress {
+            id: self.id,
+            state: status.state,
+            epoch: status.history.len(),
+            epochs: self.params.epochs(),
+            loss: status.history.last().copied(),
+            first_epoch: after + 1,
+            losses: status.history[after..].to_vec(),
+            elapsed_ms: self.elapsed(&status).as_secs_f64() * 1e3,
+            eta_ms: self.eta_ms(&status),
+        }
+    }
+
+    /// The model, or the error, once the job has finished.
+    pub fn outcome(&self) -> Option<Result<Arc<Model>, Arc<JobError>>> {
+        self.status().outcome.clone()
+    }
+
+    /// A receiver that sees every published change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Waits until the job has finished and returns its outcome.
+    pub async fn finished(&self) -> Result<Arc<Model>, Arc<JobError>> {
+        let mut changes = self.subscribe();
+        loop {
+            if let Some(outcome) = self.outcome() {
+                return outcome;
+            }
+            // The sender lives as long as the job, so this only waits.
+            let _ = changes.changed().await;
+        }
+    }
+
+    /// Asks the fit to stop; it notices within one poll of its batches.
+    pub fn cancel(&self, reason: CancelReason) {
+        let _ = self.cancel.compare_exchange(0, reason as u8, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    fn cancel_reason(&self) -> Option<CancelReason> {
+        match self.cancel.load(Ordering::Relaxed) {
+            0 => None,
+            1 => Some(CancelReason::Request),
+            _ => Some(CancelReason::Shutdown),
+        }
+    }
+
+    fn elapsed(&self, status: &JobStatus) -> Duration {
+        status.finished_after.unwrap_or_else(|| self.clock.elapsed())
+    }
+
+    fn eta_ms(&self, status: &JobStatus) -> Option<f64> {
+        if status.state.is_finished() {
+            return Some(0.0);
+        }
+        let done = status.history.len();
+        (done > 0).then(|| {
+            let per_epoch = self.clock.elapsed().as_secs_f64() * 1e3 / done as f64;
+            per_epoch * self.params.epochs().saturating_sub(done) as f64
+        })
+    }
+
+    fn status(&self) -> MutexGuard<'_, JobStatus> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut JobStatus)) {
+        change(&mut self.status());
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    fn finish(&self, outcome: Result<Arc<Model>, JobError>) {
+        self.update(|status| {
+            status.state = match &outcome {
+                Ok(_) => JobState::Succeeded,
+                Err(JobError::Cancelled { .. }) => JobState::Cancelled,
+                Err(_) => JobState::Failed,
+            };
+            status.finished_after = Some(self.clock.elapsed());
+            status.outcome = Some(outcome.map_err(Arc::new));
+        });
+    }
+}
+
+/// Publishes a running fit's losses to its job, at most every [`PUBLISH_INTERVAL`].
+struct Publisher<'a> {
+    job: &'a Job,
+    pending: Vec<f64>,
+    last_publish: Instant,
+}
+
+impl Publisher<'_> {
+    fn flush(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.job.update(|status| status.history.extend(pending));
+        self.last_publish = Instant::now();
+    }
+}
+
+impl Observer for Publisher<'_> {
+    fn epoch_end(&mut self, _epoch: usize, loss: f64) -> ControlFlow<()> {
+        self.pending.push(loss);
+        if self.last_publish.elapsed() >= PUBLISH_INTERVAL {
+            self.flush();
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn cancelled(&self) -> bool {
+        self.job.cancel_reason().is_some()
+    }
+}
+
+/// The running job and the recent ones.
+#[derive(Default)]
+pub struct JobRegistry {
+    last_id: u64,
+    running: Option<Arc<Job>>,
+    recent: VecDeque<Arc<Job>>,
+}
+
+impl JobRegistry {
+    pub fn running(&self) -> Option<&Arc<Job>> {
+        self.running.as_ref()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<Job>> {
+        self.recent.iter().find(|job| job.id == id).cloned()
+    }
+
+    /// Recent jobs, newest first.
+    pub fn list(&self) -> Vec<Arc<Job>> {
+        self.recent.iter().rev().cloned().collect()
     }
 }
 
 impl AppState {
-    /// Validates `request` against the active dataset and starts training in the background.
-    pub fn start_training(&self, request: TrainRequest) -> Result<StartedJob, JobError> {
+    /// Validates `request` against the active dataset and model, and starts training it.
+    pub fn start_training(&self, request: TrainRequest) -> Result<Arc<Job>, JobError> {
         let dataset = self.dataset();
         let selection = dataset.select(request.features, request.target)?;
         let params = request.settings.validate(selection.features.len())?;
-        let (id, cancel) = self.claim_slot()?;
-        let info = JobInfo {
-            id,
-            state: JobState::Running,
-            features: selection.features.clone(),
-            target: selection.target.clone(),
-            rows: dataset.rows(),
-            params: params.clone(),
+        let warm_start = match request.warm_start {
+            true => Some(self.model().ok_or(JobError::NoModelToWarmStart)?),
+            false => None,
         };
-        tracing::info!(job = id, features = ?info.features, target = %info.target, rows = info.rows, "training started");
-
-        let (report, outcome) = oneshot::channel();
-        let state = self.clone();
-        let fit = move || {
-            Model::train(&dataset, selection, params, id, |_, _| {
-                if cancel.load(Ordering::Relaxed) {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })
-        };
-        tokio::spawn(async move {
-            let result = match tokio::task::spawn_blocking(fit).await {
-                Ok(Ok(model)) => {
-                    let model = Arc::new(model);
-                    state.install_model(model.clone());
-                    tracing::info!(
-                        job = id,
-                        mse = model.mse(),
-                        optimum_mse = model.optimum_mse(),
-                        "training succeeded"
-                    );
-                    Ok(model)
-                }
-                Ok(Err(error)) => Err(JobError::Train(error)),
-                Err(join) => Err(JobError::Crashed { job: id, message: panic_message(join) }),
-            };
-            if let Err(error) = &result {
-                tracing::warn!(job = id, %error, "training did not produce a model");
+        let job = {
+            let mut jobs = self.jobs();
+            if let Some(running) = &jobs.running {
+                return Err(JobError::Busy { running: running.id });
             }
+            jobs.last_id += 1;
+            let job = Arc::new(Job {
+                id: jobs.last_id,
+                features: selection.features.clone(),
+                target: selection.target.clone(),
+                rows: dataset.rows(),
+                params: params.clone(),
+                warm_start_from: warm_start.as_ref().map(|model| model.version()),
+                started_at: now_rfc3339(),
+                clock: Instant::now(),
+                cancel: AtomicU8::new(0),
+                status: Mutex::new(JobStatus {
+                    state: JobState::Queued,
+                    history: Vec::new(),
+                    finished_after: None,
+                    outcome: None,
+                }),
+                changes: watch::Sender::new(0),
+            });
+            jobs.running = Some(job.clone());
+            jobs.recent.push_back(job.clone());
+            if jobs.recent.len() > RECENT_JOBS {
+                jobs.recent.pop_front();
+            }
+            job
+        };
+        tracing::info!(job = job.id, features = ?job.features, target = %job.target, rows = job.rows,
+            solver = ?params.solver(), "training started");
+
+        let (state, running) = (self.clone(), job.clone());
+        let work = move || {
+            running.update(|status| status.state = JobState::Running);
+            let spec = TrainSpec { selection, params, warm_start: warm_start.as_deref(), job: running.id };
+            let mut publisher =
+                Publisher { job: &running, pending: Vec::new(), last_publish: Instant::now() };
+            let result = Model::train(&dataset, spec, &mut publisher);
+            publisher.flush();
+            match result {
+                Ok(model) => Ok(state.models().commit(model)?),
+                Err(TrainError::Cancelled { .. }) => Err(JobError::Cancelled {
+                    job: running.id,
+                    by: running.cancel_reason().unwrap_or(CancelReason::Request),
+                }),
+                Err(error) => Err(error.into()),
+            }
+        };
+        let (state, running) = (self.clone(), job.clone());
+        tokio::spawn(async move {
+            let outcome = tokio::task::spawn_blocking(work).await.unwrap_or_else(|join| {
+                Err(JobError::Crashed { job: running.id, message: panic_message(join) })
+            });
+            match &outcome {
+                Ok(model) => tracing::info!(
+                    job = running.id,
+                    version = model.version(),
+                    mse = model.metrics().mse,
+                    optimum_mse = model.metrics().optimum_mse,
+                    "training succeeded"
+                ),
+                Err(error) => tracing::warn!(job = running.id, %error, "training did not produce a model"),
+            }
+            // Leave the slot before announcing the end, so a watcher that sees it can start the next job.
             state.jobs().running = None;
-            // The caller may have stopped waiting; the model is installed either way.
-            let _ = report.send(result);
+            running.finish(outcome);
         });
-        Ok(StartedJob { info, outcome })
+        Ok(job)
     }
 
-    /// Asks the running job, if any, to stop after its current epoch.
-    pub fn cancel_training(&self) {
-        if let Some(job) = &self.jobs().running {
-            job.cancel.store(true, Ordering::Relaxed);
+    /// Asks the running job, if any, to stop.
+    pub fn cancel_training(&self, reason: CancelReason) {
+        if let Some(job) = self.jobs().running() {
+            job.cancel(reason);
         }
-    }
-
-    fn claim_slot(&self) -> Result<(u64, Arc<AtomicBool>), JobError> {
-        let mut slot = self.jobs();
-        if let Some(job) = &slot.running {
-            return Err(JobError::Busy { running: job.id });
-        }
-        slot.last_id += 1;
-        let cancel = Arc::new(AtomicBool::new(false));
-        slot.running = Some(RunningJob { id: slot.last_id, cancel: cancel.clone() });
-        Ok((slot.last_id, cancel))
-    }
-}
-
-impl JobInfo {
-    /// The description of this job once it has produced its model.
-    pub fn succeeded(self) -> Self {
-        Self { state: JobState::Succeeded, ..self }
     }
 }
 

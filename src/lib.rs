@@ -2,8 +2,8 @@
 //!
 //! The crate is layered so each part can be read and tested alone:
 //! [`train`] is the numeric core (no I/O), [`data`] parses, validates and stores datasets,
-//! [`model`] is the fitted model that gets served, [`jobs`] runs one training at a time in the
-//! background, [`state`] is the shared handle the HTTP layer works on, [`api`] maps HTTP to
+//! [`model`] is the fitted model that gets served, [`versions`] stores every trained model and
+//! which one is active, [`jobs`] runs one training at a time in the background, [`state`] is the shared handle the HTTP layer works on, [`api`] maps HTTP to
 //! all of that, and [`startup`] binds a listener and runs the server.
 
 pub mod api;
@@ -14,3 +14,4 @@ pub mod model;
 pub mod startup;
 pub mod state;
 pub mod train;
+pub mod versions;

@@ -9,7 +9,9 @@ use tokio::net::TcpListener;
 use crate::api::app;
 use crate::config::Config;
 use crate::data::{DataDir, DataError, default_dataset};
+use crate::jobs::CancelReason;
 use crate::state::AppState;
+use crate::versions::{ModelStore, VersionError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -17,6 +19,8 @@ pub enum StartupError {
     DataDir { path: String, source: std::io::Error },
     #[error("the stored dataset {path} cannot be loaded: {source}")]
     Dataset { path: String, source: DataError },
+    #[error("the stored models cannot be loaded: {0}")]
+    Models(#[from] VersionError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -43,10 +47,14 @@ impl Application {
             }
         };
         tracing::info!(data_dir = %path, rows = dataset.rows(), columns = ?dataset.column_names(), "dataset loaded");
+        let models = ModelStore::open(store.clone(), config.keep_models)?;
+        if let Some(model) = models.active() {
+            tracing::info!(version = model.version(), features = ?model.features(), "model loaded");
+        }
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| StartupError::Bind { addr: config.addr, source })?;
-        Ok(Self { listener, state: AppState::new(config.limits, store, dataset) })
+        Ok(Self { listener, state: AppState::new(config.limits, store, dataset, models) })
     }
 
     /// The address actually bound (the real port when port 0 was asked for).
@@ -69,7 +77,7 @@ impl Application {
         // is answered at once instead of holding the shutdown until its fit ends.
         let shutdown = async move {
             shutdown.await;
-            state.cancel_training();
+            state.cancel_training(CancelReason::Shutdown);
         };
         axum::serve(self.listener, app(self.state)).with_graceful_shutdown(shutdown).await
     }

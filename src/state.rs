@@ -9,8 +9,9 @@ use tempfile::NamedTempFile;
 
 use crate::config::Limits;
 use crate::data::{DataDir, DataError, Dataset};
-use crate::jobs::JobSlot;
+use crate::jobs::{Job, JobRegistry};
 use crate::model::Model;
+use crate::versions::ModelStore;
 
 /// Shared handle on the service's state; clones share everything.
 #[derive(Clone)]
@@ -22,19 +23,19 @@ struct Inner {
     limits: Limits,
     store: DataDir,
     dataset: RwLock<Arc<Dataset>>,
-    model: RwLock<Option<Arc<Model>>>,
-    jobs: Mutex<JobSlot>,
+    models: ModelStore,
+    jobs: Mutex<JobRegistry>,
 }
 
 impl AppState {
-    pub fn new(limits: Limits, store: DataDir, dataset: Dataset) -> Self {
+    pub fn new(limits: Limits, store: DataDir, dataset: Dataset, models: ModelStore) -> Self {
         Self {
             inner: Arc::new(Inner {
                 limits,
                 store,
                 dataset: RwLock::new(Arc::new(dataset)),
-                model: RwLock::new(None),
-                jobs: Mutex::new(JobSlot::default()),
+                models,
+                jobs: Mutex::new(JobRegistry::default()),
             }),
         }
     }
@@ -61,22 +62,27 @@ impl AppState {
         Ok(())
     }
 
-    /// The model currently served, if any training has succeeded.
-    pub fn model(&self) -> Option<Arc<Model>> {
-        self.inner.model.read().unwrap_or_else(PoisonError::into_inner).clone()
+    /// The stored model versions, the active one among them.
+    pub fn models(&self) -> &ModelStore {
+        &self.inner.models
     }
 
-    /// Replaces the served model in one step.
-    pub fn install_model(&self, model: Arc<Model>) {
-        *self.inner.model.write().unwrap_or_else(PoisonError::into_inner) = Some(model);
+    /// The model currently served, if any.
+    pub fn model(&self) -> Option<Arc<Model>> {
+        self.inner.models.active()
     }
 
     /// The original's flag: 1 once a model exists and no training is running, else 0.
     pub fn training_flag(&self) -> u8 {
-        u8::from(self.model().is_some() && !self.jobs().is_running())
+        u8::from(self.model().is_some() && self.jobs().running().is_none())
     }
 
-    pub(crate) fn jobs(&self) -> MutexGuard<'_, JobSlot> {
+    /// A job, running or recent.
+    pub fn job(&self, id: u64) -> Option<Arc<Job>> {
+        self.jobs().get(id)
+    }
+
+    pub(crate) fn jobs(&self) -> MutexGuard<'_, JobRegistry> {
         self.inner.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use ndarray::{Array1, Array2};
-use regserve::train::{AdamSettings, InitialWeights, fit_adam};
+use regserve::train::{FitParams, FitSettings, InitialWeights, fit};
 use serde::Deserialize;
 
 const TOLERANCE: f64 = 1e-4;
@@ -16,7 +16,7 @@ struct Recording {
     x: Vec<Vec<f64>>,
     y: Vec<f64>,
     initial: InitialWeights,
-    fit: FitSettings,
+    fit: RecordedFit,
     history_loss: Vec<f64>,
     #[serde(rename = "final")]
     final_weights: InitialWeights,
@@ -25,7 +25,7 @@ struct Recording {
 }
 
 #[derive(Deserialize)]
-struct FitSettings {
+struct RecordedFit {
     epochs: usize,
     batch_size: usize,
     shuffle: bool,
@@ -49,23 +49,25 @@ fn replay(name: &str) {
     let features = recording.x[0].len();
     let x = Array2::from_shape_vec((recording.x.len(), features), recording.x.concat()).unwrap();
     let y = Array1::from(recording.y.clone());
-    let fit = &recording.fit;
-    assert!(!fit.shuffle, "recordings are made without shuffling");
-    let params = AdamSettings {
-        epochs: Some(fit.epochs),
-        batch_size: Some(fit.batch_size),
-        learning_rate: Some(fit.learning_rate),
-        beta_1: Some(fit.beta_1),
-        beta_2: Some(fit.beta_2),
-        epsilon: Some(fit.epsilon),
+    let recorded = &recording.fit;
+    assert!(!recorded.shuffle, "recordings are made without shuffling");
+    let params = FitSettings {
+        epochs: Some(recorded.epochs),
+        batch_size: Some(recorded.batch_size),
+        learning_rate: Some(recorded.learning_rate),
+        beta_1: Some(recorded.beta_1),
+        beta_2: Some(recorded.beta_2),
+        epsilon: Some(recorded.epsilon),
         shuffle: Some(false),
         seed: Some(0),
         initial: Some(recording.initial.clone()),
+        ..Default::default()
     }
     .validate(features)
     .unwrap();
 
-    let outcome = fit_adam(x.view(), y.view(), &params, |_, _| ControlFlow::Continue(())).unwrap();
+    assert!(matches!(params, FitParams::Adam(_)), "Keras-faithful Adam is the default solver");
+    let outcome = fit(x.view(), y.view(), &params, None, &mut |_, _| ControlFlow::Continue(())).unwrap();
 
     assert_eq!(outcome.history.len(), recording.history_loss.len());
     for (epoch, (got, want)) in outcome.history.iter().zip(&recording.history_loss).enumerate() {

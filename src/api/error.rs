@@ -1,17 +1,20 @@
 //! The one error type of the HTTP layer: every failure becomes `{"error": "..."}` with the
 //! status code that fits it, including axum's own rejections of malformed requests.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::data::DataError;
-use crate::jobs::JobError;
+use crate::jobs::{CancelReason, JobError};
 use crate::model::PredictError;
 use crate::train::TrainError;
+use crate::versions::VersionError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -19,8 +22,13 @@ pub enum AppError {
     Data(#[from] DataError),
     #[error(transparent)]
     Job(#[from] JobError),
+    /// How a finished job ended, shared with everyone who waited for it.
+    #[error(transparent)]
+    JobFailed(Arc<JobError>),
     #[error(transparent)]
     Predict(#[from] PredictError),
+    #[error(transparent)]
+    Version(#[from] VersionError),
     #[error("{message}")]
     Status { status: StatusCode, message: String },
 }
@@ -33,14 +41,33 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Data(error) => data_status(error),
-            Self::Job(JobError::Busy { .. }) => StatusCode::CONFLICT,
-            Self::Job(JobError::Data(error)) => data_status(error),
-            Self::Job(JobError::Train(TrainError::Cancelled { .. })) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Job(JobError::Train(_)) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Job(JobError::Crashed { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Job(error) => job_status(error),
+            Self::JobFailed(error) => job_status(error),
             Self::Predict(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Version(error) => version_status(error),
             Self::Status { status, .. } => *status,
         }
+    }
+}
+
+fn job_status(error: &JobError) -> StatusCode {
+    match error {
+        JobError::Busy { .. } | JobError::NoModelToWarmStart => StatusCode::CONFLICT,
+        JobError::Cancelled { by: CancelReason::Request, .. } => StatusCode::CONFLICT,
+        JobError::Cancelled { by: CancelReason::Shutdown, .. } => StatusCode::SERVICE_UNAVAILABLE,
+        JobError::Data(error) => data_status(error),
+        JobError::Train(TrainError::Cancelled { .. }) => StatusCode::CONFLICT,
+        JobError::Train(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        JobError::Store(error) => version_status(error),
+        JobError::Crashed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn version_status(error: &VersionError) -> StatusCode {
+    match error {
+        VersionError::NotFound(_) => StatusCode::NOT_FOUND,
+        VersionError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        VersionError::Storage(error) => data_status(error),
     }
 }
 
@@ -78,4 +105,11 @@ macro_rules! from_rejection {
     )*};
 }
 
-from_rejection!(JsonRejection, QueryRejection, BytesRejection, MultipartRejection, MultipartError);
+from_rejection!(
+    JsonRejection,
+    QueryRejection,
+    BytesRejection,
+    PathRejection,
+    MultipartRejection,
+    MultipartError
+);

@@ -1,15 +1,17 @@
 //! The HTTP interface: the original Flask routes, regserve's `/v1` routes, and the layers
 //! (request ids, tracing, body limits, panic recovery) composed in one place.
 
+mod dataset;
 mod error;
-mod model;
+mod jobs;
+mod models;
 mod predict;
 mod train;
 mod upload;
 
 pub use error::AppError;
 
-use axum::extract::{DefaultBodyLimit, FromRequest};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
 use axum::http::{Method, Request, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,9 +31,17 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(index))
         .route("/upload", post(upload::upload).layer(DefaultBodyLimit::disable()))
         .route("/train", post(train::train))
-        .route("/training_flag", get(model::training_flag))
+        .route("/training_flag", get(models::training_flag))
         .route("/predict", post(predict::predict))
-        .route("/v1/model", get(model::current_model))
+        .route("/v1/model", get(models::current_model))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{version}", get(models::get))
+        .route("/v1/models/{version}/activate", post(models::activate))
+        .route("/v1/jobs", get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route("/v1/jobs/{id}/events", get(jobs::events))
+        .route("/v1/dataset", get(dataset::summary))
+        .route("/v1/dataset.csv", get(dataset::download))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -55,11 +65,21 @@ pub fn app(state: AppState) -> Router {
 #[from_request(via(axum::Json), rejection(AppError))]
 pub struct AppJson<T>(pub T);
 
+/// Path parameter extractor whose rejections use the service's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct AppPath<T>(pub T);
+
 async fn index() -> Json<serde_json::Value> {
     Json(json!({
         "service": "regserve",
         "version": env!("CARGO_PKG_VERSION"),
-        "routes": ["POST /upload", "POST /train", "GET /training_flag", "POST /predict", "GET /v1/model"],
+        "routes": [
+            "POST /upload", "POST /train", "GET /training_flag", "POST /predict",
+            "GET /v1/model", "GET /v1/models", "GET /v1/models/{version}", "POST /v1/models/{version}/activate",
+            "GET /v1/jobs", "GET /v1/jobs/{id}", "DELETE /v1/jobs/{id}", "GET /v1/jobs/{id}/events",
+            "GET /v1/dataset", "GET /v1/dataset.csv",
+        ],
     }))
 }
 

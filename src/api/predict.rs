@@ -8,7 +8,7 @@ use axum::extract::State;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::model::no_model;
+use super::models::no_model;
 use super::{AppError, AppJson};
 use crate::state::AppState;
 

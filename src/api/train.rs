@@ -2,6 +2,8 @@
 //! it has finished (200 with the job and the model). The body is optional JSON; an empty body
 //! trains with the original's defaults, as the original's page and scripts expect.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -12,24 +14,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::AppError;
-use std::sync::Arc;
-
-use crate::jobs::{JobError, JobInfo, TrainRequest};
+use crate::jobs::{JobView, TrainRequest};
 use crate::model::Model;
 use crate::state::AppState;
-use crate::train::AdamSettings;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainQuery {
-    #[serde(default)]
-    wait: bool,
-}
+use crate::train::FitSettings;
 
 /// Every field the body may hold.
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 14] = [
     "features",
     "target",
+    "solver",
+    "warm_start",
     "epochs",
     "batch_size",
     "learning_rate",
@@ -39,12 +34,20 @@ const FIELDS: [&str; 11] = [
     "shuffle",
     "seed",
     "initial",
+    "patience",
 ];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainQuery {
+    #[serde(default)]
+    wait: bool,
+}
 
 /// The answer to `POST /train?wait=true`.
 #[derive(Serialize)]
 pub struct TrainResult {
-    job: JobInfo,
+    job: JobView,
     model: Arc<Model>,
 }
 
@@ -56,21 +59,18 @@ pub async fn train(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     let Query(query) = query?;
-    let body = body?;
-    let request = parse_body(&headers, &body)?;
-    let started = state.start_training(request)?;
+    let request = parse_body(&headers, &body?)?;
+    let job = state.start_training(request)?;
     if !query.wait {
-        return Ok((StatusCode::ACCEPTED, Json(started.info)).into_response());
+        let location = [(header::LOCATION, format!("/v1/jobs/{}", job.id()))];
+        return Ok((StatusCode::ACCEPTED, location, Json(job.view(false))).into_response());
     }
-    let model = started
-        .outcome
-        .await
-        .map_err(|_| JobError::Crashed { job: started.info.id, message: "the job vanished".into() })??;
-    Ok(Json(TrainResult { job: started.info.succeeded(), model }).into_response())
+    let model = job.finished().await.map_err(AppError::JobFailed)?;
+    Ok(Json(TrainResult { job: job.view(false), model }).into_response())
 }
 
-/// Reads the optional JSON body: `features` and `target` pick columns, every other field is an
-/// Adam setting. Unknown fields are rejected by name.
+/// Reads the optional JSON body: `features`, `target` and `warm_start` are about the job, every
+/// other field is a solver setting. Unknown fields are rejected by name.
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<TrainRequest, AppError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(TrainRequest::default());
@@ -96,9 +96,10 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<TrainRequest, AppError
     }
     let features = take_field(&mut fields, "features")?;
     let target = take_field(&mut fields, "target")?;
-    let settings: AdamSettings = serde_path_to_error::deserialize(Value::Object(fields))
+    let warm_start = take_field(&mut fields, "warm_start")?.unwrap_or(false);
+    let settings: FitSettings = serde_path_to_error::deserialize(Value::Object(fields))
         .map_err(|error| unprocessable(error.to_string()))?;
-    Ok(TrainRequest { features, target, settings })
+    Ok(TrainRequest { features, target, settings, warm_start })
 }
 
 fn take_field<T: serde::de::DeserializeOwned>(

@@ -68,9 +68,7 @@ async fn receive_dataset(state: &AppState, mut field: Field<'_>, limit: u64) -> 
         state.install_dataset(temp, dataset)
     })
     .await
-    .map_err(|error| {
-        AppError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("validating the upload failed: {error}"))
-    })??;
+    .map_err(super::models::join_error)??;
     Ok(())
 }
 

@@ -8,15 +8,20 @@
 
 use std::io::Read;
 
+use sha2::{Digest, Sha256};
+
 use super::DataError;
 use super::dataset::{BadValue, Column, Dataset, Selection};
 
 /// The most named columns a dataset may have.
 pub const MAX_COLUMNS: usize = 1_000;
 
-/// Parses and validates a whole CSV document.
+/// Parses and validates a whole CSV document, and fingerprints its bytes (SHA-256) on the way.
 pub fn parse_csv(reader: impl Read) -> Result<Dataset, DataError> {
-    let mut csv = ::csv::ReaderBuilder::new().has_headers(false).buffer_capacity(1 << 16).from_reader(reader);
+    let mut csv = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .buffer_capacity(1 << 16)
+        .from_reader(HashingReader { inner: reader, hasher: Sha256::new() });
     let mut record = ::csv::ByteRecord::new();
     if !read_record(&mut csv, &mut record)? {
         return Err(DataError::Empty);
@@ -46,7 +51,29 @@ pub fn parse_csv(reader: impl Read) -> Result<Dataset, DataError> {
     if rows < 2 {
         return Err(DataError::TooFewRows { rows });
     }
-    Ok(Dataset::new(columns.into_iter().map(ColumnBuilder::finish).collect(), rows, defaults))
+    let mut source = csv.into_inner();
+    // The csv reader stops at the end of the data; anything after it still belongs to the file.
+    std::io::copy(&mut source, &mut std::io::sink()).map_err(DataError::storage("read the upload"))?;
+    let columns = columns.into_iter().map(ColumnBuilder::finish).collect();
+    Ok(Dataset::new(columns, rows, defaults, hex(&source.hasher.finalize())))
+}
+
+/// Passes bytes through while hashing them.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.hasher.update(&buf[..read]);
+        Ok(read)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Reads the next record, turning the csv crate's errors into [`DataError`]s with a line.
@@ -175,6 +202,13 @@ mod tests {
         assert_eq!(data.rows(), 2);
         assert_eq!(data.default_selection().features, ["Education"]);
         assert_eq!(data.default_selection().target, "Income");
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_sha256_of_the_bytes() {
+        let data = parse("a,b\n1,2\n3,4\n").unwrap();
+        // sha256sum of the same 12 bytes.
+        assert_eq!(data.sha256(), "b9485148546419a0f6a85e8d708c923557c15d7f3c7d078ef1fa7f7c0f57d5a5");
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct Dataset {
     columns: Vec<Column>,
     rows: usize,
     default_selection: Selection,
+    /// SHA-256 of the CSV file, hex: which data a model was trained on.
+    sha256: String,
 }
 
 /// One named column; `values` is `Err` with the first non-numeric value for a text column.
@@ -23,6 +25,37 @@ pub struct Column {
     /// 1-based position of the column in the file, as error messages count columns.
     position: usize,
     values: Result<Array1<f64>, BadValue>,
+    stats: Option<ColumnStats>,
+}
+
+/// Range and mean of a numeric column.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ColumnStats {
+    pub min: f64,
+    pub mean: f64,
+    pub max: f64,
+}
+
+/// What `GET /v1/dataset` shows of the active dataset.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetSummary<'a> {
+    pub rows: usize,
+    pub sha256: &'a str,
+    pub default_features: &'a [String],
+    pub default_target: &'a str,
+    pub columns: Vec<ColumnSummary<'a>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnSummary<'a> {
+    pub name: &'a str,
+    /// 1-based position in the file.
+    pub position: usize,
+    /// `number`, or `text` for a column that cannot be trained on.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(flatten)]
+    pub stats: Option<ColumnStats>,
 }
 
 /// A value that is not a finite number, and where it is.
@@ -52,7 +85,18 @@ impl BadValue {
 
 impl Column {
     pub fn new(name: String, position: usize, values: Result<Array1<f64>, BadValue>) -> Self {
-        Self { name, position, values }
+        let stats = values.as_ref().ok().and_then(|values| {
+            Some(ColumnStats {
+                min: values.iter().copied().reduce(f64::min)?,
+                mean: values.mean()?,
+                max: values.iter().copied().reduce(f64::max)?,
+            })
+        });
+        Self { name, position, values, stats }
+    }
+
+    pub fn stats(&self) -> Option<ColumnStats> {
+        self.stats
     }
 
     pub fn name(&self) -> &str {
@@ -86,8 +130,12 @@ impl Selection {
 }
 
 impl Dataset {
-    pub fn new(columns: Vec<Column>, rows: usize, default_selection: Selection) -> Self {
-        Self { columns, rows, default_selection }
+    pub fn new(columns: Vec<Column>, rows: usize, default_selection: Selection, sha256: String) -> Self {
+        Self { columns, rows, default_selection, sha256 }
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     pub fn rows(&self) -> usize {
@@ -108,6 +156,25 @@ impl Dataset {
 
     pub fn default_selection(&self) -> &Selection {
         &self.default_selection
+    }
+
+    pub fn summary(&self) -> DatasetSummary<'_> {
+        DatasetSummary {
+            rows: self.rows,
+            sha256: &self.sha256,
+            default_features: &self.default_selection.features,
+            default_target: &self.default_selection.target,
+            columns: self
+                .columns
+                .iter()
+                .map(|column| ColumnSummary {
+                    name: &column.name,
+                    position: column.position,
+                    kind: if column.values.is_ok() { "number" } else { "text" },
+                    stats: column.stats,
+                })
+                .collect(),
+        }
     }
 
     /// Resolves a requested selection against this dataset's columns.
@@ -225,6 +292,21 @@ mod tests {
         assert!(message(vec![], None).starts_with("features:"));
         let error = data.select(None, Some("Name".into())).unwrap_err().to_string();
         assert!(error.starts_with("target: column \"Name\" is not numeric"), "{error}");
+    }
+
+    #[test]
+    fn summary_gives_types_and_ranges() {
+        let data = income2_with_names();
+        let summary = serde_json::to_value(data.summary()).unwrap();
+        assert_eq!(summary["rows"], 3);
+        assert_eq!(
+            summary["columns"][0],
+            serde_json::json!({ "name": "Name", "position": 1, "type": "text" })
+        );
+        assert_eq!(
+            summary["columns"][2],
+            serde_json::json!({ "name": "Seniority", "position": 3, "type": "number", "min": 80.0, "mean": 100.0, "max": 120.0 })
+        );
     }
 
     #[test]

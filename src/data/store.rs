@@ -3,10 +3,10 @@
 //! A replacement is written to a temporary file in the same directory, fsynced, renamed over
 //! the active file and the directory fsynced, so a crash at any moment leaves either the old
 //! or the new dataset whole. Temporary files left by a crash are removed when the directory is
-//! opened.
+//! opened. Trained model versions live in `models/` (see [`crate::versions`]).
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -15,6 +15,7 @@ use super::{DataError, Dataset, parse_csv};
 
 const DATASET_FILE: &str = "dataset.csv";
 const TEMP_PREFIX: &str = ".tmp-";
+const MODELS_DIR: &str = "models";
 
 /// Handle on the data directory; cheap to clone.
 #[derive(Debug, Clone)]
@@ -26,7 +27,7 @@ impl DataDir {
     /// Creates the directory if needed and removes temporary files a crash may have left.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        std::fs::create_dir_all(&root)?;
+        std::fs::create_dir_all(root.join(MODELS_DIR))?;
         for entry in std::fs::read_dir(&root)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
@@ -54,14 +55,31 @@ impl DataDir {
 
     /// Makes a fully written temporary file the active dataset, durably and atomically.
     pub fn install_dataset(&self, file: NamedTempFile) -> Result<(), DataError> {
-        file.as_file().sync_all().map_err(DataError::storage("flush the upload to disk"))?;
-        file.persist(self.dataset_path()).map_err(|error| DataError::Storage {
-            action: "replace the dataset file",
-            source: error.error,
-        })?;
-        File::open(&self.root)
+        self.install(file, &self.dataset_path())
+    }
+
+    /// Directory of the stored model versions.
+    pub fn models_dir(&self) -> PathBuf {
+        self.root.join(MODELS_DIR)
+    }
+
+    /// Moves a fully written temporary file to `destination`: fsync the file, rename it (atomic
+    /// within one file system), fsync the directory, so a crash leaves the old or the new file.
+    pub fn install(&self, file: NamedTempFile, destination: &Path) -> Result<(), DataError> {
+        file.as_file().sync_all().map_err(DataError::storage("flush a file to disk"))?;
+        file.persist(destination)
+            .map_err(|error| DataError::Storage { action: "move a file into place", source: error.error })?;
+        let directory = destination.parent().unwrap_or(&self.root);
+        File::open(directory)
             .and_then(|dir| dir.sync_all())
             .map_err(DataError::storage("flush the data directory"))
+    }
+
+    /// Writes `contents` to `destination` atomically (see [`Self::install`]).
+    pub fn write_atomically(&self, destination: &Path, contents: &[u8]) -> Result<(), DataError> {
+        let mut file = self.temp_file()?;
+        file.write_all(contents).map_err(DataError::storage("write a file"))?;
+        self.install(file, destination)
     }
 
     /// The stored dataset, if one was ever uploaded.
@@ -77,7 +95,6 @@ impl DataDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     #[test]
     fn installs_atomically_and_cleans_stray_temporary_files() {

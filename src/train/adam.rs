@@ -22,6 +22,15 @@ impl Adam {
         Self { learning_rate, beta_1, beta_2, epsilon, m: vec![0.0; len], v: vec![0.0; len], t: 0 }
     }
 
+    pub fn learning_rate(&self) -> f64 {
+        self.learning_rate
+    }
+
+    /// Changes the step size for later steps, keeping the moments (as a Keras schedule does).
+    pub fn set_learning_rate(&mut self, learning_rate: f64) {
+        self.learning_rate = learning_rate;
+    }
+
     /// Applies one update: `params -= alpha * m / (sqrt(v) + epsilon)` with
     /// `alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`.
     pub fn step(&mut self, params: &mut [f64], grad: &[f64]) {

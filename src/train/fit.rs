@@ -2,6 +2,10 @@
 //! batches of `batch_size` in row order (the last, smaller batch kept), a fresh permutation
 //! every epoch when shuffling, one optimiser step per batch, and an epoch loss that is the
 //! sample-weighted mean of the batch losses computed before each batch's update.
+//!
+//! With `patience` set, the learning rate halves whenever the loss has not improved for that
+//! many epochs, and the fit stops after [`MAX_HALVINGS`] halvings (Keras's `ReduceLROnPlateau`
+//! followed by `EarlyStopping`); without it every epoch runs, as in Keras.
 
 use std::ops::ControlFlow;
 
@@ -12,26 +16,51 @@ use rand::seq::SliceRandom;
 
 use super::{Adam, AdamParams, TrainError, Weights};
 
+/// Halvings of the learning rate on plateaus before a fit with `patience` stops.
+pub const MAX_HALVINGS: u32 = 12;
+/// An epoch's loss must beat the best so far by this fraction to count as an improvement.
+const MIN_RELATIVE_IMPROVEMENT: f64 = 1e-9;
+/// Batches between two checks for cancellation, so that even a long epoch stops promptly.
+const CANCEL_POLL_BATCHES: usize = 256;
+
+/// Watches a fit: sees every epoch's loss and may stop it.
+pub trait Observer {
+    /// Called after every epoch (1-based); `Break` cancels the fit.
+    fn epoch_end(&mut self, epoch: usize, loss: f64) -> ControlFlow<()>;
+
+    /// Polled between batches; `true` cancels the fit mid-epoch.
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+impl<F: FnMut(usize, f64) -> ControlFlow<()>> Observer for F {
+    fn epoch_end(&mut self, epoch: usize, loss: f64) -> ControlFlow<()> {
+        self(epoch, loss)
+    }
+}
+
 /// The result of a completed fit.
 #[derive(Debug, Clone)]
 pub struct FitOutcome {
-    pub initial: Weights,
+    /// The weights the fit started from (none for the exact solver).
+    pub initial: Option<Weights>,
     pub weights: Weights,
-    /// Loss per epoch, as Keras's `History.history["loss"]`.
+    /// Loss per epoch, as Keras's `History.history["loss"]`; shorter than `epochs` when the fit
+    /// stopped early.
     pub history: Vec<f64>,
 }
 
-/// Fits `x` (row-major, one row per sample) to `y`.
+/// Fits `x` (row-major, one row per sample) to `y` with Adam.
 ///
-/// `on_epoch(epoch, loss)` is called after every epoch (1-based); returning
-/// `ControlFlow::Break` stops the fit with [`TrainError::Cancelled`].
-/// The seeded generator draws the initial kernel first and then the permutations, so a
-/// recorded seed reproduces a fit exactly.
+/// The fit starts from `start`, or else from a glorot-uniform kernel drawn from the seeded
+/// generator, which then draws the permutations, so a recorded seed reproduces a fit exactly.
 pub fn fit_adam(
     x: ArrayView2<f64>,
     y: ArrayView1<f64>,
     params: &AdamParams,
-    mut on_epoch: impl FnMut(usize, f64) -> ControlFlow<()>,
+    start: Option<Weights>,
+    observer: &mut impl Observer,
 ) -> Result<FitOutcome, TrainError> {
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout is contiguous");
@@ -39,11 +68,12 @@ pub fn fit_adam(
     let (rows, features) = x.dim();
 
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-    let initial = params.initial_weights(features, &mut rng);
+    let initial = start.unwrap_or_else(|| Weights::glorot_uniform(features, &mut rng));
     let mut theta: Vec<f64> = initial.kernel().iter().copied().chain([initial.bias()]).collect();
     let mut grad = vec![0.0; features + 1];
     let mut adam =
         Adam::new(features + 1, params.learning_rate, params.beta_1, params.beta_2, params.epsilon);
+    let mut plateau = params.patience.map(Plateau::new);
     let mut order: Vec<usize> = (0..rows).collect();
     let mut history = Vec::with_capacity(params.epochs);
 
@@ -52,7 +82,10 @@ pub fn fit_adam(
             order.shuffle(&mut rng);
         }
         let mut weighted_loss = 0.0;
-        for batch in order.chunks(params.batch_size) {
+        for (index, batch) in order.chunks(params.batch_size).enumerate() {
+            if index % CANCEL_POLL_BATCHES == 0 && observer.cancelled() {
+                return Err(TrainError::Cancelled { epoch });
+            }
             let loss = batch_gradient(xs, &y, features, batch, &theta, &mut grad);
             weighted_loss += loss * batch.len() as f64;
             adam.step(&mut theta, &grad);
@@ -62,12 +95,50 @@ pub fn fit_adam(
             return Err(TrainError::Diverged { epoch });
         }
         history.push(loss);
-        if on_epoch(epoch, loss).is_break() {
+        if observer.epoch_end(epoch, loss).is_break() {
             return Err(TrainError::Cancelled { epoch });
+        }
+        if plateau.as_mut().is_some_and(|plateau| plateau.stop_after(loss, &mut adam)) {
+            break;
         }
     }
     let bias = theta.pop().expect("theta holds the bias last");
-    Ok(FitOutcome { initial, weights: Weights::new(theta.into(), bias), history })
+    Ok(FitOutcome { initial: Some(initial), weights: Weights::new(theta.into(), bias), history })
+}
+
+/// Learning-rate halving on plateaus, then early stopping.
+struct Plateau {
+    patience: usize,
+    best: f64,
+    epochs_without_improvement: usize,
+    halvings: u32,
+}
+
+impl Plateau {
+    fn new(patience: usize) -> Self {
+        Self { patience, best: f64::INFINITY, epochs_without_improvement: 0, halvings: 0 }
+    }
+
+    /// Records an epoch's loss; halves the learning rate after `patience` epochs without
+    /// improvement and says to stop once it has halved [`MAX_HALVINGS`] times.
+    fn stop_after(&mut self, loss: f64, adam: &mut Adam) -> bool {
+        if loss < self.best * (1.0 - MIN_RELATIVE_IMPROVEMENT) {
+            self.best = loss;
+            self.epochs_without_improvement = 0;
+            return false;
+        }
+        self.epochs_without_improvement += 1;
+        if self.epochs_without_improvement < self.patience {
+            return false;
+        }
+        if self.halvings == MAX_HALVINGS {
+            return true;
+        }
+        self.halvings += 1;
+        self.epochs_without_improvement = 0;
+        adam.set_learning_rate(adam.learning_rate() / 2.0);
+        false
+    }
 }
 
 /// Writes the MSE gradient of one batch into `grad` (kernel first, bias last) and returns the
@@ -105,9 +176,12 @@ fn batch_gradient(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::AdamSettings;
-    use crate::train::InitialWeights;
+    use crate::train::{FitParams, FitSettings, InitialWeights};
     use ndarray::array;
+
+    fn keep_going(_: usize, _: f64) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
 
     #[test]
     fn mse_gradient_matches_hand_computed_values() {
@@ -132,26 +206,29 @@ mod tests {
         assert_eq!(grad, [0.0, 4.0, 2.0]);
     }
 
-    fn settings(epochs: usize, shuffle: bool, seed: u64) -> AdamParams {
-        AdamSettings {
+    fn params(settings: FitSettings) -> AdamParams {
+        match settings.validate(1).unwrap() {
+            FitParams::Adam(params) | FitParams::AdamStandardized(params) => params,
+            FitParams::LeastSquares => unreachable!(),
+        }
+    }
+
+    fn small(epochs: usize, shuffle: bool, seed: u64) -> AdamParams {
+        params(FitSettings {
             epochs: Some(epochs),
             shuffle: Some(shuffle),
             seed: Some(seed),
             learning_rate: Some(0.1),
             batch_size: Some(2),
             ..Default::default()
-        }
-        .validate(1)
-        .unwrap()
+        })
     }
 
     #[test]
     fn same_seed_reproduces_a_shuffled_fit_and_another_seed_does_not() {
         let x = array![[1.0], [2.0], [3.0], [4.0], [5.0]];
         let y = array![2.0, 4.1, 5.9, 8.2, 9.9];
-        let run = |seed| {
-            fit_adam(x.view(), y.view(), &settings(20, true, seed), |_, _| ControlFlow::Continue(())).unwrap()
-        };
+        let run = |seed| fit_adam(x.view(), y.view(), &small(20, true, seed), None, &mut keep_going).unwrap();
         assert_eq!(run(7).history, run(7).history);
         assert_ne!(run(7).history, run(8).history);
     }
@@ -160,26 +237,62 @@ mod tests {
     fn history_has_one_loss_per_epoch_and_observer_can_stop_the_fit() {
         let x = array![[1.0], [2.0], [3.0]];
         let y = array![1.0, 2.0, 3.0];
-        let fit =
-            fit_adam(x.view(), y.view(), &settings(7, false, 1), |_, _| ControlFlow::Continue(())).unwrap();
+        let fit = fit_adam(x.view(), y.view(), &small(7, false, 1), None, &mut keep_going).unwrap();
         assert_eq!(fit.history.len(), 7);
-        let stopped = fit_adam(x.view(), y.view(), &settings(7, false, 1), |epoch, _| {
-            if epoch == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-        });
+        let mut stop_at_3 =
+            |epoch, _| if epoch == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) };
+        let stopped = fit_adam(x.view(), y.view(), &small(7, false, 1), None, &mut stop_at_3);
         assert!(matches!(stopped, Err(TrainError::Cancelled { epoch: 3 })));
+    }
+
+    #[test]
+    fn a_cancelled_observer_stops_the_fit_within_an_epoch() {
+        struct Cancelled;
+        impl Observer for Cancelled {
+            fn epoch_end(&mut self, _: usize, _: f64) -> ControlFlow<()> {
+                panic!("the fit should stop before any epoch ends");
+            }
+            fn cancelled(&self) -> bool {
+                true
+            }
+        }
+        let x = array![[1.0], [2.0], [3.0]];
+        let y = array![1.0, 2.0, 3.0];
+        let result = fit_adam(x.view(), y.view(), &small(7, false, 1), None, &mut Cancelled);
+        assert!(matches!(result, Err(TrainError::Cancelled { epoch: 1 })));
     }
 
     #[test]
     fn a_non_finite_loss_is_reported_as_divergence() {
         let x = array![[1e200], [2e200]];
         let y = array![1.0, 2.0];
-        let params = AdamSettings {
+        let params = params(FitSettings {
             initial: Some(InitialWeights { kernel: vec![1e200], bias: 0.0 }),
             ..Default::default()
-        }
-        .validate(1)
-        .unwrap();
-        let result = fit_adam(x.view(), y.view(), &params, |_, _| ControlFlow::Continue(()));
+        });
+        let start = params.initial.as_ref().map(Weights::from);
+        let result = fit_adam(x.view(), y.view(), &params, start, &mut keep_going);
         assert!(matches!(result, Err(TrainError::Diverged { epoch: 1 })), "{result:?}");
+    }
+
+    #[test]
+    fn patience_halves_the_learning_rate_then_stops_early_near_the_optimum() {
+        // An exact line through centred data: the optimum loss is 0.
+        let x = array![[-1.5], [-0.5], [0.5], [1.5]];
+        let y = x.column(0).mapv(|v| 2.0 * v + 1.0);
+        let settings = FitSettings {
+            epochs: Some(100_000),
+            learning_rate: Some(0.01),
+            patience: Some(20),
+            seed: Some(3),
+            ..Default::default()
+        };
+        let fit = fit_adam(x.view(), y.view(), &params(settings), None, &mut keep_going).unwrap();
+        assert!(fit.history.len() < 100_000, "the fit never stopped early");
+        assert!(
+            *fit.history.last().unwrap() < 1e-8,
+            "stopped far from the optimum: {:?}",
+            fit.history.last()
+        );
     }
 }

@@ -1,19 +1,24 @@
-//! The numeric core: linear-regression weights, the Keras-faithful Adam fit and the exact
-//! least-squares optimum. Nothing here knows about HTTP, files or column names; callers hand
-//! in a row-major feature matrix and a target vector.
+//! The numeric core: linear-regression weights, the Keras-faithful Adam fit, the standardized
+//! solver that converges, and the exact least-squares optimum. Nothing here knows about HTTP,
+//! files or column names; callers hand in a row-major feature matrix and a target vector.
 
 mod adam;
 mod fit;
 mod least_squares;
 mod params;
+mod standardize;
 
 pub use adam::Adam;
-pub use fit::{FitOutcome, fit_adam};
+pub use fit::{FitOutcome, MAX_HALVINGS, Observer, fit_adam};
 pub use least_squares::{LeastSquares, least_squares};
-pub use params::{AdamParams, AdamSettings, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, InitialWeights, MAX_EPOCHS};
+pub use params::{
+    AdamParams, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, FitParams, FitSettings, InitialWeights, MAX_EPOCHS,
+    Solver,
+};
+pub use standardize::fit_standardized;
 
 use ndarray::{Array1, ArrayView1, ArrayView2};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a fit could not produce a model.
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +29,43 @@ pub enum TrainError {
     Diverged { epoch: usize },
     #[error("training was cancelled at epoch {epoch}")]
     Cancelled { epoch: usize },
+    #[error("{column} has the same value on every row; this solver needs it to vary")]
+    ConstantColumn { column: String },
+    #[error(
+        "the features are linearly dependent (rank {rank} of {features}): no unique least-squares \
+         solution; drop a redundant feature"
+    )]
+    Singular { rank: usize, features: usize },
+    #[error("warm_start: {reason}")]
+    WarmStart { reason: String },
+}
+
+/// Runs the solver `params` names, starting from `warm_start` (or the requested initial weights).
+pub fn fit(
+    x: ArrayView2<f64>,
+    y: ArrayView1<f64>,
+    params: &FitParams,
+    warm_start: Option<Weights>,
+    observer: &mut impl Observer,
+) -> Result<FitOutcome, TrainError> {
+    let start = warm_start.or_else(|| params.initial().map(Weights::from));
+    match params {
+        FitParams::Adam(adam) => fit_adam(x, y, adam, start, observer),
+        FitParams::AdamStandardized(adam) => fit_standardized(x, y, adam, start, observer),
+        FitParams::LeastSquares => {
+            let solution = least_squares(x, y);
+            if solution.rank < x.ncols() {
+                return Err(TrainError::Singular { rank: solution.rank, features: x.ncols() });
+            }
+            Ok(FitOutcome { initial: None, weights: solution.weights, history: Vec::new() })
+        }
+    }
 }
 
 /// The parameters of `y = x · kernel + bias`, Keras's `Dense(1)`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Weights {
-    #[serde(serialize_with = "serialize_array")]
+    #[serde(serialize_with = "serialize_array", deserialize_with = "deserialize_array")]
     kernel: Array1<f64>,
     bias: f64,
 }
@@ -83,4 +119,8 @@ impl Weights {
 
 fn serialize_array<S: Serializer>(array: &Array1<f64>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_seq(array.iter())
+}
+
+fn deserialize_array<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Array1<f64>, D::Error> {
+    Vec::<f64>::deserialize(deserializer).map(Array1::from)
 }

@@ -10,9 +10,11 @@ async fn train_answers_at_once_with_the_job_and_its_parameters() {
     let app = spawn_app().await;
     let response = app.client.post(app.url("/train")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let response_location = response.headers()["location"].to_str().unwrap().to_owned();
     let job: Value = response.json().await.unwrap();
     assert_eq!(job["id"], 1);
-    assert_eq!(job["state"], "running");
+    assert!(job["state"] == "queued" || job["state"] == "running", "{}", job["state"]);
+    assert_eq!(response_location, "/v1/jobs/1");
     assert_eq!(job["features"], json!(["Education"]));
     assert_eq!(job["target"], "Income");
     let params = &job["params"];

@@ -62,7 +62,7 @@ async fn rejected_uploads_name_the_problem_and_leave_the_dataset_intact() {
     let leftovers: Vec<_> = std::fs::read_dir(app.data_dir.path())
         .unwrap()
         .map(|entry| entry.unwrap().file_name())
-        .filter(|name| name != "dataset.csv")
+        .filter(|name| name.to_string_lossy().starts_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
 }

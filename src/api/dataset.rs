@@ -1,0 +1,32 @@
+//! The active dataset: a summary (`/v1/dataset`) and the file itself (`/v1/dataset.csv`).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use tokio_util::io::ReaderStream;
+
+use super::AppError;
+use crate::data::{DEFAULT_DATASET_CSV, DataError};
+use crate::state::AppState;
+
+/// `GET /v1/dataset`: columns with their types and ranges, rows, SHA-256, default selection.
+pub async fn summary(State(state): State<AppState>) -> Response {
+    let dataset = state.dataset();
+    Json(dataset.summary()).into_response()
+}
+
+/// `GET /v1/dataset.csv`: the uploaded file as stored, or the built-in dataset.
+pub async fn download(State(state): State<AppState>) -> Result<Response, AppError> {
+    let headers = [
+        (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+        (header::CONTENT_DISPOSITION, "attachment; filename=\"dataset.csv\""),
+    ];
+    let body = match tokio::fs::File::open(state.store().dataset_path()).await {
+        Ok(file) => Body::from_stream(ReaderStream::new(file)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Body::from(DEFAULT_DATASET_CSV),
+        Err(source) => return Err(DataError::Storage { action: "open the stored dataset", source }.into()),
+    };
+    Ok((headers, body).into_response())
+}
