@@ -100,3 +100,42 @@ async fn sigterm_cancels_a_waited_for_training_and_exits_cleanly() {
     assert!(body.contains("cancelled"), "{body}");
     assert!(started.elapsed() < Duration::from_secs(5), "shutdown waited for the fit");
 }
+
+#[tokio::test]
+async fn a_restart_serves_the_active_version_at_once_including_a_rollback() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let server = Server::start(data_dir.path()).await;
+    let train = |base: String, seed: u64| {
+        let client = client.clone();
+        async move {
+            let response =
+                client.post(format!("{base}/train?wait=true")).json(&json!({ "epochs": 3, "seed": seed }));
+            response.send().await.unwrap().json::<Value>().await.unwrap()["model"].clone()
+        }
+    };
+    let first = train(server.base.clone(), 1).await;
+    let second = train(server.base.clone(), 2).await;
+    assert!(server.terminate().success());
+
+    let server = Server::start(data_dir.path()).await;
+    let flag: Value =
+        client.get(format!("{}/training_flag", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(flag["training_flag"], 1, "a restarted server has a model at once");
+    let served: Value =
+        client.get(format!("{}/v1/model", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(served, second);
+
+    let response = client.post(format!("{}/v1/models/1/activate", server.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(server.terminate().success());
+
+    let server = Server::start(data_dir.path()).await;
+    let served: Value =
+        client.get(format!("{}/v1/model", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(served, first, "the rollback survived the restart");
+    let versions: Value =
+        client.get(format!("{}/v1/models", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    assert!(server.terminate().success());
+}

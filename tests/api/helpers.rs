@@ -131,3 +131,46 @@ pub fn linear_csv(rows: usize) -> String {
 
 pub const INCOME1: &str = include_str!("../../dataset/Income1.csv");
 pub const INCOME2: &str = include_str!("../../dataset/Income2.csv");
+
+impl TestApp {
+    /// Reads a job's whole event stream: `(event name, data)` pairs until the stream ends.
+    pub async fn job_events(&self, id: u64) -> Vec<(String, Value)> {
+        use futures_util::StreamExt;
+        let response = self.get(&format!("/v1/jobs/{id}/events")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        let mut body = response.bytes_stream();
+        let (mut buffer, mut events) = (String::new(), Vec::new());
+        while let Some(chunk) = body.next().await {
+            buffer.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block.lines().find_map(|line| line.strip_prefix(name)).map(|v| v.trim().to_owned())
+                };
+                if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
+                    events.push((event, serde_json::from_str(&data).unwrap()));
+                }
+            }
+        }
+        events
+    }
+
+    /// Starts a training without waiting; returns the job id.
+    pub async fn start_training(&self, body: Value) -> u64 {
+        let response = self.post_json("/train", &body).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{}", response.text().await.unwrap());
+        response.json::<Value>().await.unwrap()["id"].as_u64().unwrap()
+    }
+
+    pub async fn json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.unwrap()
+    }
+}
+
+/// A dataset big enough that training on it takes a while (about a second in a debug build).
+pub fn slow_dataset() -> String {
+    linear_csv(50_000)
+}

@@ -2,9 +2,12 @@
 
 mod binary;
 mod concurrency;
+mod dataset;
 mod errors;
 mod helpers;
+mod jobs;
 mod model;
 mod predict;
 mod train;
 mod upload;
+mod versions;

@@ -1,0 +1,84 @@
+//! Stored model versions: listing, fetching, rollback, ETag polling, pruning.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{error_of, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn every_training_stores_a_version_and_the_newest_is_active() {
+    let app = spawn_app().await;
+    let first = app.train(json!({ "epochs": 5, "seed": 1 })).await;
+    let second = app.train(json!({ "epochs": 5, "seed": 2 })).await;
+    assert_eq!((first["version"].clone(), second["version"].clone()), (json!(1), json!(2)));
+
+    let versions = app.json("/v1/models").await;
+    let listed: Vec<_> =
+        versions.as_array().unwrap().iter().map(|v| (v["version"].clone(), v["active"].clone())).collect();
+    assert_eq!(listed, [(json!(2), json!(true)), (json!(1), json!(false))]);
+    assert_eq!(versions[1]["mse"], first["mse"]);
+    assert_eq!(versions[1]["solver"], "adam");
+
+    let stored = app.json("/v1/models/1").await;
+    assert_eq!(stored, first, "a stored version is exactly the model that was trained");
+    assert!(app.data_dir.path().join("models/v000002.json").exists());
+    error_of(app.get("/v1/models/9").await, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn activating_an_older_version_rolls_back_predictions() {
+    let app = spawn_app().await;
+    app.train(json!({ "epochs": 5, "seed": 1 })).await;
+    let v1 = app.predict_ok(json!([12])).await;
+    app.train(json!({ "solver": "least-squares" })).await;
+    assert_ne!(app.predict_ok(json!([12])).await, v1);
+
+    let response = app.client.post(app.url("/v1/models/1/activate")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(app.predict_ok(json!([12])).await, v1);
+    assert_eq!(app.json("/v1/model").await["version"], 1);
+    assert_eq!(std::fs::read_to_string(app.data_dir.path().join("models/active")).unwrap().trim(), "1");
+
+    let response = app.client.post(app.url("/v1/models/5/activate")).send().await.unwrap();
+    error_of(response, StatusCode::NOT_FOUND).await;
+    assert_eq!(app.json("/v1/model").await["version"], 1, "a failed activation changes nothing");
+}
+
+#[tokio::test]
+async fn edge_devices_poll_the_model_with_an_etag() {
+    let app = spawn_app().await;
+    app.train(json!({ "epochs": 2 })).await;
+    let response = app.get("/v1/model").await;
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(etag, "\"v1\"");
+
+    let unchanged = app.client.get(app.url("/v1/model")).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(unchanged.headers()["etag"], etag.as_str());
+    assert!(unchanged.bytes().await.unwrap().is_empty());
+
+    app.train(json!({ "epochs": 2 })).await;
+    let changed = app.client.get(app.url("/v1/model")).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_eq!(changed.headers()["etag"], "\"v2\"");
+}
+
+#[tokio::test]
+async fn old_versions_are_pruned_beyond_the_configured_count() {
+    let app = spawn_app_with(|config| config.keep_models = 2).await;
+    for seed in 0..4 {
+        app.train(json!({ "epochs": 1, "seed": seed })).await;
+    }
+    let versions: Vec<u64> = app
+        .json("/v1/models")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [4, 3]);
+    let files = std::fs::read_dir(app.data_dir.path().join("models")).unwrap().count();
+    assert_eq!(files, 3, "two model files and the active pointer");
+    error_of(app.get("/v1/models/1").await, StatusCode::NOT_FOUND).await;
+}
