@@ -2,7 +2,9 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use serde::Deserialize;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use tokio_util::io::ReaderStream;
@@ -15,6 +17,34 @@ use crate::state::AppState;
 pub async fn summary(State(state): State<AppState>) -> Response {
     let dataset = state.dataset();
     Json(dataset.summary()).into_response()
+}
+
+/// The most rows one `GET /v1/dataset/rows` returns.
+const MAX_SAMPLE_ROWS: usize = 10_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowsQuery {
+    /// How many rows (default 20, at most 10,000).
+    limit: Option<usize>,
+    /// `true`: spread the rows evenly over the dataset (for plots); `false`: the first rows.
+    #[serde(default)]
+    spread: bool,
+}
+
+/// `GET /v1/dataset/rows?limit=N&spread=true`: a preview or an even sample of the rows.
+pub async fn rows(
+    State(state): State<AppState>,
+    query: Result<Query<RowsQuery>, QueryRejection>,
+) -> Result<Response, AppError> {
+    let Query(query) = query?;
+    let limit = query.limit.unwrap_or(20);
+    if limit > MAX_SAMPLE_ROWS {
+        let message = format!("limit: at most {MAX_SAMPLE_ROWS} rows per request");
+        return Err(AppError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, message));
+    }
+    let dataset = state.dataset();
+    Ok(Json(dataset.sample_rows(limit, query.spread)).into_response())
 }
 
 /// `GET /v1/dataset.csv`: the uploaded file as stored, or the built-in dataset.

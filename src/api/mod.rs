@@ -5,6 +5,7 @@ mod dataset;
 mod error;
 mod jobs;
 mod models;
+mod page;
 mod predict;
 mod train;
 mod upload;
@@ -28,7 +29,8 @@ use crate::state::AppState;
 pub fn app(state: AppState) -> Router {
     let max_body = state.limits().max_body_bytes;
     Router::new()
-        .route("/", get(index))
+        .route("/", get(page::index))
+        .route("/v1", get(routes))
         .route("/upload", post(upload::upload).layer(DefaultBodyLimit::disable()))
         .route("/train", post(train::train))
         .route("/training_flag", get(models::training_flag))
@@ -42,6 +44,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/jobs/{id}/events", get(jobs::events))
         .route("/v1/dataset", get(dataset::summary))
         .route("/v1/dataset.csv", get(dataset::download))
+        .route("/v1/dataset/rows", get(dataset::rows))
+        .route("/static/{file}", get(page::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -70,7 +74,8 @@ pub struct AppJson<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(AppError))]
 pub struct AppPath<T>(pub T);
 
-async fn index() -> Json<serde_json::Value> {
+/// `GET /v1`: what this service is and the routes it answers.
+async fn routes() -> Json<serde_json::Value> {
     Json(json!({
         "service": "regserve",
         "version": env!("CARGO_PKG_VERSION"),
@@ -78,7 +83,7 @@ async fn index() -> Json<serde_json::Value> {
             "POST /upload", "POST /train", "GET /training_flag", "POST /predict",
             "GET /v1/model", "GET /v1/models", "GET /v1/models/{version}", "POST /v1/models/{version}/activate",
             "GET /v1/jobs", "GET /v1/jobs/{id}", "DELETE /v1/jobs/{id}", "GET /v1/jobs/{id}/events",
-            "GET /v1/dataset", "GET /v1/dataset.csv",
+            "GET /v1/dataset", "GET /v1/dataset.csv", "GET /v1/dataset/rows",
         ],
     }))
 }

@@ -36,6 +36,14 @@ pub struct ColumnStats {
     pub max: f64,
 }
 
+/// Some rows of a dataset (0-based row numbers, values in column order).
+#[derive(Debug, Clone, Serialize)]
+pub struct RowSample<'a> {
+    pub columns: Vec<&'a str>,
+    pub row_numbers: Vec<usize>,
+    pub rows: Vec<Vec<Option<f64>>>,
+}
+
 /// What `GET /v1/dataset` shows of the active dataset.
 #[derive(Debug, Clone, Serialize)]
 pub struct DatasetSummary<'a> {
@@ -236,6 +244,19 @@ impl Dataset {
         }
     }
 
+    /// Up to `limit` rows, the first ones or (`spread`) evenly spaced over the whole dataset,
+    /// for previews and scatter plots; text columns read `None`.
+    pub fn sample_rows(&self, limit: usize, spread: bool) -> RowSample<'_> {
+        let count = limit.min(self.rows);
+        let step = if spread && count > 0 { self.rows as f64 / count as f64 } else { 1.0 };
+        let row_numbers: Vec<usize> = (0..count).map(|i| (i as f64 * step) as usize).collect();
+        let rows = row_numbers
+            .iter()
+            .map(|&row| self.columns.iter().map(|column| column.values.as_ref().ok().map(|v| v[row])).collect())
+            .collect();
+        RowSample { columns: self.column_names(), row_numbers, rows }
+    }
+
     /// The row-major feature matrix and the target vector of a selection made by [`Self::select`].
     pub fn design(&self, selection: &Selection) -> (Array2<f64>, Array1<f64>) {
         let numbers = |name: &str| {
@@ -307,6 +328,20 @@ mod tests {
             summary["columns"][2],
             serde_json::json!({ "name": "Seniority", "position": 3, "type": "number", "min": 80.0, "mean": 100.0, "max": 120.0 })
         );
+    }
+
+    #[test]
+    fn samples_take_the_first_rows_or_spread_over_all() {
+        let data = income2_with_names();
+        let head = data.sample_rows(2, false);
+        assert_eq!(head.row_numbers, [0, 1]);
+        assert_eq!(head.rows[1], [None, Some(12.0), Some(120.0), Some(40.0)]);
+        let spread = data.sample_rows(2, true);
+        assert_eq!(spread.row_numbers, [0, 1]);
+        let csv: String = std::iter::once("x,y\n".to_owned()).chain((0..100).map(|i| format!("{i},{i}\n"))).collect();
+        let big = crate::data::parse_csv(csv.as_bytes()).unwrap();
+        assert_eq!(big.sample_rows(4, true).row_numbers, [0, 25, 50, 75]);
+        assert_eq!(big.sample_rows(500, true).rows.len(), 100);
     }
 
     #[test]

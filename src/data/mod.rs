@@ -6,7 +6,9 @@ mod dataset;
 mod store;
 
 pub use self::csv::{MAX_COLUMNS, parse_csv};
-pub use dataset::{BadValue, Column, ColumnStats, ColumnSummary, Dataset, DatasetSummary, Selection};
+pub use dataset::{
+    BadValue, Column, ColumnStats, ColumnSummary, Dataset, DatasetSummary, RowSample, Selection,
+};
 pub use store::DataDir;
 
 /// The dataset served before anything is uploaded: ISLR's Income1, as the original used.

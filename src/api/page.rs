@@ -1,0 +1,28 @@
+//! The web page, compiled into the binary so it works offline and from any directory.
+
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use super::{AppError, AppPath};
+
+const INDEX_HTML: &str = include_str!("../../static/index.html");
+
+/// Every asset the page loads: name, content type, contents.
+const ASSETS: [(&str, &str, &str); 2] = [
+    ("app.js", "text/javascript; charset=utf-8", include_str!("../../static/app.js")),
+    ("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
+];
+
+/// `GET /`: the page.
+pub async fn index() -> Html<&'static str> {
+    Html(INDEX_HTML)
+}
+
+/// `GET /static/{file}`: a script or style sheet of the page.
+pub async fn asset(AppPath(file): AppPath<String>) -> Result<Response, AppError> {
+    let (_, content_type, contents) = ASSETS
+        .iter()
+        .find(|(name, ..)| *name == file)
+        .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, format!("no asset named {file:?}")))?;
+    Ok(([(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "no-cache")], *contents).into_response())
+}
