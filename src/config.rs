@@ -3,14 +3,50 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, Subcommand};
+
+use crate::cli::{PredictArgs, TrainArgs};
 
 /// The command line of the `regserve` binary.
+///
+/// Without a subcommand `regserve` serves, taking the server's flags at the top level, so every
+/// existing way of starting the server keeps working; the server's flags and a subcommand cannot
+/// be mixed, so `regserve --addr .. train` is an error rather than a silently ignored flag.
 #[derive(Debug, Parser)]
-#[command(name = "regserve", version, about = "Trains and serves a linear-regression model over HTTP")]
+#[command(
+    name = "regserve",
+    version,
+    about = "Trains and serves a linear-regression model over HTTP, or trains and predicts offline",
+    long_about = None,
+    after_help = "Examples:\n  \
+        regserve                                      serve on 127.0.0.1:5000\n  \
+        regserve train data.csv --output model.json   train offline and save the model\n  \
+        regserve predict --model model.json 10 15.5   predict from the saved model",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+/// What the binary does.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (what `regserve` does without a subcommand).
+    Serve(ServeArgs),
+    /// Train a model on a CSV file offline, with the server's training code, and print it.
+    Train(TrainArgs),
+    /// Predict from a saved model file, without a server.
+    Predict(PredictArgs),
+}
+
+impl Cli {
+    /// The command to run: serving with the top-level flags when no subcommand was given.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
 }
 
 /// Flags of the HTTP server.
@@ -125,5 +161,45 @@ mod tests {
         let config = Config::from(cli.serve);
         assert_eq!(config.limits.max_upload_bytes, 1536 << 20);
         assert!(config.data_dir.ends_with("regserve") || config.data_dir.ends_with("regserve-data"));
+    }
+
+    #[test]
+    fn command_line_is_well_formed() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn subcommands_parse_and_no_subcommand_serves() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from(["regserve"].iter().chain(args)).map(Cli::into_command);
+        match parse(&["--addr", "127.0.0.1:0"]).unwrap() {
+            Command::Serve(serve) => assert_eq!(serve.addr.to_string(), "127.0.0.1:0"),
+            other => panic!("expected serve, got {other:?}"),
+        }
+        match parse(&["serve", "--addr", "127.0.0.1:7", "--keep-models", "3"]).unwrap() {
+            Command::Serve(serve) => assert_eq!((serve.addr.port(), serve.keep_models), (7, 3)),
+            other => panic!("expected serve, got {other:?}"),
+        }
+        let train = ["train", "d.csv", "--features", "a,b", "--features", "c", "--solver", "least-squares"];
+        match parse(&train).unwrap() {
+            Command::Train(train) => {
+                assert_eq!(train.file, PathBuf::from("d.csv"));
+                assert_eq!(train.features.unwrap(), ["a", "b", "c"]);
+                assert_eq!(train.solver, Some(crate::train::Solver::LeastSquares));
+                assert_eq!((train.epochs, train.no_shuffle, train.json), (None, false, false));
+            }
+            other => panic!("expected train, got {other:?}"),
+        }
+        match parse(&["predict", "--model", "m.json", "10", "-2.5", "12,50", "--json"]).unwrap() {
+            Command::Predict(predict) => {
+                assert_eq!(predict.model, PathBuf::from("m.json"));
+                assert_eq!(predict.rows, ["10", "-2.5", "12,50"]);
+                assert!(predict.json);
+            }
+            other => panic!("expected predict, got {other:?}"),
+        }
+        assert!(parse(&["train", "d.csv", "--solver", "sgd"]).is_err());
+        assert!(parse(&["predict", "--model", "m.json"]).is_err(), "at least one row");
+        assert!(parse(&["--addr", "127.0.0.1:0", "train", "d.csv"]).is_err(), "server flags need serve");
     }
 }

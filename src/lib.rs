@@ -5,8 +5,10 @@
 //! [`model`] is the fitted model that gets served, [`versions`] stores every trained model and
 //! which one is active, [`jobs`] runs one training at a time in the background, [`state`] is the shared handle the HTTP layer works on, [`api`] maps HTTP to
 //! all of that, and [`startup`] binds a listener and runs the server.
+//! [`cli`] is the offline command line: `regserve train` and `regserve predict` without a server.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod jobs;
