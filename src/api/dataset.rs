@@ -4,9 +4,9 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use serde::Deserialize;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use tokio_util::io::ReaderStream;
 
 use super::AppError;

@@ -24,5 +24,6 @@ pub async fn asset(AppPath(file): AppPath<String>) -> Result<Response, AppError>
         .iter()
         .find(|(name, ..)| *name == file)
         .ok_or_else(|| AppError::new(StatusCode::NOT_FOUND, format!("no asset named {file:?}")))?;
-    Ok(([(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "no-cache")], *contents).into_response())
+    Ok(([(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "no-cache")], *contents)
+        .into_response())
 }

@@ -252,7 +252,9 @@ impl Dataset {
         let row_numbers: Vec<usize> = (0..count).map(|i| (i as f64 * step) as usize).collect();
         let rows = row_numbers
             .iter()
-            .map(|&row| self.columns.iter().map(|column| column.values.as_ref().ok().map(|v| v[row])).collect())
+            .map(|&row| {
+                self.columns.iter().map(|column| column.values.as_ref().ok().map(|v| v[row])).collect()
+            })
             .collect();
         RowSample { columns: self.column_names(), row_numbers, rows }
     }
@@ -338,7 +340,8 @@ mod tests {
         assert_eq!(head.rows[1], [None, Some(12.0), Some(120.0), Some(40.0)]);
         let spread = data.sample_rows(2, true);
         assert_eq!(spread.row_numbers, [0, 1]);
-        let csv: String = std::iter::once("x,y\n".to_owned()).chain((0..100).map(|i| format!("{i},{i}\n"))).collect();
+        let csv: String =
+            std::iter::once("x,y\n".to_owned()).chain((0..100).map(|i| format!("{i},{i}\n"))).collect();
         let big = crate::data::parse_csv(csv.as_bytes()).unwrap();
         assert_eq!(big.sample_rows(4, true).row_numbers, [0, 25, 50, 75]);
         assert_eq!(big.sample_rows(500, true).rows.len(), 100);
