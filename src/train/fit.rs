@@ -7,9 +7,9 @@
 //! many epochs, and the fit stops after [`MAX_HALVINGS`] halvings (Keras's `ReduceLROnPlateau`
 //! followed by `EarlyStopping`); without it every epoch runs, as in Keras.
 
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 
-use ndarray::{ArrayView1, ArrayView2};
+use ndarray::{ArrayView1, ArrayView2, CowArray, Ix1, Ix2};
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use rand::seq::SliceRandom;
@@ -62,48 +62,170 @@ pub fn fit_adam(
     start: Option<Weights>,
     observer: &mut impl Observer,
 ) -> Result<FitOutcome, TrainError> {
-    let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout is contiguous");
-    let y = y.to_vec();
-    let (rows, features) = x.dim();
-
-    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-    let initial = start.unwrap_or_else(|| Weights::glorot_uniform(features, &mut rng));
-    let mut theta: Vec<f64> = initial.kernel().iter().copied().chain([initial.bias()]).collect();
-    let mut grad = vec![0.0; features + 1];
-    let mut adam =
-        Adam::new(features + 1, params.learning_rate, params.beta_1, params.beta_2, params.epsilon);
+    let mut run = AdamRun::new(x, y, params, start);
     let mut plateau = params.patience.map(Plateau::new);
-    let mut order: Vec<usize> = (0..rows).collect();
     let mut history = Vec::with_capacity(params.epochs);
-
     for epoch in 1..=params.epochs {
-        if params.shuffle {
-            order.shuffle(&mut rng);
-        }
-        let mut weighted_loss = 0.0;
-        for (index, batch) in order.chunks(params.batch_size).enumerate() {
-            if index % CANCEL_POLL_BATCHES == 0 && observer.cancelled() {
-                return Err(TrainError::Cancelled { epoch });
-            }
-            let loss = batch_gradient(xs, &y, features, batch, &theta, &mut grad);
-            weighted_loss += loss * batch.len() as f64;
-            adam.step(&mut theta, &grad);
-        }
-        let loss = weighted_loss / rows as f64;
-        if !(loss.is_finite() && theta.iter().all(|p| p.is_finite())) {
-            return Err(TrainError::Diverged { epoch });
-        }
+        let loss = run.epoch(epoch, observer)?;
         history.push(loss);
         if observer.epoch_end(epoch, loss).is_break() {
             return Err(TrainError::Cancelled { epoch });
         }
-        if plateau.as_mut().is_some_and(|plateau| plateau.stop_after(loss, &mut adam)) {
+        if plateau.as_mut().is_some_and(|plateau| plateau.stop_after(loss, &mut run.adam)) {
             break;
         }
     }
-    let bias = theta.pop().expect("theta holds the bias last");
-    Ok(FitOutcome { initial: Some(initial), weights: Weights::new(theta.into(), bias), history })
+    Ok(FitOutcome { initial: Some(run.initial.clone()), weights: run.weights(), history })
+}
+
+/// The state of an Adam fit between epochs.
+pub struct AdamRun<'a> {
+    x: CowArray<'a, f64, Ix2>,
+    y: CowArray<'a, f64, Ix1>,
+    params: &'a AdamParams,
+    rng: ChaCha8Rng,
+    initial: Weights,
+    /// The kernel followed by the bias.
+    theta: Vec<f64>,
+    grad: Vec<f64>,
+    adam: Adam,
+    /// The current permutation of the rows (empty without shuffling); `u32` halves the memory
+    /// traffic of shuffling and draws exactly the same permutation as `usize` would.
+    order: Vec<u32>,
+}
+
+impl<'a> AdamRun<'a> {
+    /// Prepares a fit; `x` is used in place when it is already row-major and contiguous.
+    pub fn new(
+        x: ArrayView2<'a, f64>,
+        y: ArrayView1<'a, f64>,
+        params: &'a AdamParams,
+        start: Option<Weights>,
+    ) -> Self {
+        let (rows, features) = x.dim();
+        assert!(u32::try_from(rows).is_ok(), "at most 2^32 rows");
+        let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+        let initial = start.unwrap_or_else(|| Weights::glorot_uniform(features, &mut rng));
+        let theta = initial.kernel().iter().copied().chain([initial.bias()]).collect();
+        let adam =
+            Adam::new(features + 1, params.learning_rate, params.beta_1, params.beta_2, params.epsilon);
+        let order = if params.shuffle { (0..rows as u32).collect() } else { Vec::new() };
+        Self {
+            x: if x.is_standard_layout() { x.into() } else { x.as_standard_layout().into_owned().into() },
+            y: if y.is_standard_layout() { y.into() } else { y.to_owned().into() },
+            params,
+            rng,
+            initial,
+            theta,
+            grad: vec![0.0; features + 1],
+            adam,
+            order,
+        }
+    }
+
+    /// Runs epoch number `epoch` (for error reports) and returns its loss: the sample-weighted
+    /// mean of the batch losses, each computed before its batch's update.
+    pub fn epoch(&mut self, epoch: usize, observer: &impl Observer) -> Result<f64, TrainError> {
+        if self.params.shuffle {
+            self.order.shuffle(&mut self.rng);
+        }
+        let (rows, features) = self.x.dim();
+        let xs = self.x.as_slice().expect("standard layout is contiguous");
+        let ys = self.y.as_slice().expect("standard layout is contiguous");
+        let batch_size = self.params.batch_size;
+        let mut weighted_loss = 0.0;
+        for (index, start) in (0..rows).step_by(batch_size).enumerate() {
+            if index % CANCEL_POLL_BATCHES == 0 && observer.cancelled() {
+                return Err(TrainError::Cancelled { epoch });
+            }
+            let end = (start + batch_size).min(rows);
+            let (order, theta, grad) = (&self.order, &self.theta, &mut self.grad);
+            let loss = match features {
+                1 => batch_gradient::<1>(xs, ys, order, start..end, theta, grad),
+                2 => batch_gradient::<2>(xs, ys, order, start..end, theta, grad),
+                4 => batch_gradient::<4>(xs, ys, order, start..end, theta, grad),
+                _ => batch_gradient::<0>(xs, ys, order, start..end, theta, grad),
+            };
+            weighted_loss += loss * (end - start) as f64;
+            self.adam.step(&mut self.theta, &self.grad);
+        }
+        let loss = weighted_loss / rows as f64;
+        if !(loss.is_finite() && self.theta.iter().all(|p| p.is_finite())) {
+            return Err(TrainError::Diverged { epoch });
+        }
+        Ok(loss)
+    }
+
+    /// The current weights.
+    pub fn weights(&self) -> Weights {
+        let (kernel, bias) = self.theta.split_at(self.theta.len() - 1);
+        Weights::new(kernel.to_vec().into(), bias[0])
+    }
+}
+
+/// Writes the MSE gradient of the rows at positions `batch` of the epoch's row order (`order`,
+/// or the file order when it is empty) into `grad`, kernel first and bias last, and returns the
+/// batch's mean squared error. `D` is the feature count when it is known at compile time (so the
+/// per-row loops unroll), 0 otherwise.
+fn batch_gradient<const D: usize>(
+    xs: &[f64],
+    ys: &[f64],
+    order: &[u32],
+    batch: Range<usize>,
+    theta: &[f64],
+    grad: &mut [f64],
+) -> f64 {
+    let width = if D == 0 { theta.len() - 1 } else { D };
+    let (kernel, bias) = theta.split_at(width);
+    let mut sums = BatchSums::new(grad, width);
+    if order.is_empty() {
+        let rows = xs[batch.start * width..batch.end * width].chunks_exact(width);
+        for (row, &target) in rows.zip(&ys[batch.clone()]) {
+            sums.add(row, target, kernel, bias[0]);
+        }
+    } else {
+        for &i in &order[batch.clone()] {
+            let i = i as usize;
+            sums.add(&xs[i * width..(i + 1) * width], ys[i], kernel, bias[0]);
+        }
+    }
+    sums.finish(batch.len())
+}
+
+/// Running sums of one batch: `dL/dw = (2/B) Σ (ŷ - y) x`, `dL/db = (2/B) Σ (ŷ - y)`, and the
+/// squared errors. Rows are added in batch order, so results do not depend on the data layout.
+struct BatchSums<'g> {
+    grad_kernel: &'g mut [f64],
+    grad_bias: &'g mut f64,
+    squared: f64,
+    residual_sum: f64,
+}
+
+impl<'g> BatchSums<'g> {
+    fn new(grad: &'g mut [f64], features: usize) -> Self {
+        let (grad_kernel, grad_bias) = grad.split_at_mut(features);
+        grad_kernel.fill(0.0);
+        Self { grad_kernel, grad_bias: &mut grad_bias[0], squared: 0.0, residual_sum: 0.0 }
+    }
+
+    #[inline(always)]
+    fn add(&mut self, row: &[f64], target: f64, kernel: &[f64], bias: f64) {
+        let prediction: f64 = row.iter().zip(kernel).map(|(x, w)| x * w).sum::<f64>() + bias;
+        let residual = prediction - target;
+        self.squared += residual * residual;
+        self.residual_sum += residual;
+        for (g, x) in self.grad_kernel.iter_mut().zip(row) {
+            *g += residual * x;
+        }
+    }
+
+    /// Scales the sums into the gradient and returns the batch's mean squared error.
+    fn finish(self, rows: usize) -> f64 {
+        let scale = 2.0 / rows as f64;
+        self.grad_kernel.iter_mut().for_each(|g| *g *= scale);
+        *self.grad_bias = self.residual_sum * scale;
+        self.squared / rows as f64
+    }
 }
 
 /// Learning-rate halving on plateaus, then early stopping.
@@ -141,38 +263,6 @@ impl Plateau {
     }
 }
 
-/// Writes the MSE gradient of one batch into `grad` (kernel first, bias last) and returns the
-/// batch's mean squared error: `dL/dw = (2/B) Σ (ŷ - y) x`, `dL/db = (2/B) Σ (ŷ - y)`.
-fn batch_gradient(
-    xs: &[f64],
-    y: &[f64],
-    features: usize,
-    batch: &[usize],
-    theta: &[f64],
-    grad: &mut [f64],
-) -> f64 {
-    let (kernel, bias) = theta.split_at(features);
-    let bias = bias[0];
-    grad.fill(0.0);
-    let (grad_kernel, grad_bias) = grad.split_at_mut(features);
-    let mut squared = 0.0;
-    let mut residual_sum = 0.0;
-    for &i in batch {
-        let row = &xs[i * features..(i + 1) * features];
-        let prediction: f64 = row.iter().zip(kernel).map(|(x, w)| x * w).sum::<f64>() + bias;
-        let residual = prediction - y[i];
-        squared += residual * residual;
-        residual_sum += residual;
-        for (g, x) in grad_kernel.iter_mut().zip(row) {
-            *g += residual * x;
-        }
-    }
-    let scale = 2.0 / batch.len() as f64;
-    grad_kernel.iter_mut().for_each(|g| *g *= scale);
-    grad_bias[0] = residual_sum * scale;
-    squared / batch.len() as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,7 +278,7 @@ mod tests {
         // x = [1, 2, 3], y = [2, 3, 7], w = 2, b = 1 -> predictions 3, 5, 7, residuals 1, 2, 0.
         // loss = (1 + 4 + 0) / 3; dL/dw = 2/3 (1*1 + 2*2 + 0*3) = 10/3; dL/db = 2/3 (1 + 2) = 2.
         let mut grad = [0.0; 2];
-        let loss = batch_gradient(&[1.0, 2.0, 3.0], &[2.0, 3.0, 7.0], 1, &[0, 1, 2], &[2.0, 1.0], &mut grad);
+        let loss = batch_gradient::<1>(&[1.0, 2.0, 3.0], &[2.0, 3.0, 7.0], &[], 0..3, &[2.0, 1.0], &mut grad);
         assert!((loss - 5.0 / 3.0).abs() < 1e-15);
         assert!((grad[0] - 10.0 / 3.0).abs() < 1e-15);
         assert!((grad[1] - 2.0).abs() < 1e-15);
@@ -201,7 +291,8 @@ mod tests {
         let y = [1.0, 100.0, 0.0];
         let mut grad = [0.0; 3];
         // theta: kernel [1, 1], bias 0 -> row0 pred 1 (res 0), row2 pred 2 (res 2).
-        let loss = batch_gradient(&xs, &y, 2, &[2, 0], &[1.0, 1.0, 0.0], &mut grad);
+        // The epoch's order is [1, 2, 0]; the batch is positions 1..3 of it.
+        let loss = batch_gradient::<0>(&xs, &y, &[1, 2, 0], 1..3, &[1.0, 1.0, 0.0], &mut grad);
         assert!((loss - 2.0).abs() < 1e-15);
         assert_eq!(grad, [0.0, 4.0, 2.0]);
     }

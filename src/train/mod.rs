@@ -9,7 +9,7 @@ mod params;
 mod standardize;
 
 pub use adam::Adam;
-pub use fit::{FitOutcome, MAX_HALVINGS, Observer, fit_adam};
+pub use fit::{AdamRun, FitOutcome, MAX_HALVINGS, Observer, fit_adam};
 pub use least_squares::{LeastSquares, least_squares};
 pub use params::{
     AdamParams, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, FitParams, FitSettings, InitialWeights, MAX_EPOCHS,
