@@ -3,6 +3,7 @@
 
 mod dataset;
 mod error;
+mod health;
 mod jobs;
 mod models;
 mod page;
@@ -31,6 +32,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(page::index))
         .route("/v1", get(routes))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/upload", post(upload::upload).layer(DefaultBodyLimit::disable()))
         .route("/train", post(train::train))
         .route("/training_flag", get(models::training_flag))
@@ -80,7 +83,7 @@ async fn routes() -> Json<serde_json::Value> {
         "service": "regserve",
         "version": env!("CARGO_PKG_VERSION"),
         "routes": [
-            "POST /upload", "POST /train", "GET /training_flag", "POST /predict",
+            "POST /upload", "POST /train", "GET /training_flag", "POST /predict", "GET /healthz", "GET /readyz",
             "GET /v1/model", "GET /v1/models", "GET /v1/models/{version}", "POST /v1/models/{version}/activate",
             "GET /v1/jobs", "GET /v1/jobs/{id}", "DELETE /v1/jobs/{id}", "GET /v1/jobs/{id}/events",
             "GET /v1/dataset", "GET /v1/dataset.csv", "GET /v1/dataset/rows",

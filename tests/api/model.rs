@@ -42,3 +42,13 @@ async fn flag_reads_exactly_as_the_original() {
     let body = app.get("/training_flag").await.text().await.unwrap();
     assert_eq!(body, r#"{"training_flag":1}"#);
 }
+
+#[tokio::test]
+async fn health_is_always_ok_and_readiness_waits_for_a_model() {
+    let app = spawn_app().await;
+    assert_eq!(app.json("/healthz").await, json!({ "status": "ok" }));
+    let message = error_of(app.get("/readyz").await, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(message.contains("no model"), "{message}");
+    app.train(json!({ "epochs": 1 })).await;
+    assert_eq!(app.json("/readyz").await, json!({ "status": "ready", "model_version": 1 }));
+}
