@@ -22,7 +22,7 @@ pub fn parse_csv(reader: impl Read) -> Result<Dataset, DataError> {
         .has_headers(false)
         .buffer_capacity(1 << 16)
         .from_reader(HashingReader { inner: reader, hasher: Sha256::new() });
-    let mut record = ::csv::ByteRecord::new();
+    let mut record = ::csv::StringRecord::new();
     if !read_record(&mut csv, &mut record)? {
         return Err(DataError::Empty);
     }
@@ -39,9 +39,6 @@ pub fn parse_csv(reader: impl Read) -> Result<Dataset, DataError> {
         let line = record.position().map_or(0, |p| p.line());
         if record.len() != header.width {
             return Err(DataError::RaggedRow { line, expected: header.width, found: record.len() });
-        }
-        if record.iter().any(|field| std::str::from_utf8(field).is_err()) {
-            return Err(DataError::NotUtf8 { line });
         }
         for column in &mut columns {
             column.push(&record[column.position - 1], line)?;
@@ -79,9 +76,10 @@ fn hex(bytes: &[u8]) -> String {
 /// Reads the next record, turning the csv crate's errors into [`DataError`]s with a line.
 fn read_record(
     csv: &mut ::csv::Reader<impl Read>,
-    record: &mut ::csv::ByteRecord,
+    record: &mut ::csv::StringRecord,
 ) -> Result<bool, DataError> {
-    csv.read_byte_record(record).map_err(|error| {
+    // Reading into a `StringRecord` checks UTF-8 once per record rather than once per field.
+    csv.read_record(record).map_err(|error| {
         let line = error.position().map_or(0, |p| p.line());
         match error.into_kind() {
             ::csv::ErrorKind::UnequalLengths { pos, expected_len, len } => DataError::RaggedRow {
@@ -89,6 +87,7 @@ fn read_record(
                 expected: expected_len as usize,
                 found: len as usize,
             },
+            ::csv::ErrorKind::Utf8 { pos, .. } => DataError::NotUtf8 { line: pos.map_or(line, |p| p.line()) },
             ::csv::ErrorKind::Io(source) => DataError::Storage { action: "read the upload", source },
             other => DataError::Malformed { line, message: format!("{other:?}") },
         }
@@ -103,12 +102,11 @@ struct Header {
 }
 
 impl Header {
-    fn parse(record: &::csv::ByteRecord) -> Result<Self, DataError> {
+    fn parse(record: &::csv::StringRecord) -> Result<Self, DataError> {
         let mut named: Vec<(usize, String)> = Vec::new();
         for (index, field) in record.iter().enumerate() {
             let position = index + 1;
-            let text = std::str::from_utf8(field).map_err(|_| DataError::NotUtf8 { line: 1 })?;
-            let name = text.trim_start_matches('\u{feff}').trim();
+            let name = field.trim_start_matches('\u{feff}').trim();
             if name.is_empty() {
                 continue;
             }
@@ -152,7 +150,7 @@ impl ColumnBuilder {
         Self { name: name.to_owned(), position, required, values: Ok(Vec::new()) }
     }
 
-    fn push(&mut self, field: &[u8], line: u64) -> Result<(), DataError> {
+    fn push(&mut self, field: &str, line: u64) -> Result<(), DataError> {
         let Ok(values) = &mut self.values else {
             return Ok(());
         };
@@ -175,8 +173,11 @@ impl ColumnBuilder {
 }
 
 /// Parses one finite number, or says why the field is not one.
-fn parse_number(field: &[u8]) -> Result<f64, &'static str> {
-    let text = std::str::from_utf8(field).map_err(|_| "is not valid UTF-8")?.trim();
+fn parse_number(field: &str) -> Result<f64, &'static str> {
+    // Most fields have no padding; `trim` only when an end byte could be white space.
+    let padded = |byte: Option<&u8>| byte.is_some_and(|b| b.is_ascii_whitespace() || !b.is_ascii());
+    let bytes = field.as_bytes();
+    let text = if padded(bytes.first()) || padded(bytes.last()) { field.trim() } else { field };
     if text.is_empty() {
         return Err("is empty");
     }

@@ -85,8 +85,8 @@ pub struct Selection {
 }
 
 impl BadValue {
-    pub fn new(line: u64, column: usize, name: &str, field: &[u8], reason: &'static str) -> Self {
-        let value: String = String::from_utf8_lossy(field).chars().take(QUOTED_VALUE_CHARS).collect();
+    pub fn new(line: u64, column: usize, name: &str, field: &str, reason: &'static str) -> Self {
+        let value: String = field.chars().take(QUOTED_VALUE_CHARS).collect();
         Self { line, column, name: name.to_owned(), value, reason }
     }
 }
