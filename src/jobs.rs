@@ -318,6 +318,11 @@ pub struct JobRegistry {
 }
 
 impl JobRegistry {
+    /// A registry whose job ids continue after `last_id` (the highest a stored model names).
+    pub fn continuing_after(last_id: u64) -> Self {
+        Self { last_id, ..Self::default() }
+    }
+
     pub fn running(&self) -> Option<&Arc<Job>> {
         self.running.as_ref()
     }
@@ -342,6 +347,10 @@ impl AppState {
             true => Some(self.model().ok_or(JobError::NoModelToWarmStart)?),
             false => None,
         };
+        if let Some(model) = &warm_start {
+            // Checked here too, so a mismatch is a 422 now rather than a failed job later.
+            model.warm_start_weights(&selection, &params)?;
+        }
         let job = {
             let mut jobs = self.jobs();
             if let Some(running) = &jobs.running {

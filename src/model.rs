@@ -56,7 +56,7 @@ pub struct Metrics {
     pub r2: Option<f64>,
     /// The exact least-squares MSE on the same data: the lowest any line can reach.
     pub optimum_mse: f64,
-    /// `mse - optimum_mse`: how much better the fit could be.
+    /// `mse - optimum_mse` (never below 0): how much better the fit could be.
     pub gap: f64,
 }
 
@@ -103,7 +103,8 @@ impl Model {
                 mse,
                 r2: (variance > 0.0).then(|| 1.0 - mse / variance),
                 optimum_mse: optimum.mse,
-                gap: mse - optimum.mse,
+                // Rounding can put a converged fit a hair below the optimum; no fit beats it.
+                gap: (mse - optimum.mse).max(0.0),
             },
             features: selection.features,
             target: selection.target,
@@ -122,7 +123,11 @@ impl Model {
     }
 
     /// This model's weights as the start of a new fit on `selection`, if they fit it.
-    fn warm_start_weights(&self, selection: &Selection, params: &FitParams) -> Result<Weights, TrainError> {
+    pub fn warm_start_weights(
+        &self,
+        selection: &Selection,
+        params: &FitParams,
+    ) -> Result<Weights, TrainError> {
         if matches!(params, FitParams::LeastSquares) {
             return Err(TrainError::WarmStart { reason: "the least-squares solver does not iterate".into() });
         }
@@ -151,6 +156,10 @@ impl Model {
 
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    pub fn job(&self) -> u64 {
+        self.job
     }
 
     pub fn features(&self) -> &[String] {

@@ -34,8 +34,8 @@ impl AppState {
                 limits,
                 store,
                 dataset: RwLock::new(Arc::new(dataset)),
+                jobs: Mutex::new(JobRegistry::continuing_after(models.last_job())),
                 models,
-                jobs: Mutex::new(JobRegistry::default()),
             }),
         }
     }

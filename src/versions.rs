@@ -37,6 +37,8 @@ pub struct VersionSummary {
     pub features: Vec<String>,
     pub target: String,
     pub solver: Solver,
+    /// The training job that produced the version.
+    pub job: u64,
     pub epochs_run: usize,
     #[serde(flatten)]
     pub metrics: Metrics,
@@ -108,6 +110,11 @@ impl ModelStore {
             return Err(VersionError::NotFound(version));
         }
         read_model(&self.path_of(version))
+    }
+
+    /// The highest job number among the stored versions, so new job ids never repeat one.
+    pub fn last_job(&self) -> u64 {
+        self.index().values().map(|summary| summary.job).max().unwrap_or(0)
     }
 
     /// Summaries of the stored versions, newest first.
@@ -188,6 +195,7 @@ fn summary(model: &Model) -> VersionSummary {
         features: model.features().to_vec(),
         target: model.target().to_owned(),
         solver: model.params().solver(),
+        job: model.job(),
         epochs_run: model.history().len(),
         metrics: *model.metrics(),
         dataset_sha256: model.dataset_sha256().to_owned(),

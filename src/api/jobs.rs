@@ -53,7 +53,8 @@ pub async fn cancel(
 }
 
 /// `GET /v1/jobs/{id}/events`: `progress` events (new losses since the last event, epoch, ETA)
-/// at most every 50 ms while the job runs, then one `done` event with the whole job.
+/// at most every 50 ms while the job runs, the last of them holding the final epochs, then one
+/// `done` event with the whole job.
 pub async fn events(
     State(state): State<AppState>,
     AppPath(id): AppPath<u64>,
@@ -86,11 +87,13 @@ impl EventCursor {
         loop {
             changes.borrow_and_update();
             let progress = self.job.progress_since(self.sent_epochs);
-            if progress.state.is_finished() {
+            let finished = progress.state.is_finished();
+            if finished && progress.losses.is_empty() {
                 self.done = true;
                 return Some(json_event("done", &self.job.view(false)));
             }
-            if self.last_sent.is_none() || !progress.losses.is_empty() {
+            // A finished job first gets its last losses out, so the stream holds every epoch.
+            if finished || self.last_sent.is_none() || !progress.losses.is_empty() {
                 self.sent_epochs = progress.epoch;
                 self.last_sent = Some(Instant::now());
                 return Some(json_event("progress", &progress));

@@ -29,7 +29,9 @@ pub async fn current_model(State(state): State<AppState>, headers: HeaderMap) ->
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .any(|tag| tag.trim() == etag || tag.trim() == "*");
+        // If-None-Match compares weakly: W/"v3" matches "v3".
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == etag || tag == "*");
     let cache = [(header::ETAG, etag), (header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))];
     if unchanged {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());

@@ -139,3 +139,26 @@ async fn a_restart_serves_the_active_version_at_once_including_a_rollback() {
     assert_eq!(versions.as_array().unwrap().len(), 2);
     assert!(server.terminate().success());
 }
+
+#[tokio::test]
+async fn job_ids_continue_after_a_restart() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let server = Server::start(data_dir.path()).await;
+    for _ in 0..2 {
+        client
+            .post(format!("{}/train?wait=true", server.base))
+            .json(&json!({ "epochs": 1 }))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(server.terminate().success());
+    let server = Server::start(data_dir.path()).await;
+    let response =
+        client.post(format!("{}/train?wait=true", server.base)).json(&json!({ "epochs": 1 })).send().await;
+    let result: Value = response.unwrap().json().await.unwrap();
+    assert_eq!(result["job"]["id"], 3, "a new job does not reuse the id a stored model names");
+    assert_eq!(result["model"]["job"], 3);
+    assert!(server.terminate().success());
+}

@@ -74,18 +74,19 @@ async fn event_stream_sends_throttled_progress_then_one_final_event_to_every_fol
             streamed.extend(event["losses"].as_array().unwrap().iter().cloned());
             assert_eq!(event["epoch"].as_u64().unwrap() as usize, streamed.len());
         }
-        assert!(streamed.len() <= history.len());
-        assert_eq!(streamed[..], history[..streamed.len()]);
+        assert_eq!(streamed, history, "the events carry every epoch's loss");
     }
 }
 
 #[tokio::test]
-async fn a_finished_job_streams_just_its_outcome() {
+async fn a_finished_job_streams_its_whole_history_then_its_outcome() {
     let app = spawn_app().await;
     app.train(json!({ "epochs": 3 })).await;
     let events = app.job_events(1).await;
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].0, "done");
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["progress", "done"]);
+    assert_eq!(events[0].1["losses"].as_array().unwrap().len(), 3);
+    assert_eq!(events[0].1["first_epoch"], 1);
     error_of(app.get("/v1/jobs/99/events").await, StatusCode::NOT_FOUND).await;
 }
 
@@ -199,6 +200,12 @@ async fn warm_start_continues_from_the_served_model() {
     assert_eq!(second["initial"]["kernel"], first["kernel"]);
     assert_eq!(second["initial"]["bias"], first["bias"]);
     assert_eq!(second["warm_start_from"], 1);
+    app.upload_ok(crate::helpers::INCOME2).await;
+    let mismatch = json!({ "warm_start": true, "features": ["Education", "Seniority"] });
+    let message = error_of(app.post_json("/train", &mismatch).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(message.starts_with("warm_start: the current model"), "{message}");
+    let both = json!({ "warm_start": true, "initial": { "kernel": [1], "bias": 0 } });
+    error_of(app.post_json("/train", &both).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     let first_loss = second["history"]["loss"][0].as_f64().unwrap();
     assert!(
         first_loss < first["history"]["loss"][0].as_f64().unwrap(),

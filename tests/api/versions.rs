@@ -56,6 +56,8 @@ async fn edge_devices_poll_the_model_with_an_etag() {
     assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(unchanged.headers()["etag"], etag.as_str());
     assert!(unchanged.bytes().await.unwrap().is_empty());
+    let weak = app.client.get(app.url("/v1/model")).header("if-none-match", "W/\"v1\"").send().await.unwrap();
+    assert_eq!(weak.status(), StatusCode::NOT_MODIFIED, "If-None-Match compares weakly");
 
     app.train(json!({ "epochs": 2 })).await;
     let changed = app.client.get(app.url("/v1/model")).header("if-none-match", &etag).send().await.unwrap();

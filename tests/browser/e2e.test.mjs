@@ -1,0 +1,456 @@
+// End-to-end test of the page served at `/`: headless Chromium against the real binary.
+//
+// Starts `target/release/regserve` (or $REGSERVE_BIN) on a free port with a fresh data
+// directory, drives the page through upload, training with live progress, the fit, prediction,
+// version activation, cancellation and a rejected upload, and compares what the page shows with
+// the HTTP API. Any console error or uncaught exception on the page fails the test. Screenshots
+// of the main states go to `screenshots/` at the repository root.
+
+import { after, afterEach, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const BINARY = resolve(ROOT, process.env.REGSERVE_BIN || "target/release/regserve");
+const CHROMIUM = "/usr/bin/chromium";
+const SCREENSHOTS = join(ROOT, "screenshots");
+const INCOME2 = join(ROOT, "dataset", "Income2.csv");
+const LAPTOP = { width: 1280, height: 900 };
+const PHONE = { width: 390, height: 844 };
+const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** Temporary directories made by this run, removed at the end. */
+const temporary = [];
+/** Console errors and page exceptions not yet checked by the current step. */
+const pageErrors = [];
+/** Console errors a step expects (a server error the page shows on purpose). */
+let expectedErrors = [];
+
+let server;
+let context;
+let page;
+
+function tempDir(prefix) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  temporary.push(dir);
+  return dir;
+}
+
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const probe = createServer();
+    probe.on("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** Starts the binary and waits until it answers. */
+async function startServer() {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const args = ["--addr", `127.0.0.1:${port}`, "--data-dir", tempDir("regserve-e2e-data-")];
+  const child = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "warn" } });
+  let log = "";
+  child.stdout.on("data", (chunk) => { log += chunk; });
+  child.stderr.on("data", (chunk) => { log += chunk; });
+  const exited = new Promise((resolveExit) => child.on("exit", (code, signal) => resolveExit({ code, signal })));
+  let spawnError = null;
+  child.on("error", (error) => { spawnError = error; });
+
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    if (spawnError) throw new Error(`cannot start ${BINARY}: ${spawnError.message} (build it with cargo build --release)`);
+    if (child.exitCode !== null) throw new Error(`${BINARY} exited with ${child.exitCode}:\n${log}`);
+    try {
+      const response = await fetch(`${base}/training_flag`);
+      if (response.ok) break;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) throw new Error(`${BINARY} did not answer on ${base} within 20 s:\n${log}`);
+    await new Promise((wake) => setTimeout(wake, 100));
+  }
+  return { base, child, exited, log: () => log };
+}
+
+async function stopServer() {
+  if (!server || server.child.exitCode !== null || server.child.signalCode !== null) return;
+  server.child.kill("SIGTERM");
+  const timer = setTimeout(() => server.child.kill("SIGKILL"), 5000);
+  await server.exited;
+  clearTimeout(timer);
+}
+
+/** Calls the API from the test (not through the page). */
+async function api(method, path, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(server.base + path, init);
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
+  return data;
+}
+
+async function screenshot(name, options = {}) {
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), ...options });
+}
+
+/** Runs a step during which the page may log exactly these expected console errors. */
+async function expectingConsoleErrors(matchers, step) {
+  expectedErrors = matchers.map((matcher) => ({ ...matcher, seen: false }));
+  try {
+    await step();
+  } finally {
+    const missing = expectedErrors.filter((matcher) => !matcher.seen);
+    expectedErrors = [];
+    assert.deepEqual(missing.map((m) => m.description), [], "expected console errors that did not happen");
+  }
+}
+
+function recordConsoleMessage(message) {
+  if (message.type() !== "error") return;
+  const text = message.text();
+  const url = message.location().url || "";
+  const expected = expectedErrors.find((m) => !m.seen && m.text.test(text) && url.endsWith(m.url));
+  if (expected) {
+    expected.seen = true;
+  } else {
+    pageErrors.push(`console error: ${text} (${url})`);
+  }
+}
+
+/** The parsed number of a formatted value and its full precision from the title. */
+async function shownNumber(locator) {
+  const [text, title] = await Promise.all([locator.textContent(), locator.getAttribute("title")]);
+  return { shown: Number(text), full: Number(title) };
+}
+
+/** Checks a value shown to 4 significant digits against the API's value. */
+function assertShown({ shown, full }, expected, what) {
+  assert.equal(full, expected, `${what}: the title holds the full value`);
+  const tolerance = Math.abs(expected) * 5e-4 + 1e-12;
+  assert.ok(Math.abs(shown - expected) <= tolerance, `${what}: shown ${shown}, API ${expected}`);
+}
+
+async function chooseFeatures(names) {
+  for (const input of await page.locator("#feature-list input").all()) {
+    const name = await input.getAttribute("value");
+    if (await input.isDisabled()) continue;
+    await input.setChecked(names.includes(name));
+  }
+}
+
+/** Fills the train form and clicks Train; returns the id of the job the page shows. */
+async function train({ features, target = "Income", solver, epochs, learningRate, batchSize, seed }) {
+  await page.selectOption("#target", target);
+  await chooseFeatures(features);
+  await page.selectOption("#solver", solver);
+  if (epochs !== undefined) await page.fill("#epochs", String(epochs));
+  if (learningRate !== undefined) await page.fill("#learning-rate", String(learningRate));
+  if (batchSize !== undefined) await page.fill("#batch-size", String(batchSize));
+  if (seed !== undefined) await page.fill("#seed", String(seed));
+  const before = (await api("GET", "/v1/jobs"))[0];
+  await page.click("#train-button");
+  await page.waitForFunction(
+    (previous) => /^Job (\d+)/.test(document.getElementById("job-title").textContent) &&
+      Number(/^Job (\d+)/.exec(document.getElementById("job-title").textContent)[1]) > previous,
+    before ? before.id : 0,
+  );
+  return Number(/^Job (\d+)/.exec(await page.textContent("#job-title"))[1]);
+}
+
+async function waitForJobState(id, jobState, timeout = 60000) {
+  await page.waitForSelector(`#job[data-state="${jobState}"]`, { timeout });
+  assert.match(await page.textContent("#job-title"), new RegExp(`^Job ${id} `));
+}
+
+describe("the regserve page", { timeout: 240000 }, () => {
+  before(async () => {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    server = await startServer();
+    context = await chromium.launchPersistentContext(tempDir("regserve-e2e-chromium-"), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: LAPTOP,
+    });
+    page = context.pages()[0] || (await context.newPage());
+    page.setDefaultTimeout(15000);
+    page.on("console", recordConsoleMessage);
+    page.on("pageerror", (error) => pageErrors.push(`uncaught exception: ${error.message}`));
+  });
+
+  after(async () => {
+    try {
+      if (context) await context.close();
+    } finally {
+      await stopServer();
+      for (const dir of temporary) rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  afterEach(() => {
+    const errors = pageErrors.splice(0);
+    assert.deepEqual(errors, [], "the page logged errors");
+  });
+
+  test("shows the state without a model", async () => {
+    await page.goto(server.base + "/");
+    await page.waitForSelector("#no-model:visible");
+    assert.equal((await page.textContent("#no-model")).trim(), "No model yet: train one.");
+    await page.waitForSelector("#columns-table tbody tr");
+    assert.match(await page.textContent("#status-model"), /none yet/);
+    assert.ok(await page.isVisible("#models-empty"));
+    assert.ok(await page.isVisible("#predict-empty"));
+    await screenshot("01-empty");
+  });
+
+  test("uploads Income2.csv and shows its columns and first rows", async () => {
+    await page.setInputFiles("#file-input", INCOME2);
+    await page.waitForSelector("text=Loaded Income2.csv.");
+    await page.waitForFunction(() => document.querySelectorAll("#columns-table tbody tr").length === 3);
+    const columns = await page.locator("#columns-table tbody th").allTextContents();
+    assert.deepEqual(columns, ["Education", "Seniority", "Income"]);
+    const dataset = await api("GET", "/v1/dataset");
+    assert.equal(dataset.rows, 30);
+    const education = dataset.columns.find((column) => column.name === "Education");
+    const cells = page.locator("#columns-table tbody tr").first().locator("td .number");
+    assertShown(await shownNumber(cells.nth(0)), education.min, "Education min");
+    assertShown(await shownNumber(cells.nth(1)), education.mean, "Education mean");
+    assertShown(await shownNumber(cells.nth(2)), education.max, "Education max");
+
+    const header = await page.locator("#preview-table thead th").allTextContents();
+    assert.deepEqual(header, ["Row", "Education", "Seniority", "Income"]);
+    assert.equal(await page.locator("#preview-table tbody tr").count(), 10);
+    const firstRow = page.locator("#preview-table tbody tr").first().locator("td .number");
+    assertShown(await shownNumber(firstRow.nth(0)), 21.5862068965517, "first Education");
+    assertShown(await shownNumber(firstRow.nth(2)), 99.9171726114381, "first Income");
+    const features = await page.locator("#feature-list input").evaluateAll((inputs) => inputs.map((i) => i.value));
+    assert.deepEqual(features, ["Education", "Seniority", "Income"]);
+    await screenshot("02-dataset-loaded");
+  });
+
+  test("offers each solver's settings with the server's defaults", async () => {
+    const settings = () => Promise.all(["#epochs", "#learning-rate", "#batch-size"].map((id) => page.inputValue(id)));
+    assert.equal(await page.inputValue("#solver"), "adam");
+    assert.deepEqual(await settings(), ["500", "0.001", "32"]);
+    await page.selectOption("#solver", "adam-standardized");
+    assert.deepEqual(await settings(), ["10000", "0.01", "32"]);
+    await page.selectOption("#solver", "least-squares");
+    assert.ok(await page.isHidden("#adam-fields"), "least-squares has no Adam settings");
+    await page.selectOption("#solver", "adam");
+    assert.deepEqual(await settings(), ["500", "0.001", "32"]);
+    assert.equal(await page.inputValue("#seed"), "");
+  });
+
+  test("trains a first exact model", async () => {
+    const id = await train({ features: ["Education", "Seniority"], solver: "least-squares" });
+    await waitForJobState(id, "succeeded");
+    await page.waitForSelector("#models-table tbody tr.active");
+    const models = await api("GET", "/v1/models");
+    assert.equal(models.length, 1);
+    assert.equal(models[0].solver, "least-squares");
+    assert.ok(await page.isHidden("#no-model"));
+    assert.match(await page.textContent("#status-model"), /v1 \(least-squares\)/);
+  });
+
+  test("trains with Adam and shows the progress until the job finishes", async () => {
+    const epochs = 400000;
+    const id = await train({ features: ["Education", "Seniority"], solver: "adam", epochs, batchSize: 1, seed: 7 });
+    await page.waitForSelector('#job[data-state="running"]');
+    await page.waitForFunction(() => document.getElementById("job-progress").value > 0);
+    await page.waitForSelector("#loss-chart svg path.loss-line");
+    const text = await page.textContent("#job-text");
+    assert.match(text, /^epoch [\d,]+ \/ 400,000 · loss [\d.e-]+ · ETA /);
+    assert.equal(await page.getAttribute("#job-progress", "max"), String(epochs));
+    assert.ok(await page.isDisabled("#train-button"), "Train is disabled while a job runs");
+    assert.ok(await page.isEnabled("#cancel-button"));
+    await screenshot("03-training-in-progress", { fullPage: true });
+
+    await waitForJobState(id, "succeeded");
+    const job = await api("GET", `/v1/jobs/${id}`);
+    assert.equal(job.state, "succeeded");
+    assert.equal(job.epoch, epochs);
+    assert.equal(await page.evaluate(() => document.getElementById("job-progress").value), epochs);
+    assert.match(await page.textContent("#job-text"), new RegExp(`^Done in .*: model v${job.model_version}, MSE `));
+    await page.waitForSelector("text=Last loss");
+    assert.match(await page.textContent("#loss-caption"), /at epoch 400,000\.$/, "the loss curve has every epoch");
+    assert.ok(await page.isEnabled("#train-button"));
+    assert.ok(await page.isDisabled("#cancel-button"));
+  });
+
+  test("shows the served model's weights, metrics and fit", async () => {
+    const model = await api("GET", "/v1/model");
+    assert.equal(model.version, 2);
+    await page.waitForFunction(() => /v2 \(adam\)/.test(document.getElementById("status-model").textContent));
+    for (const [i, feature] of model.features.entries()) {
+      assertShown(await shownNumber(page.locator(`#weights-table [data-feature="${feature}"]`)), model.kernel[i], feature);
+    }
+    assertShown(await shownNumber(page.locator("#model-bias")), model.bias, "bias");
+    assertShown(await shownNumber(page.locator("#model-mse")), model.mse, "MSE");
+    assertShown(await shownNumber(page.locator("#model-r2")), model.r2, "R²");
+    const gap = await page.textContent("#model-gap");
+    assert.match(gap, /\(.+ %\)$/, "the gap is also shown in per cent");
+    const facts = await page.textContent("#model-facts");
+    assert.match(facts, /Versionv2/);
+    assert.match(facts, /Solveradam/);
+
+    // Two features: predicted against actual, one point per row, and the diagonal.
+    await page.waitForSelector("#fit-chart svg");
+    assert.equal(await page.locator("#fit-chart .points circle").count(), 30);
+    assert.equal(await page.locator("#fit-chart path.optimum-line").count(), 1);
+    assert.match(await page.textContent("#fit-chart svg"), /actual Income/);
+    await screenshot("04-trained-fit", { fullPage: true });
+  });
+
+  test("predicts from the form", async () => {
+    const form = page.locator("#predict-form");
+    await form.getByLabel("Education", { exact: true }).fill("12");
+    await form.getByLabel("Seniority", { exact: true }).fill("50");
+    await form.getByRole("button", { name: "Predict" }).click();
+    await page.waitForSelector("#predict-value");
+    const expected = (await api("POST", "/predict", { x_predict: [[12, 50]] })).y_predict[0][0];
+    assertShown(await shownNumber(page.locator("#predict-value")), expected, "prediction");
+    assert.match(await page.textContent("#predict-result"), /^Income = .* for Education 12, Seniority 50$/);
+  });
+
+  test("activates the older version", async () => {
+    await page.getByRole("button", { name: "Activate version 1" }).click();
+    await page.waitForSelector('#models-table tr.active[data-version="1"]');
+    const model = await api("GET", "/v1/model");
+    assert.equal(model.version, 1);
+    assert.match(await page.textContent('#models-table tr[data-version="1"] th'), /active/);
+    assert.equal(await page.locator('#models-table tr[data-version="2"] button').count(), 1);
+    await page.waitForFunction(() => /v1 \(least-squares\)/.test(document.getElementById("status-model").textContent));
+    assertShown(await shownNumber(page.locator('#weights-table [data-feature="Education"]')), model.kernel[0], "v1 Education");
+  });
+
+  test("cancels a long training and keeps the served model", async () => {
+    const id = await train({ features: ["Education", "Seniority"], solver: "adam", epochs: 1000000, batchSize: 1 });
+    await page.waitForSelector('#job[data-state="running"]');
+    await page.click("#cancel-button");
+    await waitForJobState(id, "cancelled");
+    assert.equal((await api("GET", `/v1/jobs/${id}`)).state, "cancelled");
+    assert.match(await page.textContent("#job-text"), /^Cancelled at epoch [\d,]+ \/ 1,000,000/);
+    assert.equal((await api("GET", "/v1/model")).version, 1);
+    assert.equal((await api("GET", "/v1/models")).length, 2);
+    assert.match(await page.textContent("#status-model"), /v1/);
+    assert.ok(await page.isEnabled("#train-button"));
+  });
+
+  test("follows a training started outside the page", async () => {
+    const job = await api("POST", "/train", {
+      features: ["Education"], solver: "adam", epochs: 1000000, batch_size: 1,
+    });
+    await page.waitForFunction((id) => document.getElementById("job-title").textContent.startsWith(`Job ${id} `) &&
+      document.getElementById("job").dataset.state === "running", job.id);
+    assert.ok(await page.isDisabled("#train-button"), "Train is disabled while another client trains");
+    await page.waitForFunction(() => document.getElementById("job-progress").value > 0);
+    await api("DELETE", `/v1/jobs/${job.id}`);
+    await waitForJobState(job.id, "cancelled");
+    assert.ok(await page.isEnabled("#train-button"));
+  });
+
+  test("shows why a training failed", async () => {
+    const id = await train({ features: ["Education", "Seniority"], solver: "adam", epochs: 50, learningRate: 1e300, batchSize: 32 });
+    await waitForJobState(id, "failed");
+    assert.match(await page.textContent("#job-error"), /^Training failed: training diverged: .*learning_rate/);
+    assert.equal((await api("GET", `/v1/jobs/${id}`)).state, "failed");
+    assert.equal((await api("GET", "/v1/model")).version, 1);
+    assert.ok(await page.isEnabled("#train-button"));
+    await screenshot("05-training-failed");
+  });
+
+  test("predicts by clicking the one-feature scatter plot", async () => {
+    // Keras-faithful Adam stops far from the optimum: the two lines differ.
+    const id = await train({ features: ["Education"], solver: "adam", epochs: 3000, learningRate: 0.001, batchSize: 32, seed: 3 });
+    await waitForJobState(id, "succeeded");
+    await page.waitForFunction(() => /v3 \(adam\)/.test(document.getElementById("status-model").textContent));
+    await page.waitForSelector("text=at epoch 3,000.");
+    const plot = page.locator("#fit-chart svg.clickable");
+    assert.equal(await plot.locator("path.model-line").count(), 1);
+    assert.equal(await plot.locator("path.optimum-line").count(), 1);
+    assert.equal(await plot.locator(".points circle").count(), 30);
+    assert.match(await plot.textContent(), /model v3/);
+    const box = await plot.boundingBox();
+    await plot.click({ position: { x: box.width * 0.6, y: box.height * 0.5 } });
+    await page.waitForSelector("#fit-chart circle.marker");
+    const x = Number(await page.inputValue("#predict-0"));
+    assert.ok(x > 10 && x < 22, `clicked at Education ${x}`);
+    const expected = (await api("POST", "/predict", { x_predict: [x] })).y_predict[0][0];
+    assertShown(await shownNumber(page.locator("#predict-value")), expected, "prediction at the click");
+    await screenshot("06-scatter-click", { fullPage: true });
+    await page.locator("#fit").evaluate((section) => window.scrollTo(0, section.offsetTop - 8));
+    await screenshot("trained-1280x900");
+    await page.evaluate(() => window.scrollTo(0, 0));
+  });
+
+  test("shows a rejected upload's error and keeps the data", async () => {
+    const broken = join(tempDir("regserve-e2e-csv-"), "broken.csv");
+    // A bad value in a default column (Education or Income) rejects the file; elsewhere the
+    // server would keep the column as text.
+    writeFileSync(broken, "Education,Seniority,Income\n12,50,30\nx,60,40\n");
+    const before = await api("GET", "/v1/dataset");
+    await expectingConsoleErrors(
+      [{ description: "the 422 answer to the upload", text: /status of 422/, url: "/upload" }],
+      async () => {
+        await page.setInputFiles("#file-input", broken);
+        await page.waitForSelector("#upload-error:visible");
+      },
+    );
+    const message = await page.textContent("#upload-error");
+    assert.match(message, /broken\.csv was rejected/);
+    assert.match(message, /line 3, column 1 \("Education"\): "x" is not a number/);
+    const after = await api("GET", "/v1/dataset");
+    assert.equal(after.rows, 30);
+    assert.equal(after.sha256, before.sha256);
+    assert.equal(await page.locator("#columns-table tbody tr").count(), 3);
+    await page.locator("#upload-error").scrollIntoViewIfNeeded();
+    await screenshot("07-upload-error");
+  });
+
+  test("accepts a dropped file and clears the error", async () => {
+    const csv = readFileSync(INCOME2, "utf8");
+    await page.evaluate((text) => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([text], "Income2.csv", { type: "text/csv" }));
+      const drop = new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true });
+      document.getElementById("drop-zone").dispatchEvent(drop);
+    }, csv);
+    await page.waitForSelector("text=Loaded Income2.csv.");
+    assert.ok(await page.isHidden("#upload-error"));
+    assert.equal((await api("GET", "/v1/dataset")).rows, 30);
+  });
+
+  test("fits a phone-width screen", async () => {
+    await page.setViewportSize(PHONE);
+    await page.waitForFunction(() => document.querySelector(".grid").getBoundingClientRect().width <= 390);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
+    const chart = await page.locator("#fit-chart svg").boundingBox();
+    assert.ok(chart.width <= PHONE.width, "the plot scales down");
+    await screenshot("08-phone", { fullPage: true });
+    await page.setViewportSize(LAPTOP);
+  });
+});
