@@ -403,9 +403,25 @@ impl AppState {
             }
         };
         let (state, running) = (self.clone(), job.clone());
+        let (report, outcome) = tokio::sync::oneshot::channel();
+        let id = job.id;
+        let thread = std::thread::Builder::new().name(format!("train-job-{id}")).spawn(move || {
+            lower_thread_priority();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                .unwrap_or_else(|panic| Err(JobError::Crashed { job: id, message: panic_message(panic) }));
+            let _ = report.send(result);
+        });
+        if let Err(error) = thread {
+            self.jobs().running = None;
+            job.finish(Err(JobError::Crashed {
+                job: id,
+                message: format!("no thread to train on: {error}"),
+            }));
+            return Ok(job);
+        }
         tokio::spawn(async move {
-            let outcome = tokio::task::spawn_blocking(work).await.unwrap_or_else(|join| {
-                Err(JobError::Crashed { job: running.id, message: panic_message(join) })
+            let outcome = outcome.await.unwrap_or_else(|_| {
+                Err(JobError::Crashed { job: running.id, message: "the training thread vanished".into() })
             });
             match &outcome {
                 Ok(model) => tracing::info!(
@@ -432,13 +448,39 @@ impl AppState {
     }
 }
 
-fn panic_message(error: tokio::task::JoinError) -> String {
-    match error.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".into()),
-        Err(error) => error.to_string(),
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// How much a training thread defers to the request handlers (Unix nice value).
+const TRAINING_NICENESS: i32 = 10;
+
+/// Lets the request handlers preempt training: on a two-core machine a fit at equal priority
+/// would add its time slices to the latency of every request that lands while it runs.
+fn lower_thread_priority() {
+    // SAFETY: setpriority only reads its integer arguments; on Linux `0` names the calling thread.
+    #[cfg(target_os = "linux")]
+    let changed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, TRAINING_NICENESS) } == 0;
+    #[cfg(not(target_os = "linux"))]
+    let changed = false;
+    if !changed {
+        tracing::debug!("training runs at normal priority");
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn training_threads_run_at_a_lower_priority() {
+        let niceness = std::thread::spawn(|| {
+            super::lower_thread_priority();
+            // SAFETY: getpriority only reads its integer arguments.
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+        });
+        assert_eq!(niceness.join().unwrap(), super::TRAINING_NICENESS);
     }
 }
