@@ -13,13 +13,25 @@ pub struct Adam {
     epsilon: f64,
     m: Vec<f64>,
     v: Vec<f64>,
-    /// Number of steps taken so far; Keras counts optimiser steps (batches), not epochs.
-    t: i32,
+    /// `beta_1^t` and `beta_2^t` for the steps taken so far (Keras counts optimiser steps, that
+    /// is batches, not epochs); kept as running products because `powi` per step dominated
+    /// small batches.
+    beta_1_power: f64,
+    beta_2_power: f64,
 }
 
 impl Adam {
     pub fn new(len: usize, learning_rate: f64, beta_1: f64, beta_2: f64, epsilon: f64) -> Self {
-        Self { learning_rate, beta_1, beta_2, epsilon, m: vec![0.0; len], v: vec![0.0; len], t: 0 }
+        Self {
+            learning_rate,
+            beta_1,
+            beta_2,
+            epsilon,
+            m: vec![0.0; len],
+            v: vec![0.0; len],
+            beta_1_power: 1.0,
+            beta_2_power: 1.0,
+        }
     }
 
     pub fn learning_rate(&self) -> f64 {
@@ -36,9 +48,9 @@ impl Adam {
     pub fn step(&mut self, params: &mut [f64], grad: &[f64]) {
         debug_assert_eq!(params.len(), self.m.len());
         debug_assert_eq!(grad.len(), self.m.len());
-        self.t = self.t.saturating_add(1);
-        let alpha =
-            self.learning_rate * (1.0 - self.beta_2.powi(self.t)).sqrt() / (1.0 - self.beta_1.powi(self.t));
+        self.beta_1_power *= self.beta_1;
+        self.beta_2_power *= self.beta_2;
+        let alpha = self.learning_rate * (1.0 - self.beta_2_power).sqrt() / (1.0 - self.beta_1_power);
         let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
         for (((p, &g), m), v) in params.iter_mut().zip(grad).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
             *m += (g - *m) * (1.0 - b1);
