@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -68,6 +69,9 @@ pub struct ServeArgs {
     /// Largest JSON request body (predict, train), in bytes or with a K/M/G suffix.
     #[arg(long, env = "REGSERVE_MAX_BODY", default_value = "16M", value_parser = parse_bytes)]
     pub max_body: u64,
+    /// How long a request body may send nothing before it is cut off (408), e.g. 10s or 500ms.
+    #[arg(long, env = "REGSERVE_BODY_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_idle_timeout: Duration,
 }
 
 /// Everything the server needs to start.
@@ -80,16 +84,22 @@ pub struct Config {
     pub keep_models: usize,
 }
 
-/// Request size limits.
+/// Request size and time limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_upload_bytes: u64,
     pub max_body_bytes: usize,
+    /// How long a request body may send nothing before the request is answered 408.
+    pub body_idle_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_upload_bytes: 1536 << 20, max_body_bytes: 16 << 20 }
+        Self {
+            max_upload_bytes: 1536 << 20,
+            max_body_bytes: 16 << 20,
+            body_idle_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -109,6 +119,7 @@ impl From<ServeArgs> for Config {
             limits: Limits {
                 max_upload_bytes: args.max_upload,
                 max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+                body_idle_timeout: args.body_idle_timeout,
             },
         }
     }
@@ -140,6 +151,25 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
     number.checked_mul(1 << shift).ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// Parses a duration: `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds; it must not be 0.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 30s or 500ms"))?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(number),
+        "" | "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        _ => return Err(format!("{text:?} has an unknown unit; use ms, s, m or h")),
+    };
+    if duration.is_zero() {
+        return Err(format!("{text:?}: a duration must be above 0"));
+    }
+    Ok(duration)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,11 +185,24 @@ mod tests {
     }
 
     #[test]
+    fn durations_accept_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
     fn defaults_listen_where_flask_did() {
         let cli = Cli::try_parse_from(["regserve"]).unwrap();
         assert_eq!(cli.serve.addr.to_string(), "127.0.0.1:5000");
         let config = Config::from(cli.serve);
         assert_eq!(config.limits.max_upload_bytes, 1536 << 20);
+        assert_eq!(config.limits.body_idle_timeout, Duration::from_secs(10));
         assert!(config.data_dir.ends_with("regserve") || config.data_dir.ends_with("regserve-data"));
     }
 
