@@ -22,4 +22,43 @@ step() {
 step "cargo test --locked --all-targets"
 cargo test --locked --all-targets
 
+# Installs Debian packages, as root or through sudo.
+apt_install() {
+    local as_root=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null 2>&1; then
+            echo "test.sh: the browser test needs $*; install them as root (apt-get install $*)" >&2
+            echo "test.sh: or skip the browser test with REGSERVE_SKIP_BROWSER=1" >&2
+            exit 1
+        fi
+        as_root=(sudo)
+    fi
+    step "apt-get install $*"
+    "${as_root[@]}" apt-get update
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+}
 
+# End-to-end test of the page: headless Chromium drives the release binary.
+browser_test() {
+    if [ ! -x /usr/bin/chromium ]; then
+        apt_install chromium
+    fi
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+
+    step "cargo build --release --locked"
+    cargo build --release --locked
+
+    step "npm ci --prefix tests/browser"
+    npm ci --prefix tests/browser --no-audit --no-fund
+
+    step "node --test tests/browser/e2e.test.mjs"
+    REGSERVE_BIN="$PWD/target/release/regserve" node --test tests/browser/e2e.test.mjs
+}
+
+if [ "${REGSERVE_SKIP_BROWSER:-}" = "1" ]; then
+    step "browser test skipped (REGSERVE_SKIP_BROWSER=1)"
+else
+    browser_test
+fi

@@ -2,9 +2,10 @@
 //
 // Starts `target/release/regserve` (or $REGSERVE_BIN) on a free port with a fresh data
 // directory, drives the page through upload, training with live progress, the fit, prediction,
-// version activation, cancellation and a rejected upload, and compares what the page shows with
-// the HTTP API. Any console error or uncaught exception on the page fails the test. Screenshots
-// of the main states go to `screenshots/` at the repository root.
+// version activation, cancellation, a failed training, a training started by another client and
+// a rejected upload, and compares what the page shows with the HTTP API. Any console error or
+// uncaught exception on the page fails the test. Screenshots of the main states go to
+// `screenshots/` at the repository root.
 
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -71,6 +72,8 @@ async function startServer() {
   child.stdout.on("data", (chunk) => { log += chunk; });
   child.stderr.on("data", (chunk) => { log += chunk; });
   const exited = new Promise((resolveExit) => child.on("exit", (code, signal) => resolveExit({ code, signal })));
+  // Never leave the server behind, even when the test run is interrupted.
+  process.once("exit", () => child.kill("SIGKILL"));
   let spawnError = null;
   child.on("error", (error) => { spawnError = error; });
 
@@ -344,6 +347,7 @@ describe("the regserve page", { timeout: 240000 }, () => {
     assert.equal(await page.locator('#models-table tr[data-version="2"] button').count(), 1);
     await page.waitForFunction(() => /v1 \(least-squares\)/.test(document.getElementById("status-model").textContent));
     assertShown(await shownNumber(page.locator('#weights-table [data-feature="Education"]')), model.kernel[0], "v1 Education");
+    assert.ok(await page.isHidden("#predict-result"), "the previous model's prediction is cleared");
   });
 
   test("cancels a long training and keeps the served model", async () => {
