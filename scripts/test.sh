@@ -18,9 +18,13 @@ step() {
     echo "==> $*" >&2
 }
 
-# Unit, integration and API tests.
-step "cargo test --locked --all-targets"
-cargo test --locked --all-targets
+# Unit, integration and API tests (the library, the binary, tests/ and doc tests).
+step "cargo test --locked"
+cargo test --locked
+
+# The benchmarks are run by scripts/bench.sh; here they only have to compile.
+step "cargo bench --locked --no-run"
+cargo bench --locked --no-run
 
 # Installs Debian packages, as root or through sudo.
 apt_install() {

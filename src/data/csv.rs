@@ -2,9 +2,10 @@
 //!
 //! The first row names the columns. A column with an empty name is the row index that R and
 //! pandas write and is ignored. The default feature and target columns (see
-//! [`Selection::default_for`]) must hold finite numbers on every row, and the first bad value
-//! stops the parse with its line and column; other columns may hold text, which only matters if
-//! a training later selects them.
+//! [`Selection::default_for`]) must hold finite numbers on every row. Another column is a text
+//! column (never trained on) when its first value is not a number; once a column has started
+//! with numbers, every later value must be one too. The first bad value stops the parse with its
+//! line and column, so a typo never turns a numeric column into text.
 
 use std::io::Read;
 
@@ -21,6 +22,11 @@ pub fn parse_csv(reader: impl Read) -> Result<Dataset, DataError> {
     let mut csv = ::csv::ReaderBuilder::new()
         .has_headers(false)
         .buffer_capacity(1 << 16)
+        // Only `\n` ends a record, so line numbers count CRLF lines right; the `\r` left at the
+        // end of a line's last field is trimmed like other white space.
+        .terminator(::csv::Terminator::Any(b'\n'))
+        // Row widths are checked here, after blank lines are skipped.
+        .flexible(true)
         .from_reader(HashingReader { inner: reader, hasher: Sha256::new() });
     let mut record = ::csv::StringRecord::new();
     if !read_record(&mut csv, &mut record)? {
@@ -74,7 +80,22 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Reads the next record, turning the csv crate's errors into [`DataError`]s with a line.
+/// Reads the next record that is not a blank line.
 fn read_record(
+    csv: &mut ::csv::Reader<impl Read>,
+    record: &mut ::csv::StringRecord,
+) -> Result<bool, DataError> {
+    loop {
+        let more = read_any_record(csv, record)?;
+        // Records end at `\n` only, so a CRLF file's blank line arrives as one field holding `\r`.
+        let blank = record.len() == 1 && record[0].trim().is_empty();
+        if !more || !blank {
+            return Ok(more);
+        }
+    }
+}
+
+fn read_any_record(
     csv: &mut ::csv::Reader<impl Read>,
     record: &mut ::csv::StringRecord,
 ) -> Result<bool, DataError> {
@@ -140,7 +161,8 @@ impl Header {
 struct ColumnBuilder {
     name: String,
     position: usize,
-    /// A bad value in a required column fails the whole parse; elsewhere it marks the column as text.
+    /// A bad value in a required column fails the whole parse; elsewhere it marks the column as
+    /// text if it is the first value, and fails the parse otherwise.
     required: bool,
     values: Result<Vec<f64>, BadValue>,
 }
@@ -158,7 +180,7 @@ impl ColumnBuilder {
             Ok(value) => values.push(value),
             Err(reason) => {
                 let bad = BadValue::new(line, self.position, &self.name, field, reason);
-                if self.required {
+                if self.required || !values.is_empty() {
                     return Err(DataError::BadValue(bad));
                 }
                 self.values = Err(bad);
@@ -222,6 +244,16 @@ mod tests {
     }
 
     #[test]
+    fn crlf_files_count_lines_right_and_skip_blank_lines() {
+        let error = parse("a,b\r\n1,2\r\n3,4,5\r\n").unwrap_err().to_string();
+        assert_eq!(error, "line 3: expected 2 values like the header, found 3");
+        let error = parse("a,b\r\n\r\n1,2\r\n3,x\r\n").unwrap_err().to_string();
+        assert!(error.starts_with("line 4, column 2"), "{error}");
+        let data = parse("\"a\",\"b\"\r\n\"1\",\"2\"\r\n3,4\r\n\r\n").unwrap();
+        assert_eq!((data.rows(), data.column_names()), (2, vec!["a", "b"]));
+    }
+
+    #[test]
     fn first_bad_value_is_named_by_line_and_column() {
         let error = parse("a,b\n1,2\n3,x\n5,6\n").unwrap_err().to_string();
         assert_eq!(error, "line 3, column 2 (\"b\"): \"x\" is not a number");
@@ -238,6 +270,12 @@ mod tests {
         let data = parse("Name,Education,Income\nann,10,20\nbob,12,30\n").unwrap();
         assert_eq!(data.default_selection().features, ["Education"]);
         assert!(data.column("Name").unwrap().values().is_err());
+    }
+
+    #[test]
+    fn a_typo_in_a_numeric_column_outside_the_defaults_is_still_an_error() {
+        let error = parse("Education,Seniority,Income\n12,50,30\n14,x,40\n").unwrap_err().to_string();
+        assert_eq!(error, "line 3, column 2 (\"Seniority\"): \"x\" is not a number");
     }
 
     #[test]
