@@ -14,6 +14,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::data::DataError;
+use crate::metrics::TrainingOutcome;
 use crate::model::{History, Metrics, Model, TrainSpec, now_rfc3339};
 use crate::state::AppState;
 use crate::train::{FitParams, FitSettings, Observer, TrainError};
@@ -267,14 +268,19 @@ impl Job {
         self.changes.send_modify(|generation| *generation += 1);
     }
 
-    fn finish(&self, outcome: Result<Arc<Model>, JobError>) {
+    /// Publishes how the job ended and counts it in `state`'s metrics.
+    fn finish(&self, state: &AppState, outcome: Result<Arc<Model>, JobError>) {
+        let (job_state, counted) = match &outcome {
+            Ok(_) => (JobState::Succeeded, TrainingOutcome::Succeeded),
+            Err(JobError::Cancelled { .. }) => (JobState::Cancelled, TrainingOutcome::Cancelled),
+            Err(_) => (JobState::Failed, TrainingOutcome::Failed),
+        };
+        let elapsed = self.clock.elapsed();
+        // Counted before it is announced, so whoever sees the end also sees it in the metrics.
+        state.metrics().record_training(counted, self.params.solver(), elapsed);
         self.update(|status| {
-            status.state = match &outcome {
-                Ok(_) => JobState::Succeeded,
-                Err(JobError::Cancelled { .. }) => JobState::Cancelled,
-                Err(_) => JobState::Failed,
-            };
-            status.finished_after = Some(self.clock.elapsed());
+            status.state = job_state;
+            status.finished_after = Some(elapsed);
             status.outcome = Some(outcome.map_err(Arc::new));
         });
     }
@@ -413,10 +419,10 @@ impl AppState {
         });
         if let Err(error) = thread {
             self.jobs().running = None;
-            job.finish(Err(JobError::Crashed {
-                job: id,
-                message: format!("no thread to train on: {error}"),
-            }));
+            job.finish(
+                self,
+                Err(JobError::Crashed { job: id, message: format!("no thread to train on: {error}") }),
+            );
             return Ok(job);
         }
         tokio::spawn(async move {
@@ -435,7 +441,7 @@ impl AppState {
             }
             // Leave the slot before announcing the end, so a watcher that sees it can start the next job.
             state.jobs().running = None;
-            running.finish(outcome);
+            running.finish(&state, outcome);
         });
         Ok(job)
     }

@@ -190,6 +190,16 @@ impl Model {
         &self.trained_at
     }
 
+    /// Time since the model was trained (`None` if `trained_at` is not RFC 3339, as in a
+    /// hand-edited model file); never negative.
+    pub fn age(&self) -> Option<std::time::Duration> {
+        let trained_at =
+            time::OffsetDateTime::parse(&self.trained_at, &time::format_description::well_known::Rfc3339)
+                .ok()?;
+        let age = time::OffsetDateTime::now_utc() - trained_at;
+        Some(age.try_into().unwrap_or(std::time::Duration::ZERO))
+    }
+
     pub fn dataset_sha256(&self) -> &str {
         &self.dataset_sha256
     }
@@ -267,6 +277,17 @@ mod tests {
             ..Default::default()
         };
         train(&default_dataset(), settings, None).unwrap()
+    }
+
+    #[test]
+    fn age_counts_from_trained_at() {
+        let model = trained();
+        assert!(model.age().unwrap() < std::time::Duration::from_secs(60));
+        let old = Model { trained_at: "2020-01-01T00:00:00Z".into(), ..trained() };
+        assert!(old.age().unwrap() > std::time::Duration::from_secs(86_400 * 365));
+        let future = Model { trained_at: "2999-01-01T00:00:00Z".into(), ..trained() };
+        assert_eq!(future.age(), Some(std::time::Duration::ZERO));
+        assert_eq!(Model { trained_at: "yesterday".into(), ..trained() }.age(), None);
     }
 
     #[test]

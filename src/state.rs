@@ -10,6 +10,7 @@ use tempfile::NamedTempFile;
 use crate::config::Limits;
 use crate::data::{DataDir, DataError, Dataset};
 use crate::jobs::{Job, JobRegistry};
+use crate::metrics::{Metrics, Snapshot};
 use crate::model::Model;
 use crate::versions::ModelStore;
 
@@ -25,6 +26,7 @@ struct Inner {
     dataset: RwLock<Arc<Dataset>>,
     models: ModelStore,
     jobs: Mutex<JobRegistry>,
+    metrics: Metrics,
 }
 
 impl AppState {
@@ -36,6 +38,7 @@ impl AppState {
                 dataset: RwLock::new(Arc::new(dataset)),
                 jobs: Mutex::new(JobRegistry::continuing_after(models.last_job())),
                 models,
+                metrics: Metrics::new(),
             }),
         }
     }
@@ -80,6 +83,22 @@ impl AppState {
     /// A job, running or recent.
     pub fn job(&self, id: u64) -> Option<Arc<Job>> {
         self.jobs().get(id)
+    }
+
+    /// The Prometheus metrics of this server.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The metrics in the Prometheus text format, with the served model and the dataset as
+    /// they are now.
+    pub fn render_metrics(&self) -> String {
+        let model = self.model();
+        self.inner.metrics.render(Snapshot {
+            model_version: model.as_ref().map(|model| model.version()),
+            model_age: model.as_ref().and_then(|model| model.age()),
+            dataset_rows: self.dataset().rows(),
+        })
     }
 
     pub(crate) fn jobs(&self) -> MutexGuard<'_, JobRegistry> {
