@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cli::{PredictArgs, TrainArgs};
 
@@ -72,6 +72,77 @@ pub struct ServeArgs {
     /// How long a request body may send nothing before it is cut off (408), e.g. 10s or 500ms.
     #[arg(long, env = "REGSERVE_BODY_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub body_idle_timeout: Duration,
+    /// Longest time to answer an ordinary request (408 after it); uploads, `/train` and event
+    /// streams are not limited by it.
+    #[arg(long, env = "REGSERVE_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Most requests in flight on a listener (an event stream counts until it ends); more are
+    /// answered 503 at once.
+    #[arg(long, env = "REGSERVE_MAX_CONCURRENT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent: u32,
+    /// Bearer token that upload, train, cancel and activate require
+    /// (`Authorization: Bearer TOKEN`); it also grants the reads. Prefer the environment
+    /// variable: command lines are visible to other users.
+    #[arg(long, env = "REGSERVE_ADMIN_TOKEN", value_parser = Token::parse, hide_env_values = true)]
+    pub admin_token: Option<Token>,
+    /// Bearer token that predictions and the /v1 reads require (the admin token works too).
+    /// The page, /healthz, /readyz and /metrics stay open.
+    #[arg(long, env = "REGSERVE_READ_TOKEN", value_parser = Token::parse, hide_env_values = true)]
+    pub read_token: Option<Token>,
+    /// Serve upload, train, cancel and activate on this second address only (e.g.
+    /// 127.0.0.1:5001); the main address then answers them with 403.
+    #[arg(long, env = "REGSERVE_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+    /// Allow cross-origin requests from this origin (e.g. https://app.example.com); repeat the
+    /// flag or separate origins with commas. Off by default: the page is same-origin.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", env = "REGSERVE_CORS_ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+    /// Log lines as human-readable text or as one JSON object per line.
+    #[arg(long, env = "REGSERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How the server writes its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A bearer token. Its `Debug` output hides it, so a logged configuration cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A token of visible ASCII characters (what an `Authorization` header can carry).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("a token must not be empty".into());
+        }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("a token may only hold visible ASCII characters (no spaces)".into());
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<hidden>)")
+    }
+}
+
+/// Who may do what: without tokens everything is open.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Required by the state-changing routes; also grants the reads.
+    pub admin_token: Option<Token>,
+    /// Required by predictions and the `/v1` reads.
+    pub read_token: Option<Token>,
 }
 
 /// Everything the server needs to start.
@@ -82,6 +153,11 @@ pub struct Config {
     pub limits: Limits,
     /// Model versions kept on disk.
     pub keep_models: usize,
+    /// A second listener that alone serves the state-changing routes.
+    pub admin_addr: Option<SocketAddr>,
+    pub access: Access,
+    /// Origins allowed to make cross-origin requests (none: CORS is off).
+    pub cors_origins: Vec<String>,
 }
 
 /// Request size and time limits.
@@ -91,6 +167,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// How long a request body may send nothing before the request is answered 408.
     pub body_idle_timeout: Duration,
+    /// Longest time to answer an ordinary request (not uploads, `/train` or event streams).
+    pub request_timeout: Duration,
+    /// Most requests in flight on a listener before new ones are answered 503.
+    pub max_concurrent: usize,
 }
 
 impl Default for Limits {
@@ -99,6 +179,8 @@ impl Default for Limits {
             max_upload_bytes: 1536 << 20,
             max_body_bytes: 16 << 20,
             body_idle_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_concurrent: 512,
         }
     }
 }
@@ -106,7 +188,15 @@ impl Default for Limits {
 impl Config {
     /// A configuration listening on `addr` and keeping its state in `data_dir`, with default limits.
     pub fn new(addr: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
-        Self { addr, data_dir: data_dir.into(), limits: Limits::default(), keep_models: 20 }
+        Self {
+            addr,
+            data_dir: data_dir.into(),
+            limits: Limits::default(),
+            keep_models: 20,
+            admin_addr: None,
+            access: Access::default(),
+            cors_origins: Vec::new(),
+        }
     }
 }
 
@@ -120,7 +210,12 @@ impl From<ServeArgs> for Config {
                 max_upload_bytes: args.max_upload,
                 max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
                 body_idle_timeout: args.body_idle_timeout,
+                request_timeout: args.request_timeout,
+                max_concurrent: usize::try_from(args.max_concurrent).unwrap_or(usize::MAX),
             },
+            admin_addr: args.admin_addr,
+            access: Access { admin_token: args.admin_token, read_token: args.read_token },
+            cors_origins: args.cors_origins,
         }
     }
 }
@@ -170,6 +265,20 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Checks an origin as browsers send it: `scheme://host[:port]`, without a path.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"));
+    match rest {
+        Some(host)
+            if !host.is_empty() && !host.contains('/') && text.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(text.to_owned())
+        }
+        _ => Err(format!("{text:?} is not an origin like https://app.example.com (no path, no trailing /)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +312,55 @@ mod tests {
         let config = Config::from(cli.serve);
         assert_eq!(config.limits.max_upload_bytes, 1536 << 20);
         assert_eq!(config.limits.body_idle_timeout, Duration::from_secs(10));
+        assert_eq!(config.limits.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.limits.max_concurrent, 512);
+        assert!(config.access.admin_token.is_none() && config.access.read_token.is_none());
+        assert!(config.admin_addr.is_none() && config.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn security_flags_parse_and_tokens_stay_hidden() {
+        let cli = Cli::try_parse_from([
+            "regserve",
+            "--admin-token",
+            "s3cret-admin",
+            "--read-token",
+            "s3cret-read",
+            "--admin-addr",
+            "127.0.0.1:5001",
+            "--cors-origin",
+            "https://a.example",
+            "--cors-origin",
+            "http://b.example:8080,https://c.example",
+            "--max-concurrent",
+            "8",
+            "--request-timeout",
+            "2s",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.serve.log_format, LogFormat::Json);
+        let config = Config::from(cli.serve);
+        assert_eq!(config.access.admin_token.as_ref().unwrap().as_str(), "s3cret-admin");
+        assert_eq!(config.admin_addr.unwrap().port(), 5001);
+        assert_eq!(config.cors_origins, ["https://a.example", "http://b.example:8080", "https://c.example"]);
+        assert_eq!(
+            (config.limits.max_concurrent, config.limits.request_timeout),
+            (8, Duration::from_secs(2))
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        for bad in [
+            &["--admin-token", ""][..],
+            &["--read-token", "two words"],
+            &["--cors-origin", "https://a.example/"],
+            &["--cors-origin", "a.example"],
+            &["--max-concurrent", "0"],
+            &["--log-format", "xml"],
+        ] {
+            assert!(Cli::try_parse_from(["regserve"].iter().chain(bad)).is_err(), "{bad:?}");
+        }
         assert!(config.data_dir.ends_with("regserve") || config.data_dir.ends_with("regserve-data"));
     }
 

@@ -1,18 +1,19 @@
 //! The `regserve` binary: parse the command line, then serve (the default), or train or predict
 //! offline.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use regserve::cli;
-use regserve::config::{Cli, Command, Config};
+use regserve::config::{Cli, Command, Config, LogFormat, ServeArgs};
 use regserve::startup::Application;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().into_command() {
-        Command::Serve(args) => serve(Config::from(args)).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
         Command::Train(args) => Ok(cli::report(cli::train(&args))),
         Command::Predict(args) => Ok(cli::report(cli::predict(&args))),
     }
@@ -20,12 +21,23 @@ fn main() -> anyhow::Result<ExitCode> {
 
 /// Runs the server until Ctrl-C or SIGTERM; only the server logs, and only it needs a runtime.
 #[tokio::main]
-async fn serve(config: Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
-    let app = Application::build(config).await?;
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let app = Application::build(Config::from(args)).await?;
     app.run_until_stopped(shutdown_signal()).await.context("server failed")
+}
+
+/// Logs to standard output at `RUST_LOG` (default `info`): text for people, or one JSON object
+/// per line, with the event's fields under `fields` and its spans (a request's: method, path,
+/// route, id) under `span` and `spans`.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal, so that files and log collectors get plain text.
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal());
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

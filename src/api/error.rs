@@ -94,11 +94,30 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Implements `From<rejection>` keeping the rejection's own status and text.
+/// Whether reading the request body failed because it sent nothing for too long.
+fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// Implements `From<rejection>` keeping the rejection's own status and text, except that a
+/// stalled body is a 408.
 macro_rules! from_rejection {
     ($($rejection:ty),*) => {$(
         impl From<$rejection> for AppError {
             fn from(rejection: $rejection) -> Self {
+                if is_body_timeout(&rejection) {
+                    return Self::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body stopped arriving: nothing came within the body idle timeout (--body-idle-timeout)",
+                    );
+                }
                 Self::new(rejection.status(), rejection.body_text())
             }
         }
