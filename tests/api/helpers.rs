@@ -22,13 +22,28 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server after letting the test adjust its configuration.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(configure).await.0
+}
+
+/// Starts a server with an admin listener on 127.0.0.1:0 as well; returns the admin
+/// listener's address with the app (whose `addr` is the main listener).
+pub async fn spawn_app_with_admin_listener(configure: impl FnOnce(&mut Config)) -> (TestApp, SocketAddr) {
+    let (app, admin_addr) = spawn(|config| {
+        config.admin_addr = Some("127.0.0.1:0".parse().unwrap());
+        configure(config);
+    })
+    .await;
+    (app, admin_addr.expect("the admin listener is bound"))
+}
+
+async fn spawn(configure: impl FnOnce(&mut Config)) -> (TestApp, Option<SocketAddr>) {
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = Config::new("127.0.0.1:0".parse().unwrap(), data_dir.path());
     configure(&mut config);
     let app = Application::build(config).await.expect("server starts");
-    let addr = app.local_addr();
+    let (addr, admin_addr) = (app.local_addr(), app.admin_addr());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    TestApp { addr, client: reqwest::Client::new(), data_dir }
+    (TestApp { addr, client: reqwest::Client::new(), data_dir }, admin_addr)
 }
 
 impl TestApp {
