@@ -49,7 +49,9 @@ async fn receive_dataset(state: &AppState, mut field: Field<'_>, limit: u64) -> 
     let mut file =
         tokio::fs::File::from_std(temp.reopen().map_err(DataError::storage("open the temporary file"))?);
     let mut received: u64 = 0;
-    while let Some(chunk) = field.chunk().await? {
+    let idle = state.limits().body_idle_timeout;
+    // A client that stops sending must not hold the upload (and its connection) forever.
+    while let Some(chunk) = tokio::time::timeout(idle, field.chunk()).await.map_err(|_| stalled(idle))?? {
         received += chunk.len() as u64;
         if received > limit {
             return Err(too_large(limit));
@@ -70,6 +72,13 @@ async fn receive_dataset(state: &AppState, mut field: Field<'_>, limit: u64) -> 
     .await
     .map_err(super::models::join_error)??;
     Ok(())
+}
+
+fn stalled(idle: std::time::Duration) -> AppError {
+    AppError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        format!("the upload stalled: no data for {} s (--body-idle-timeout)", idle.as_secs_f64()),
+    )
 }
 
 fn too_large(limit: u64) -> AppError {

@@ -124,6 +124,12 @@ struct Header {
 
 impl Header {
     fn parse(record: &::csv::StringRecord) -> Result<Self, DataError> {
+        // Counted before anything else, so a hostile header of a million names costs one pass.
+        let count =
+            record.iter().filter(|field| !field.trim_start_matches('\u{feff}').trim().is_empty()).count();
+        if count > MAX_COLUMNS {
+            return Err(DataError::TooManyColumns { count, max: MAX_COLUMNS });
+        }
         let mut named: Vec<(usize, String)> = Vec::new();
         for (index, field) in record.iter().enumerate() {
             let position = index + 1;
@@ -142,9 +148,6 @@ impl Header {
                 });
             }
             named.push((position, name.to_owned()));
-        }
-        if named.len() > MAX_COLUMNS {
-            return Err(DataError::TooManyColumns { count: named.len(), max: MAX_COLUMNS });
         }
         if named.len() < 2 {
             return Err(DataError::TooFewColumns { named: named.len() });

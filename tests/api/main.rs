@@ -5,6 +5,7 @@ mod concurrency;
 mod dataset;
 mod errors;
 mod helpers;
+mod hostile;
 mod jobs;
 mod model;
 mod observability;
