@@ -1,0 +1,516 @@
+#!/usr/bin/env bash
+# Service benchmark: builds the release binary, runs it on loopback, measures throughput and
+# latency (predict against /healthz), predict latency during a 10M-row training, /train?wait=true,
+# a 1 GiB upload, memory and start-up time, runs the criterion micro-benchmarks, profiles the
+# predict path and an epoch, and writes the figures into BENCHMARKS.md between the
+# <!-- figures:begin --> and <!-- figures:end --> markers (the text around them is kept).
+#
+# Usage: scripts/bench.sh [--service-only] [--duration SECONDS]
+#   --service-only   skip `cargo bench` and the epoch profiles (about half the run time)
+#   --duration N     seconds per wrk measurement (default 5)
+# Environment: BENCH_PORT (default 18471), BENCH_RUNS (repetitions for start-up and /train,
+#   default 20), BENCH_TMP (scratch space for about 3 GB of CSV files, default /tmp),
+#   BENCH_PROFILER (auto, perf, callgrind or none; default auto), BENCH_TRAIN_ROWS (rows of the
+#   training dataset, default 10000000), BENCH_UPLOAD_BYTES (size of the upload, default 1 GiB),
+#   BENCH_ROUNDS (idle/training measurement pairs, default 3), BENCH_PAIRS (alternating
+#   /healthz and /predict measurements per connection count, default 3).
+# Needs root (or wrk, perf and gcc already installed), python3, curl and about 3 GB of disk.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SERVICE_ONLY=0
+DURATION=5
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --service-only) SERVICE_ONLY=1 ;;
+        --duration) DURATION="$2"; shift ;;
+        -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+PORT="${BENCH_PORT:-18471}"
+RUNS="${BENCH_RUNS:-20}"
+PROFILER="${BENCH_PROFILER:-auto}"
+TRAIN_ROWS="${BENCH_TRAIN_ROWS:-10000000}"
+UPLOAD_BYTES="${BENCH_UPLOAD_BYTES:-1073741824}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+PAIRS="${BENCH_PAIRS:-3}"
+CONNECTIONS=(1 16 64)
+PREDICT_BODY='{"x_predict":[15.5]}'
+BASE="http://127.0.0.1:$PORT"
+TOOLS="$ROOT/scripts/bench/tools.py"
+WRK_LUA="$ROOT/scripts/bench/wrk.lua"
+STARTED=$(date +%s)
+# The server is measured with its defaults: no REGSERVE_* settings from the environment.
+while IFS= read -r name; do unset "$name"; done < <(env | sed -n 's/^\(REGSERVE_[A-Z0-9_]*\)=.*/\1/p')
+
+if ! command -v cargo >/dev/null 2>&1 && [ -f "${HOME:-}/.cargo/env" ]; then
+    # shellcheck source=/dev/null
+    . "$HOME/.cargo/env"
+fi
+
+step() { echo "==> [$(date +%H:%M:%S)] $*" >&2; }
+die() { echo "bench.sh: $*" >&2; exit 1; }
+
+for tool in cargo curl python3; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is needed"
+done
+
+# Raw results (JSON, wrk output, profiles, server log) go to the target directory.
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 "$TOOLS" get target_directory)"
+RES="$TARGET_DIR/bench/latest"
+rm -rf "$RES"
+mkdir -p "$RES/wrk" "$RES/profiles"
+: >"$RES/kv.tsv"
+: >"$RES/commands.txt"
+TMP="$(mktemp -d "${BENCH_TMP:-/tmp}/regserve-bench.XXXXXX")"
+
+SERVER_PID=""
+WATCH_PID=""
+BG_PID=""
+cleanup() {
+    local pid
+    for pid in "$BG_PID" "$WATCH_PID" "$SERVER_PID"; do
+        if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+record() { printf '%s\t%s\n' "$1" "$2" >>"$RES/kv.tsv"; }
+# Notes a command for BENCHMARKS.md once, with the port and the scratch paths as placeholders.
+logcmd() {
+    local line="$*"
+    line="${line//$TMP/\$TMP}"
+    line="${line//127.0.0.1:$PORT/127.0.0.1:\$PORT}"
+    line="${line//$ROOT\//}"
+    grep -qxF -- "$line" "$RES/commands.txt" || printf '%s\n' "$line" >>"$RES/commands.txt"
+}
+
+# --- 1. build, tools, machine ------------------------------------------------------------------
+step "cargo build --release --locked"
+logcmd "cargo build --release --locked"
+cargo build --release --locked
+BIN="$TMP/regserve"
+# A private copy, so a rebuild elsewhere cannot swap the binary in the middle of the run.
+cp "$TARGET_DIR/release/regserve" "$BIN"
+
+APT_UPDATED=0
+apt_install() { # WHAT PACKAGE: installs PACKAGE from Debian; fails without root
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "bench.sh: $1 is missing and installing it needs root (apt-get install $2)" >&2
+        return 1
+    fi
+    if [[ $APT_UPDATED -eq 0 ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+if ! command -v wrk >/dev/null 2>&1; then
+    step "installing wrk from Debian"
+    logcmd "apt-get update && apt-get install -y wrk"
+    apt_install wrk wrk || die "wrk is needed"
+fi
+if ! command -v gcc >/dev/null 2>&1; then
+    step "installing gcc from Debian"
+    apt_install gcc gcc || die "gcc is needed"
+fi
+
+perf_works() {
+    command -v perf >/dev/null 2>&1 &&
+        perf stat -e instructions true >/dev/null 2>&1 &&
+        perf record -e cpu-clock -o "$TMP/perf-check.data" -- true >/dev/null 2>&1
+}
+if [[ $PROFILER == auto || $PROFILER == perf ]]; then
+    if ! perf_works && [[ $(id -u) -eq 0 ]]; then
+        step "installing linux-perf from Debian"
+        apt_install perf linux-perf || true
+    fi
+    if perf_works; then
+        PROFILER=perf
+    elif [[ $PROFILER == perf ]]; then
+        die "perf does not work here (perf stat -e instructions true fails)"
+    else
+        PROFILER=callgrind
+    fi
+fi
+if [[ $PROFILER == callgrind ]] && ! command -v valgrind >/dev/null 2>&1; then
+    apt_install valgrind valgrind || PROFILER=none
+fi
+
+record date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+record commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git status --porcelain -- src benches Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
+    record dirty yes
+fi
+record nproc "$(nproc)"
+record cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+record virt "$(lscpu 2>/dev/null | awk -F: '/Hypervisor vendor/ {gsub(/^ +/, "", $2); print $2 " virtual machine"}')"
+record mem "$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+record kernel "$(uname -r)"
+# shellcheck source=/dev/null
+record os "$(. /etc/os-release 2>/dev/null && echo "${PRETTY_NAME:-unknown}")"
+record rustc "$(rustc -V)"
+record wrk "$(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')"
+record load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
+record duration "$DURATION"
+record connections "${CONNECTIONS[*]}"
+record pairs "$PAIRS"
+[[ $(nproc) -ge 2 ]] || die "the pinned runs need at least 2 cores"
+
+# --- helpers -----------------------------------------------------------------------------------
+http_code() { curl -s -o /dev/null -w '%{http_code}' "$@" || true; }
+
+start_server() { # DATA_DIR [CPU_LIST]
+    local dir="$1" cpus="${2:-}"
+    [[ $(http_code "$BASE/healthz") == 000 ]] || die "something already answers on port $PORT (set BENCH_PORT)"
+    local -a cmd=("$BIN" --addr "127.0.0.1:$PORT" --data-dir "$dir")
+    [[ -n $cpus ]] && cmd=(taskset -c "$cpus" "${cmd[@]}")
+    local line="${cmd[*]}"
+    line="${line//$BIN/target/release/regserve}"
+    logcmd "${line//$dir/\$DATA}"
+    echo "--- ${cmd[*]}" >>"$RES/server.log"
+    "${cmd[@]}" >>"$RES/server.log" 2>&1 &
+    SERVER_PID=$!
+    local tries=0
+    until [[ $(http_code "$BASE/healthz") == 200 ]]; do
+        kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$RES/server.log" >&2; die "the server exited"; }
+        tries=$((tries + 1))
+        [[ $tries -lt 600 ]] || die "the server did not answer /healthz within 30 s"
+        sleep 0.05
+    done
+}
+stop_server() {
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" || true
+    SERVER_PID=""
+}
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# wrk NAME PATH CONNECTIONS [BODY] [CPU_LIST]: one measurement, saved as $RES/wrk/NAME.json.
+run_wrk() {
+    local name="$1" path="$2" conns="$3" body="${4:-}" cpus="${5:-}"
+    local threads=$((conns < 2 ? 1 : 2))
+    local -a cmd=(wrk "-t$threads" "-c$conns" "-d${DURATION}s" --latency -s "$WRK_LUA" "$BASE$path")
+    [[ -n $cpus ]] && cmd=(taskset -c "$cpus" "${cmd[@]}")
+    if [[ -n $body ]]; then
+        logcmd "WRK_BODY='$body' ${cmd[*]}"
+    else
+        logcmd "${cmd[*]}"
+    fi
+    WRK_BODY="$body" "${cmd[@]}" >"$RES/wrk/$name.txt" 2>&1
+    sed -n 's/^WRKJSON //p' "$RES/wrk/$name.txt" >"$RES/wrk/$name.json"
+    [[ -s "$RES/wrk/$name.json" ]] || { cat "$RES/wrk/$name.txt" >&2; die "wrk gave no result for $name"; }
+    python3 - "$RES/wrk/$name.json" "$name" >&2 <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1])); l = r["latency_us"]
+bad = sum(r["errors"].values())
+print(f"    {sys.argv[2]:<32} {r['requests'] / (r['duration_us'] / 1e6):>10,.0f} req/s  "
+      f"p50 {l['p50'] / 1000:.3f} ms  p99 {l['p99'] / 1000:.3f} ms" + (f"  ERRORS {r['errors']}" if bad else ""))
+EOF
+}
+warm_up() { # PATH [BODY] [CPU_LIST]
+    local -a cmd=(wrk -t2 -c16 -d2s -s "$WRK_LUA" "$BASE$1")
+    [[ -n ${3:-} ]] && cmd=(taskset -c "$3" "${cmd[@]}")
+    WRK_BODY="${2:-}" "${cmd[@]}" >/dev/null 2>&1
+}
+
+# --- 2. test data and helpers ------------------------------------------------------------------
+step "compiling the helpers and generating the CSV files"
+logcmd "gcc -O2 -o \$TMP/gencsv scripts/bench/gencsv.c && gcc -O2 -o \$TMP/membw scripts/bench/membw.c"
+gcc -O2 -o "$TMP/gencsv" "$ROOT/scripts/bench/gencsv.c"
+gcc -O2 -o "$TMP/membw" "$ROOT/scripts/bench/membw.c"
+# Memory bandwidth reference, now and again at the end; the better run is the reference.
+membw() {
+    step "sequential read bandwidth of one core ($1)"
+    logcmd "\$TMP/membw 1024 9   # at the start and at the end of the run"
+    "$TMP/membw" 1024 9 >"$RES/membw-$1.json"
+    cat "$RES/membw-$1.json" >&2
+}
+membw first
+avail_kb=$(df -Pk "$TMP" | awk 'NR == 2 {print $4}')
+[[ $avail_kb -gt $((4 * 1024 * 1024)) ]] || die "need about 4 GB free under ${BENCH_TMP:-/tmp} (set BENCH_TMP)"
+logcmd "\$TMP/gencsv \$TMP/rows-10m.csv $TRAIN_ROWS"
+"$TMP/gencsv" "$TMP/rows-10m.csv" "$TRAIN_ROWS" >"$RES/csv_10m.json"
+logcmd "\$TMP/gencsv \$TMP/one-gib.csv 0 $UPLOAD_BYTES"
+"$TMP/gencsv" "$TMP/one-gib.csv" 0 "$UPLOAD_BYTES" >"$RES/csv_1g.json"
+
+# A data directory holding a trained model (Income1, defaults), copied for every fresh start.
+step "preparing a data directory with a trained model"
+TEMPLATE="$TMP/template"
+start_server "$TEMPLATE"
+[[ $(http_code -X POST "$BASE/train?wait=true") == 200 ]] || die "training Income1 failed"
+[[ $(http_code "$BASE/readyz") == 200 ]] || die "/readyz is not 200 after training"
+stop_server
+ls "$TEMPLATE"/models/v*.json >/dev/null || die "no model was stored in $TEMPLATE/models"
+fresh_copy() { rm -rf "$TMP/data"; cp -a "$TEMPLATE" "$TMP/data"; echo "$TMP/data"; }
+
+# --- 3. start-up to ready ----------------------------------------------------------------------
+step "start-up to the first 200 from /readyz, $RUNS runs"
+logcmd "python3 scripts/bench/tools.py ready target/release/regserve \$DATA $RUNS \$PORT"
+python3 "$TOOLS" ready "$BIN" "$TEMPLATE" "$RUNS" "$PORT" >"$RES/startup.json"
+python3 -c 'import json,sys,statistics as s; d=json.load(open(sys.argv[1]))["ms"]; print(f"    min {min(d):.1f} ms, median {s.median(d):.1f} ms")' "$RES/startup.json" >&2
+
+# --- 4. throughput and latency -----------------------------------------------------------------
+step "wrk: /healthz and /predict at ${CONNECTIONS[*]} connections, cores shared"
+start_server "$(fresh_copy)"
+sleep 1
+record idle_rss_kb "$(rss_kb "$SERVER_PID")"
+warm_up /healthz
+warm_up /predict "$PREDICT_BODY"
+for c in "${CONNECTIONS[@]}"; do
+    for pair in $(seq "$PAIRS"); do
+        run_wrk "shared-healthz-c$c-p$pair" /healthz "$c"
+        run_wrk "shared-predict-c$c-p$pair" /predict "$c" "$PREDICT_BODY"
+    done
+done
+record after_load_rss_kb "$(rss_kb "$SERVER_PID")"
+record after_load_hwm_kb "$(hwm_kb "$SERVER_PID")"
+
+stop_server
+
+step "wrk: the same, server pinned to core 0 and wrk to core 1"
+start_server "$(fresh_copy)" 0
+sleep 1
+warm_up /healthz "" 1
+warm_up /predict "$PREDICT_BODY" 1
+for c in "${CONNECTIONS[@]}"; do
+    for pair in $(seq "$PAIRS"); do
+        run_wrk "pinned-healthz-c$c-p$pair" /healthz "$c" "" 1
+        run_wrk "pinned-predict-c$c-p$pair" /predict "$c" "$PREDICT_BODY" 1
+    done
+done
+
+# Profiles of the predict path and of the ceiling route, on this pinned server (so every sample
+# is the server's own work on its core) under 64 connections from wrk on the other core; the
+# sample counts divided by the requests served give CPU time per request.
+profile_note=""
+# perf report rows, without the empty IPC columns and the padding.
+perf_rows() { grep -v '^#' | grep -v '^$' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//; s/[[:space:]]+$//'; }
+if [[ $PROFILER == perf ]]; then
+    for route in healthz predict; do
+        step "perf profile of the pinned server under /$route load"
+        body=""
+        [[ $route == predict ]] && body="$PREDICT_BODY"
+        WRK_BODY="$body" taskset -c 1 wrk -t2 -c64 -d8s -s "$WRK_LUA" "$BASE/$route" >"$TMP/wrk-profile.txt" 2>&1 &
+        BG_PID=$!
+        sleep 1.5
+        logcmd "perf record -e cpu-clock -F 999 -g -p <server pid> -- sleep 5   # while taskset -c 1 wrk -t2 -c64 runs /healthz, then /predict"
+        perf record -e cpu-clock -F 999 -g -p "$SERVER_PID" -o "$TMP/perf-$route.data" -- sleep 5 >/dev/null 2>&1
+        wait "$BG_PID" || true
+        BG_PID=""
+        logcmd "perf report --stdio --no-children -n -g none --sort dso,symbol"
+        perf report -i "$TMP/perf-$route.data" --stdio --no-children -n -g none --sort dso 2>/dev/null |
+            perf_rows >"$TMP/perf-dso.txt" || true
+        perf report -i "$TMP/perf-$route.data" --stdio --no-children -n -g none --sort dso,symbol \
+            --percent-limit 0.5 2>/dev/null | perf_rows >"$TMP/perf-sym.txt" || true
+        rate=$(sed -n 's/^WRKJSON //p' "$TMP/wrk-profile.txt" |
+            python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["requests"] / (r["duration_us"] / 1e6))')
+        python3 "$TOOLS" perf-table "$TMP/perf-dso.txt" "$TMP/perf-sym.txt" "$rate" 5 999 35 \
+            >"$RES/profiles/$route-path.txt"
+    done
+    profile_note="Profiles are \`perf record -e cpu-clock -F 999 -g\` samples (this virtual machine exposes no hardware counters), shown as \`perf report --no-children\` (self time), trimmed. For the server, each sample is about 1 ms of its CPU time, so samples divided by the requests served in the 5 s window give CPU time per request."
+fi
+stop_server
+
+# --- 5. predict during a long training ---------------------------------------------------------
+# ROUNDS pairs of (idle, training) measurements on the same server and dataset; the last round
+# then moves the training thread to SCHED_IDLE from outside (chrt) and measures once more.
+step "predict at 16 connections while a training on $TRAIN_ROWS rows runs, $ROUNDS rounds"
+start_server "$(fresh_copy)"
+logcmd "curl -s -F file=@\$TMP/rows-10m.csv http://127.0.0.1:$PORT/upload -w '%{http_code} %{time_total}'"
+read -r code secs < <(curl -s -o "$TMP/upload.out" -w '%{http_code} %{time_total}\n' -F "file=@$TMP/rows-10m.csv" "$BASE/upload")
+[[ $code == 200 ]] || { cat "$TMP/upload.out" >&2; die "uploading the $TRAIN_ROWS-row CSV failed ($code)"; }
+bytes=$(stat -c %s "$TMP/rows-10m.csv")
+record train_rows "$(python3 "$TOOLS" get rows <"$RES/csv_10m.json")"
+record train_csv_bytes "$bytes"
+record train_upload_s "$secs"
+record train_upload_mbs "$(awk -v b="$bytes" -v s="$secs" 'BEGIN {printf "%.0f", b / s / 1e6}')"
+record rounds "$ROUNDS"
+warm_up /predict "$PREDICT_BODY"
+job_field() { curl -s "$BASE/v1/jobs/$job" | python3 "$TOOLS" get "$1"; }
+now() { date +%s.%N; }
+per_epoch() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {if (n > 0) printf "%.3f", (b - a) / n}'; }
+for round in $(seq "$ROUNDS"); do
+    run_wrk "training-r$round-idle" /predict 16 "$PREDICT_BODY"
+    logcmd "curl -s -X POST http://127.0.0.1:$PORT/train -H 'Content-Type: application/json' -d '{\"epochs\": 1000}'"
+    curl -s -X POST "$BASE/train" -H 'Content-Type: application/json' -d '{"epochs": 1000}' >"$TMP/job.json"
+    job=$(python3 "$TOOLS" get id <"$TMP/job.json") || { cat "$TMP/job.json" >&2; die "the training did not start"; }
+    sleep 2
+    e1=$(job_field epoch); t1=$(now)
+    if [[ $round -eq 1 ]]; then
+        sleep 6
+        e0=$e1; t0=$t1
+        e1=$(job_field epoch); t1=$(now)
+        record epoch_s_alone "$(per_epoch "$t0" "$t1" $((e1 - e0)))"
+    fi
+    run_wrk "training-r$round-busy" /predict 16 "$PREDICT_BODY"
+    e2=$(job_field epoch); t2=$(now)
+    [[ $round -eq 1 ]] && record epoch_s_loaded "$(per_epoch "$t1" "$t2" $((e2 - e1)))"
+    state=$(job_field state)
+    [[ $state == running ]] || record train_warning "round $round: the job was $state after the measurement"
+    if [[ $round -eq $ROUNDS ]] && command -v chrt >/dev/null 2>&1; then
+        tid=$(python3 "$TOOLS" busiest-thread "$SERVER_PID")
+        logcmd "chrt --idle -p 0 <training thread id>   # the server thread with the most CPU time over 1 s"
+        if chrt --idle -p 0 "$tid" 2>/dev/null; then
+            e2=$(job_field epoch); t2=$(now)
+            run_wrk "training-sched-idle" /predict 16 "$PREDICT_BODY"
+            e3=$(job_field epoch); t3=$(now)
+            record epoch_s_sched_idle "$(per_epoch "$t2" "$t3" $((e3 - e2)))"
+        fi
+    fi
+    logcmd "curl -s -X DELETE http://127.0.0.1:$PORT/v1/jobs/<id>"
+    curl -s -o /dev/null -X DELETE "$BASE/v1/jobs/$job"
+done
+# Control: the same measurement next to a plain one-thread busy loop in another process instead
+# of the training, to tell CPU sharing from anything the training does inside the server.
+logcmd "bash -c 'while :; do :; done' &   # a one-thread busy loop during one more predict measurement"
+bash -c 'while :; do :; done' &
+BG_PID=$!
+sleep 1
+run_wrk training-control-busy-loop /predict 16 "$PREDICT_BODY"
+kill "$BG_PID"
+wait "$BG_PID" 2>/dev/null || true
+BG_PID=""
+stop_server
+
+# --- 6. /train?wait=true on Income1 ------------------------------------------------------------
+step "POST /train?wait=true on Income1 with defaults, $RUNS runs"
+start_server "$(fresh_copy)"
+logcmd "curl -s -o /dev/null -w '%{time_total}' -X POST 'http://127.0.0.1:$PORT/train?wait=true'   # $RUNS times after 3 warm-ups"
+for _ in 1 2 3; do curl -s -o /dev/null -X POST "$BASE/train?wait=true"; done
+for _ in $(seq "$RUNS"); do
+    read -r code secs < <(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X POST "$BASE/train?wait=true")
+    [[ $code == 200 ]] || die "/train?wait=true answered $code"
+    echo "$secs"
+done | python3 "$TOOLS" stats >"$RES/train_wait.json"
+for _ in $(seq "$RUNS"); do
+    curl -s -o /dev/null -w '%{time_total}\n' "$BASE/healthz"
+done | python3 "$TOOLS" stats >"$RES/healthz_curl.json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("    median %.2f ms" % (d["median"] * 1000))' "$RES/train_wait.json" >&2
+# Where a /train?wait=true spends its time in the kernel: the file syncs and renames that store
+# the model (10 more requests under strace; their own times are not used).
+if command -v strace >/dev/null 2>&1; then
+    logcmd "strace -f -T -e trace=fsync,fdatasync,rename,renameat,renameat2 -p <server pid>   # during 10 more /train?wait=true"
+    strace -f -T -e trace=fsync,fdatasync,rename,renameat,renameat2 -o "$TMP/strace.txt" -p "$SERVER_PID" 2>/dev/null &
+    BG_PID=$!
+    sleep 1
+    for _ in $(seq 10); do curl -s -o /dev/null -X POST "$BASE/train?wait=true"; done
+    sleep 0.5
+    kill -INT "$BG_PID" 2>/dev/null || true
+    wait "$BG_PID" || true
+    BG_PID=""
+    python3 "$TOOLS" strace-sum "$TMP/strace.txt" 10 >"$RES/train_syscalls.json"
+fi
+stop_server
+
+# --- 7. 1 GiB upload ---------------------------------------------------------------------------
+step "uploading a 1 GiB CSV to a fresh server"
+rm -rf "$TMP/data-upload"
+start_server "$TMP/data-upload"
+sleep 1
+before=$(rss_kb "$SERVER_PID")
+rm -f "$TMP/watch.stop"
+python3 "$TOOLS" rss-watch "$SERVER_PID" "$TMP/watch.stop" >"$TMP/watch.json" &
+WATCH_PID=$!
+logcmd "curl -s -F file=@\$TMP/one-gib.csv http://127.0.0.1:$PORT/upload -w '%{http_code} %{time_total}'   # VmHWM read from /proc/<pid>/status afterwards"
+read -r code secs < <(curl -s -o "$TMP/upload.out" -w '%{http_code} %{time_total}\n' -F "file=@$TMP/one-gib.csv" "$BASE/upload")
+touch "$TMP/watch.stop"
+wait "$WATCH_PID"
+WATCH_PID=""
+[[ $code == 200 ]] || { cat "$TMP/upload.out" >&2; die "uploading 1 GiB failed ($code)"; }
+hwm=$(hwm_kb "$SERVER_PID")
+sleep 1
+after=$(rss_kb "$SERVER_PID")
+python3 - "$RES/csv_1g.json" "$TMP/watch.json" "$secs" "$before" "$hwm" "$after" >"$RES/upload_1g.json" <<'EOF'
+import json, sys
+csv, watch = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+print(json.dumps({"rows": csv["rows"], "bytes": csv["bytes"], "seconds": float(sys.argv[3]),
+                  "rss_before_kb": int(sys.argv[4]), "hwm_kb": int(sys.argv[5]), "rss_after_kb": int(sys.argv[6]),
+                  "watch": watch}))
+EOF
+echo "    $secs s, VmHWM $((hwm / 1024)) MiB" >&2
+stop_server
+rm -rf "$TMP/data-upload" "$TMP/data"
+
+
+# --- 9. criterion and the epoch profiles -------------------------------------------------------
+if [[ $SERVICE_ONLY -eq 0 ]]; then
+    since=$(date +%s)
+    for bench in train data predict; do
+        step "cargo bench --locked --bench $bench"
+        logcmd "cargo bench --locked --bench $bench"
+        cargo bench --locked --bench "$bench" >"$RES/criterion-$bench.log" 2>&1 ||
+            { tail -30 "$RES/criterion-$bench.log" >&2; die "cargo bench --bench $bench failed"; }
+        grep -E '^[a-z_0-9]+/|time:|thrpt:' "$RES/criterion-$bench.log" | sed 's/^/    /' >&2 || true
+    done
+    python3 "$TOOLS" criterion "$TARGET_DIR" "$since" >"$RES/criterion.json"
+
+    # Profiles of the epochs, and of the other criterion figures with a target: BENCH FILTER
+    # (the small variant is for callgrind, which runs about 50 times slower).
+    profiles=(
+        "train ^adam_epoch/10000000x1/in_order$ ^adam_epoch/1000000x1/in_order$"
+        "train ^adam_epoch/10000000x1/shuffled$ ^adam_epoch/1000000x1/shuffled$"
+        "train ^least_squares/10000000x1$ ^least_squares/10000000x1$"
+        "data ^parse_csv/.*_1_features$ ^parse_csv/.*_1_features$"
+    )
+    if [[ $PROFILER != none ]]; then
+        for entry in "${profiles[@]}"; do
+            read -r bench filter small <<<"$entry"
+            exe=$(cargo bench --locked --bench "$bench" --no-run --message-format=json 2>/dev/null |
+                python3 "$TOOLS" bench-exe "$bench")
+            name=$(echo "$filter" | tr -d '^$' | sed 's#\.\*#N#; s#/#-#g')
+            if [[ $PROFILER == perf ]]; then
+                step "perf profile of $filter"
+                logcmd "perf record -e cpu-clock -F 999 -g -- target/release/deps/<bench>-* --bench --profile-time 10 '<filter>'   # for each profiled benchmark"
+                perf record -e cpu-clock -F 999 -g -o "$TMP/perf-bench.data" -- \
+                    "$exe" --bench --profile-time 10 "$filter" >/dev/null 2>&1
+                {
+                    echo "# cargo bench --bench $bench -- --profile-time 10 '$filter'"
+                    echo "# top symbols (self time) of the whole process, including the benchmark's data generation"
+                    perf report -i "$TMP/perf-bench.data" --stdio --no-children -g none --sort symbol \
+                        --percent-limit 0.5 2>/dev/null | perf_rows | head -25 || true
+                } >"$RES/profiles/bench-$name.txt"
+            else
+                step "callgrind profile of $small"
+                valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind-bench.out" \
+                    "$exe" --bench --profile-time 1 "$small" >/dev/null 2>&1
+                { callgrind_annotate "$TMP/callgrind-bench.out" 2>/dev/null | head -40 || true; } \
+                    >"$RES/profiles/bench-$(echo "$small" | tr -d '^$' | sed 's#\.\*#N#; s#/#-#g').txt"
+            fi
+        done
+    fi
+fi
+
+# Callgrind fallback for the predict path (no perf): a short run under valgrind, one connection.
+if [[ $PROFILER == callgrind ]]; then
+    step "callgrind profile of the predict path"
+    fresh_copy >/dev/null
+    valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind-predict.out" \
+        "$BIN" --addr "127.0.0.1:$PORT" --data-dir "$TMP/data" >>"$RES/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 600); do [[ $(http_code "$BASE/healthz") == 200 ]] && break; sleep 0.1; done
+    WRK_BODY="$PREDICT_BODY" wrk -t1 -c1 -d5s -s "$WRK_LUA" "$BASE/predict" >/dev/null 2>&1
+    stop_server
+    { callgrind_annotate "$TMP/callgrind-predict.out" 2>/dev/null | head -40 || true; } >"$RES/profiles/predict-path.txt"
+    profile_note="Profiles are \`valgrind --tool=callgrind\` instruction counts (perf was not usable here), trimmed."
+fi
+record profiler_note "$profile_note"
+
+membw second
+
+# --- 10. BENCHMARKS.md -------------------------------------------------------------------------
+record load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
+elapsed=$(($(date +%s) - STARTED))
+record elapsed "$((elapsed / 60)) min $((elapsed % 60)) s"
+python3 "$TOOLS" render "$RES" "$ROOT/BENCHMARKS.md"
+step "done in $((elapsed / 60)) min $((elapsed % 60)) s; figures in BENCHMARKS.md, raw results in $RES"

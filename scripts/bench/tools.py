@@ -1,0 +1,722 @@
+#!/usr/bin/env python3
+"""Helpers for scripts/bench.sh (standard library only).
+
+  ready BIN TEMPLATE_DIR RUNS PORT      start-up to the first 200 from /readyz, RUNS times
+  rss-watch PID STOP_FILE               peak VmRSS of PID, sampled every 5 ms until STOP_FILE exists
+  status PID                            VmRSS and VmHWM of PID in KiB, as JSON
+  stats                                 min / median / max of the numbers on stdin, as JSON
+  get KEY                               a top-level field of the JSON object on stdin
+  bench-exe NAME                        the executable of bench target NAME from cargo's JSON messages on stdin
+  busiest-thread PID                    the thread of PID that used the most CPU over the next second
+  perf-table DSO SYM RATE SECONDS HZ N  perf report -n rows (by dso, by symbol) as CPU time per request
+  strace-sum FILE CALLS                 time per call in FILE (strace -T output) split by syscall, per CALLS requests
+  criterion TARGET_DIR SINCE            estimates of every criterion benchmark written after SINCE (epoch s)
+  render RESULTS_DIR BENCHMARKS_MD      regenerate the figures between the markers of BENCHMARKS_MD
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BEGIN = "<!-- figures:begin -->"
+END = "<!-- figures:end -->"
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+
+
+def proc_status(pid):
+    """VmRSS and VmHWM of a process, in KiB."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0])
+    return {"rss_kb": fields.get("VmRSS"), "hwm_kb": fields.get("VmHWM")}
+
+
+def readyz_status(port):
+    """The status code of GET /readyz, or None while nothing accepts connections."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            conn.sendall(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            head = b""
+            while b"\r\n" not in head:
+                chunk = conn.recv(256)
+                if not chunk:
+                    return None
+                head += chunk
+            return int(head.split(b" ", 2)[1])
+    except (ConnectionRefusedError, ConnectionResetError):
+        return None
+
+
+def cmd_ready(binary, template, runs, port):
+    """Spawns the server on a copy of TEMPLATE (a data directory holding a trained model) and
+    times spawn -> first 200 from /readyz, polling every 0.2 ms. Prints the times in ms and the
+    VmRSS at that moment."""
+    runs, port = int(runs), int(port)
+    times, rss = [], []
+    scratch = Path(tempfile.mkdtemp(prefix="regserve-ready-"))
+    try:
+        for run in range(runs):
+            data = scratch / f"data-{run}"
+            shutil.copytree(template, data)
+            start = time.perf_counter()
+            server = subprocess.Popen(
+                [binary, "--addr", f"127.0.0.1:{port}", "--data-dir", str(data)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                while True:
+                    code = readyz_status(port)
+                    if code == 200:
+                        elapsed = time.perf_counter() - start
+                        break
+                    if server.poll() is not None:
+                        sys.exit(f"ready: the server exited with {server.returncode} before it was ready")
+                    if time.perf_counter() - start > 30:
+                        sys.exit(f"ready: no 200 from /readyz within 30 s (last answer: {code})")
+                    time.sleep(0.0002)
+                times.append(elapsed * 1000)
+                rss.append(proc_status(server.pid)["rss_kb"])
+            finally:
+                server.send_signal(signal.SIGTERM)
+                try:
+                    server.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
+            shutil.rmtree(data, ignore_errors=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(json.dumps({"runs": runs, "ms": times, "rss_kb": rss}))
+
+
+def cmd_rss_watch(pid, stop_file):
+    """Samples VmRSS every 5 ms until STOP_FILE appears or the process ends."""
+    peak, samples, timeline = 0, 0, []
+    start = time.monotonic()
+    while not os.path.exists(stop_file):
+        try:
+            rss = proc_status(pid)["rss_kb"] or 0
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        samples += 1
+        peak = max(peak, rss)
+        now = time.monotonic() - start
+        if not timeline or now - timeline[-1][0] >= 0.5:
+            timeline.append([round(now, 2), rss])
+        time.sleep(0.005)
+    print(json.dumps({"max_rss_kb": peak, "samples": samples, "timeline": timeline}))
+
+
+def cmd_status(pid):
+    print(json.dumps(proc_status(pid)))
+
+
+def summary(values):
+    values = sorted(values)
+    return {
+        "n": len(values),
+        "min": values[0],
+        "median": statistics.median(values),
+        "max": values[-1],
+    }
+
+
+def cmd_stats():
+    print(json.dumps(summary([float(word) for word in sys.stdin.read().split()])))
+
+
+def cmd_get(key):
+    value = json.load(sys.stdin)[key]
+    print(value if not isinstance(value, (dict, list)) else json.dumps(value))
+
+
+def cmd_bench_exe(name):
+    for line in sys.stdin:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        target = message.get("target") or {}
+        if message.get("reason") == "compiler-artifact" and target.get("name") == name and message.get("executable"):
+            if "bench" in target.get("kind", []):
+                print(message["executable"])
+                return
+    sys.exit(f"bench-exe: no executable for bench target {name}")
+
+
+def thread_times(pid):
+    times = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        times[task.name] = int(fields[11]) + int(fields[12])  # utime + stime
+    return times
+
+
+def cmd_busiest_thread(pid):
+    before = thread_times(pid)
+    time.sleep(1)
+    after = thread_times(pid)
+    print(max(after, key=lambda tid: after[tid] - before.get(tid, 0)))
+
+
+def cmd_perf_table(dso_file, sym_file, req_rate, seconds, hz, top):
+    """Turns `perf report -n` rows (sorted by dso, and by dso,symbol) of a server profiled for
+    SECONDS at HZ while it served REQ_RATE requests per second into CPU time per request."""
+    requests = float(req_rate) * float(seconds)
+    per_sample_us = 1e6 / float(hz)
+    row = re.compile(r"^\s*([0-9.]+)%\s+(\d+)\s+(.*)$")
+    dso_rows = [m.groups() for m in map(row.match, Path(dso_file).read_text().splitlines()) if m]
+    total = sum(int(samples) for _, samples, _ in dso_rows)
+    out = [
+        f"# {total} samples over {float(seconds):g} s at {float(hz):g} Hz while serving {float(req_rate):,.0f} req/s: "
+        f"about {total * per_sample_us / requests:.1f} µs of server CPU per request",
+        "",
+        "# by binary: share, µs per request",
+    ]
+    for share, samples, name in dso_rows[:6]:
+        out.append(f"{float(share):6.2f}%  {int(samples) * per_sample_us / requests:6.2f} µs  {name.strip()}")
+    out += ["", "# top symbols (self time): share, µs per request"]
+    for share, samples, name in [m.groups() for m in map(row.match, Path(sym_file).read_text().splitlines()) if m][: int(top)]:
+        name = re.sub(r"\s+", " ", name.strip())
+        if len(name) > 140:
+            name = name[:137] + "..."
+        out.append(f"{float(share):6.2f}%  {int(samples) * per_sample_us / requests:6.2f} µs  {name}")
+    print("\n".join(out))
+
+
+def cmd_strace_sum(path, calls):
+    """Sums the time strace -T reports per syscall name (`123 fsync(9) = 0 <0.004>` lines)."""
+    line = re.compile(r"^(?:\[pid\s+)?\d+\]?\s+(\w+)\(.*<([0-9.]+)>\s*$")
+    total, count = {}, {}
+    for text in Path(path).read_text().splitlines():
+        match = line.match(text)
+        if match:
+            name, seconds = match.group(1), float(match.group(2))
+            total[name] = total.get(name, 0.0) + seconds
+            count[name] = count.get(name, 0) + 1
+    calls = int(calls)
+    print(json.dumps({
+        "requests": calls,
+        "calls_per_request": {name: n / calls for name, n in sorted(count.items())},
+        "ms_per_request": {name: total[name] * 1000 / calls for name in sorted(total)},
+    }))
+
+
+def cmd_criterion(target_dir, since):
+    """Every benchmark whose estimates were written after SINCE: median and mean in ns, the
+    median's 95% interval, and the declared throughput."""
+    since = float(since)
+    found = {}
+    root = Path(target_dir) / "criterion"
+    for estimates in root.glob("**/new/estimates.json"):
+        if estimates.stat().st_mtime < since:
+            continue
+        meta = json.loads((estimates.parent / "benchmark.json").read_text())
+        data = json.loads(estimates.read_text())
+        found[meta["full_id"]] = {
+            "median_ns": data["median"]["point_estimate"],
+            "median_ci_ns": [
+                data["median"]["confidence_interval"]["lower_bound"],
+                data["median"]["confidence_interval"]["upper_bound"],
+            ],
+            "mean_ns": data["mean"]["point_estimate"],
+            "throughput": meta.get("throughput"),
+        }
+    print(json.dumps(found, indent=1, sort_keys=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+def load(path, default=None):
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, ValueError):
+        return default
+
+
+def kv(results):
+    values = {}
+    path = Path(results) / "kv.tsv"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition("\t")
+            values[key] = value
+    return values
+
+
+def ms(us):
+    return f"{us / 1000:.2f} ms"
+
+
+def fmt_ns(ns):
+    if ns >= 1e9:
+        return f"{ns / 1e9:.2f} s"
+    if ns >= 1e6:
+        return f"{ns / 1e6:.1f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} µs"
+    return f"{ns:.0f} ns"
+
+
+def mib(kb):
+    return f"{kb / 1024:.1f} MiB"
+
+
+def verdict(ok):
+    if ok is None:
+        return "not measured"
+    return "pass" if ok else "**miss**"
+
+
+def rate(run):
+    return run["requests"] / (run["duration_us"] / 1e6)
+
+
+def errors(run):
+    e = run["errors"]
+    total = sum(e.values())
+    return "" if total == 0 else " (errors: " + ", ".join(f"{k} {v}" for k, v in e.items() if v) + ")"
+
+
+# bytes each algorithm reads per row of a one-feature (f = 1) or f-feature dataset, counted from
+# the source: an epoch in file order reads x and y once; least squares reads x (mean), y (mean),
+# x and y twice (cross products, then the refinement's residual cross products) and once more for
+# the MSE.
+def epoch_bytes(features):
+    return 8 * (features + 1)
+
+
+def least_squares_bytes(features):
+    return 8 * features + 8 + 3 * 8 * (features + 1)
+
+
+def wrk_runs(res, name):
+    """One wrk result, or the medians of the alternating runs NAME-p1, NAME-p2, ... as one result
+    of the same shape (the request rate as requests per one-second duration)."""
+    single = load(res / "wrk" / f"{name}.json")
+    if single:
+        return single
+    runs = [load(path) for path in sorted((res / "wrk").glob(f"{name}-p*.json"))]
+    runs = [run for run in runs if run]
+    if not runs:
+        return None
+    errors_sum = {key: sum(run["errors"][key] for run in runs) for key in runs[0]["errors"]}
+    return {
+        "requests": statistics.median(rate(run) for run in runs),
+        "duration_us": 1e6,
+        "errors": errors_sum,
+        "latency_us": {key: statistics.median(run["latency_us"][key] for run in runs) for key in runs[0]["latency_us"]},
+        "runs": len(runs),
+    }
+
+
+def pair_ratios(res, mode, connections):
+    """predict/healthz request-rate ratios of each alternating pair."""
+    ratios = []
+    pair = 1
+    while True:
+        p = load(res / "wrk" / f"{mode}-predict-c{connections}-p{pair}.json")
+        h = load(res / "wrk" / f"{mode}-healthz-c{connections}-p{pair}.json")
+        if not (p and h):
+            break
+        ratios.append(rate(p) / rate(h))
+        pair += 1
+    if not ratios:
+        p = load(res / "wrk" / f"{mode}-predict-c{connections}.json")
+        h = load(res / "wrk" / f"{mode}-healthz-c{connections}.json")
+        if p and h:
+            ratios.append(rate(p) / rate(h))
+    return ratios
+
+
+def ratio_text(ratios):
+    median = statistics.median(ratios)
+    if len(ratios) == 1:
+        return median, f"{median:.0%}"
+    return median, f"{median:.0%} (pairs: {', '.join(f'{r:.0%}' for r in ratios)})"
+
+
+def training_rounds(res):
+    rounds = []
+    number = 1
+    while (res / "wrk" / f"training-r{number}-idle.json").exists():
+        idle = load(res / "wrk" / f"training-r{number}-idle.json")
+        busy = load(res / "wrk" / f"training-r{number}-busy.json")
+        if idle and busy:
+            rounds.append((idle, busy))
+        number += 1
+    return rounds
+
+
+def render(results, markdown):
+    res = Path(results)
+    meta = kv(results)
+    lines = []
+    add = lines.append
+    wrk = lambda name: wrk_runs(res, name)  # noqa: E731
+    crit = load(res / "criterion.json", {})
+    membw_runs = [load(path) for path in sorted(res.glob("membw*.json"))]
+    membw_runs = [run for run in membw_runs if run]
+    membw = max(membw_runs, key=lambda run: run["read_gbs_best"]) if membw_runs else None
+    startup = load(res / "startup.json")
+    train_wait = load(res / "train_wait.json")
+    healthz_curl = load(res / "healthz_curl.json")
+    upload = load(res / "upload_1g.json")
+    sched_idle = wrk("training-sched-idle")
+    syscalls = load(res / "train_syscalls.json")
+    conns = [int(c) for c in meta.get("connections", "1 16 64").split()]
+    mb = 1e6
+
+    add(f"Measured on {meta.get('date', '?')} at commit `{meta.get('commit', '?')}`"
+        + (" (with uncommitted changes to the measured sources)" if meta.get("dirty") == "yes" else "")
+        + f"; the whole `scripts/bench.sh` run took {meta.get('elapsed', '?')}.")
+    add("")
+    add(f"Machine: {meta.get('nproc', '?')} cores, {meta.get('cpu', '?')} ({meta.get('virt', 'bare metal')}), "
+        f"{meta.get('mem', '?')} RAM, Linux {meta.get('kernel', '?')}, {meta.get('os', '?')}; "
+        f"{meta.get('rustc', '?')}; {meta.get('wrk', 'wrk ?')}. "
+        f"Load average before the run: {meta.get('load_before', '?')}, after: {meta.get('load_after', '?')}.")
+    add("")
+    add("Units: MB = 10^6 bytes, MiB = 2^20 bytes; memory targets are judged in MB, the stricter reading.")
+    add("")
+
+    # --- targets -------------------------------------------------------------------------
+    add("### Targets")
+    add("")
+    add("| figure | target | measured | result |")
+    add("|---|---|---|---|")
+    for mode, label in (("shared", "wrk and server share both cores"), ("pinned", "server on core 0, wrk on core 1")):
+        p, h = wrk(f"{mode}-predict-c64"), wrk(f"{mode}-healthz-c64")
+        ratios = pair_ratios(res, mode, 64)
+        if p and h and ratios:
+            ratio, text = ratio_text(ratios)
+            add(f"| predict throughput at 64 connections / `/healthz` throughput ({label}; median of the pairs) | ≥ 70% | "
+                f"{text}; medians {rate(p):,.0f} vs {rate(h):,.0f} req/s | {verdict(ratio >= 0.70)} |")
+    rounds = training_rounds(res)
+    if rounds:
+        ratios = [busy["latency_us"]["p99"] / idle["latency_us"]["p99"] for idle, busy in rounds]
+        ratio = statistics.median(ratios)
+        idle_p99 = statistics.median(idle["latency_us"]["p99"] for idle, _ in rounds)
+        busy_p99 = statistics.median(busy["latency_us"]["p99"] for _, busy in rounds)
+        add(f"| predict p99 at 16 connections during a training on {int(meta.get('train_rows', 0)):,} rows / idle p99 "
+            f"(median of {len(rounds)} rounds) | ≤ 2x | {ratio:.1f}x (p99 {ms(busy_p99)} vs {ms(idle_p99)}) | "
+            f"{verdict(ratio <= 2.0)} |")
+    if train_wait:
+        t = train_wait
+        add(f"| `POST /train?wait=true` on Income1 with defaults, end to end (curl, median of {t['n']}) | < 10 ms | "
+            f"{t['median'] * 1000:.2f} ms (min {t['min'] * 1000:.2f}, max {t['max'] * 1000:.2f}) | "
+            f"{verdict(t['median'] < 0.010)} |")
+    for bench_id, label, limit_ms in (
+        ("adam_epoch/10000000x1/in_order", "Adam epoch, 10M rows x 1 feature, unshuffled (criterion median)", 150),
+        ("least_squares/10000000x1", "least squares, 10M rows x 1 feature (criterion median)", 100),
+    ):
+        if bench_id in crit:
+            value = crit[bench_id]["median_ns"] / 1e6
+            add(f"| {label} | < {limit_ms} ms | {value:.1f} ms | {verdict(value < limit_ms)} |")
+    parse = {k: v for k, v in crit.items() if k.startswith("parse_csv/")}
+    for bench_id, data in sorted(parse.items()):
+        tp = (data.get("throughput") or {}).get("Bytes")
+        if tp:
+            speed = tp / (data["median_ns"] / 1e9) / mb
+            add(f"| CSV parsing, `{bench_id}` (criterion median) | ≥ 150 MB/s | {speed:.0f} MB/s | {verdict(speed >= 150)} |")
+    if upload:
+        numeric = upload["rows"] * 2 * 8
+        peak = upload["hwm_kb"] * 1024
+        allowed = numeric + 64 * mb
+        add(f"| peak RSS while uploading a {upload['bytes'] / 2**30:.2f} GiB CSV ({upload['rows']:,} rows) | "
+            f"≤ numeric data ({numeric / mb:.0f} MB) + 64 MB = {allowed / mb:.0f} MB | "
+            f"{peak / mb:.0f} MB ({(peak - numeric) / mb:+.0f} MB over the numeric data) | {verdict(peak <= allowed)} |")
+    idle = meta.get("idle_rss_kb")
+    if idle:
+        idle_b = int(idle) * 1024
+        add(f"| idle RSS (served model loaded, 1 s after start) | < 20 MB | {idle_b / mb:.1f} MB ({mib(int(idle))}) | "
+            f"{verdict(idle_b < 20 * mb)} |")
+    if startup:
+        s = summary(startup["ms"])
+        add(f"| start-up to first 200 from `/readyz` (median of {s['n']}) | < 100 ms | "
+            f"{s['median']:.1f} ms (min {s['min']:.1f}, max {s['max']:.1f}) | {verdict(s['median'] < 100)} |")
+    add("")
+
+    # --- throughput and latency ----------------------------------------------------------
+    add("### Throughput and latency on loopback")
+    add("")
+    add(f"`wrk` runs of {meta.get('duration', '?')} s after a 2 s warm-up; `-t1` at 1 connection, `-t2` above. "
+        f"For each connection count, {meta.get('pairs', '1')} pairs of runs alternate `/healthz` and `/predict`; "
+        "each row shows the medians over its runs, and the ratio is the median of the per-pair ratios (each pair listed). "
+        "Latencies are wrk's (from request written to response read).")
+    add("")
+    add("| cores | route | connections | req/s | p50 | p90 | p99 | p99.9 | predict / healthz req/s |")
+    add("|---|---|---|---|---|---|---|---|---|")
+    for mode, label in (("shared", "shared"), ("pinned", "pinned")):
+        for c in conns:
+            p, h = wrk(f"{mode}-predict-c{c}"), wrk(f"{mode}-healthz-c{c}")
+            ratios = pair_ratios(res, mode, c)
+            for route, run in (("`GET /healthz`", h), ("`POST /predict`", p)):
+                if not run:
+                    continue
+                lat = run["latency_us"]
+                ratio = ratio_text(ratios)[1] if (run is p and ratios) else ""
+                add(f"| {label} | {route} | {c} | {rate(run):,.0f}{errors(run)} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
+                    f"{ms(lat['p99'])} | {ms(lat['p999'])} | {ratio} |")
+    add("")
+    cpu = {}
+    for route in ("healthz", "predict"):
+        text = (res / "profiles" / f"{route}-path.txt")
+        match = re.search(r"about ([0-9.]+) µs of server CPU per request", text.read_text()) if text.exists() else None
+        if match:
+            cpu[route] = float(match.group(1))
+    if len(cpu) == 2:
+        add(f"Server CPU time per request, from the profiles of the pinned server at 64 connections: `/healthz` "
+            f"{cpu['healthz']:.1f} µs, `/predict` {cpu['predict']:.1f} µs, so a CPU-bound server answers "
+            f"{cpu['healthz'] / cpu['predict']:.0%} as many predicts as `/healthz` calls (less noisy than the wrk ratios, "
+            "which the other load on the machine moves).")
+        add("")
+    add("*shared*: the server (two runtime workers) and wrk (up to two threads) run unpinned on the same two cores. "
+        "*pinned*: `taskset -c 0` for the server (its runtime then starts one worker) and `taskset -c 1` for wrk.")
+    add("")
+    if syscalls:
+        parts = ", ".join(
+            f"{name} {syscalls['calls_per_request'][name]:.0f}x = {syscalls['ms_per_request'][name]:.2f} ms"
+            for name in syscalls["ms_per_request"])
+        add(f"Storing the model: per `/train?wait=true` (strace -T over {syscalls['requests']} more requests): {parts}.")
+        add("")
+    if healthz_curl:
+        add(f"One sequential `curl` of `/healthz` (new connection each time) takes {healthz_curl['median'] * 1000:.2f} ms "
+            f"median over {healthz_curl['n']} runs: the floor under the `/train?wait=true` figure.")
+        add("")
+
+    # --- training interference -----------------------------------------------------------
+    if rounds:
+        add(f"### Predict while a training on {int(meta.get('train_rows', 0)):,} rows runs")
+        add("")
+        add(f"Dataset: {int(meta.get('train_rows', 0)):,} rows uploaded as a {float(meta.get('train_csv_bytes', 0)) / mb:.0f} MB CSV "
+            f"in {float(meta.get('train_upload_s', 0)):.2f} s ({meta.get('train_upload_mbs', '?')} MB/s). Each round measures "
+            "`/predict` at 16 connections with no training, then starts `POST /train` with `{\"epochs\": 1000}` "
+            "(Adam, batch 32, shuffled: the defaults), waits 2 s, measures again and cancels the job.")
+        add("")
+        add("| round | state | req/s | p50 | p90 | p99 | p99.9 | max | p99 ratio |")
+        add("|---|---|---|---|---|---|---|---|---|")
+        runs = []
+        for number, (idle, busy) in enumerate(rounds, 1):
+            runs.append((str(number), "idle", idle, ""))
+            runs.append((str(number), "training", busy, f"{busy['latency_us']['p99'] / idle['latency_us']['p99']:.1f}x"))
+        if sched_idle:
+            idle_last = rounds[-1][0]
+            runs.append((str(len(rounds)), "training, its thread moved to SCHED_IDLE (`chrt --idle`)", sched_idle,
+                         f"{sched_idle['latency_us']['p99'] / idle_last['latency_us']['p99']:.1f}x"))
+        control = load(res / "wrk" / "training-control-busy-loop.json")
+        if control:
+            idle_last = rounds[-1][0]
+            runs.append(("control", "no training; a one-thread busy loop in another process", control,
+                         f"{control['latency_us']['p99'] / idle_last['latency_us']['p99']:.1f}x"))
+        for number, label, run, ratio in runs:
+            lat = run["latency_us"]
+            add(f"| {number} | {label} | {rate(run):,.0f}{errors(run)} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
+                f"{ms(lat['p99'])} | {ms(lat['p999'])} | {ms(lat['max'])} | {ratio} |")
+        add("")
+        speeds = []
+        for key, label in (("epoch_s_alone", "with no requests"), ("epoch_s_loaded", "while wrk ran"),
+                           ("epoch_s_sched_idle", "while wrk ran, training thread at SCHED_IDLE")):
+            if meta.get(key):
+                speeds.append(f"{float(meta[key]):.2f} s per epoch {label}")
+        if speeds:
+            add("Training speed (shuffled epochs over all rows): " + "; ".join(speeds) + ".")
+            add("")
+        if meta.get("train_warning"):
+            add(f"Warning: {meta['train_warning']}.")
+            add("")
+
+    # --- start-up and memory -------------------------------------------------------------
+    add("### Start-up and memory")
+    add("")
+    add("| figure | value |")
+    add("|---|---|")
+    if startup:
+        s = summary(startup["ms"])
+        r = summary(startup["rss_kb"])
+        add(f"| spawn to first 200 from `/readyz`, {s['n']} runs (data dir with a trained model, polled every 0.2 ms) | "
+            f"min {s['min']:.1f} ms, median {s['median']:.1f} ms, max {s['max']:.1f} ms |")
+        add(f"| VmRSS at that first 200 | median {mib(r['median'])} |")
+    for key, label in (
+        ("idle_rss_kb", "VmRSS 1 s after start, before any load"),
+        ("after_load_rss_kb", "VmRSS after all the wrk runs on the shared cores"),
+        ("after_load_hwm_kb", "VmHWM (peak) after those runs"),
+    ):
+        if meta.get(key):
+            add(f"| {label} | {mib(int(meta[key]))} |")
+    if upload:
+        numeric = upload["rows"] * 2 * 8
+        size = f"{upload['bytes'] / 2**30:.2f} GiB"
+        add(f"| {size} upload: CSV size, rows | {upload['bytes']:,} bytes, {upload['rows']:,} rows |")
+        add(f"| {size} upload: wall time (curl), throughput | {upload['seconds']:.2f} s, "
+            f"{upload['bytes'] / upload['seconds'] / mb:.0f} MB/s |")
+        add(f"| {size} upload: VmRSS before, VmHWM after, VmRSS 1 s after | {mib(upload['rss_before_kb'])}, "
+            f"{mib(upload['hwm_kb'])}, {mib(upload['rss_after_kb'])} |")
+        add(f"| {size} upload: peak VmRSS sampled every 5 ms | {mib(upload['watch']['max_rss_kb'])} |")
+        add(f"| parsed numeric data (rows x 2 columns x 8 bytes) | {numeric / mb:.0f} MB ({numeric / 2**20:.0f} MiB) |")
+        timeline = upload["watch"].get("timeline") or []
+        if timeline:
+            points = ", ".join(f"{t:g} s: {kb / 1024:.0f}" for t, kb in timeline[:: max(1, len(timeline) // 12)])
+            add(f"| VmRSS during the upload (MiB) | {points} |")
+    add("")
+
+    # --- criterion -----------------------------------------------------------------------
+    if crit:
+        bw = membw["read_gbs_best"] if membw else None
+        add("### Micro-benchmarks (criterion, `cargo bench`)")
+        add("")
+        if bw:
+            others = ", ".join(f"{run['read_gbs_best']:.1f}" for run in membw_runs)
+            add(f"Reference: one core reads memory sequentially at {bw:.1f} GB/s (`scripts/bench/membw.c`: best of "
+                f"{membw['passes']} passes over {membw['mib']} MiB, the better of the runs at the start and at the end "
+                f"of the benchmark, which gave {others} GB/s; the machine is shared, so this is a lower bound).")
+            add("")
+        add("| benchmark | median | throughput | bytes read / row | effective read bandwidth | share of one core's bandwidth |")
+        add("|---|---|---|---|---|---|")
+        for bench_id, data in sorted(crit.items()):
+            tp = data.get("throughput") or {}
+            seconds = data["median_ns"] / 1e9
+            if "Bytes" in tp:
+                throughput = f"{tp['Bytes'] / seconds / mb:,.0f} MB/s"
+            elif "Elements" in tp:
+                throughput = f"{tp['Elements'] / seconds:,.3g} elem/s"
+            else:
+                throughput = ""
+            per_row, gbs, share = "", "", ""
+            rows_features = None
+            if bench_id.startswith(("adam_epoch/", "least_squares/")):
+                shape = bench_id.split("/")[1]
+                rows_features = tuple(int(v) for v in shape.split("x"))
+            if rows_features:
+                rows, features = rows_features
+                bytes_row = (least_squares_bytes if bench_id.startswith("least") else epoch_bytes)(features)
+                if bench_id.endswith("shuffled"):
+                    per_row = f"{bytes_row} (+4 of permutation; random rows)"
+                    bytes_row += 4
+                else:
+                    per_row = str(bytes_row)
+                effective = rows * bytes_row / seconds / 1e9
+                gbs = f"{effective:.2f} GB/s"
+                share = f"{effective / bw:.0%}" if bw else ""
+            add(f"| `{bench_id}` | {fmt_ns(data['median_ns'])} | {throughput} | {per_row} | {gbs} | {share} |")
+        add("")
+
+    # --- versus the original -------------------------------------------------------------
+    add("### Against the original Flask + TensorFlow service")
+    add("")
+    add("| figure | original (2-core machine) | regserve | factor |")
+    add("|---|---|---|---|")
+    if train_wait:
+        med = train_wait["median"]
+        add(f"| `POST /train` (500 epochs, 30 rows), end to end | 1.3 to 2.1 s | {med * 1000:.2f} ms | "
+            f"{1.3 / med:,.0f}x to {2.1 / med:,.0f}x faster |")
+    p1 = wrk("shared-predict-c1")
+    if p1:
+        add(f"| one sequential predict, median | about 95 ms | {ms(p1['latency_us']['p50'])} | "
+            f"{95000 / p1['latency_us']['p50']:,.0f}x faster |")
+    p16 = wrk("shared-predict-c16")
+    if p16:
+        add(f"| predicts/s at 16 connections | about 16 | {rate(p16):,.0f} | {rate(p16) / 16:,.0f}x |")
+        add(f"| p50 at 16 connections | about 0.9 s | {ms(p16['latency_us']['p50'])} | "
+            f"{900000 / p16['latency_us']['p50']:,.0f}x lower |")
+    if meta.get("idle_rss_kb"):
+        idle_mb = int(meta["idle_rss_kb"]) * 1024 / mb
+        add(f"| resident memory, idle | about 530 MB | {idle_mb:.1f} MB | {530 / idle_mb:,.0f}x smaller |")
+    if meta.get("after_load_rss_kb"):
+        load_mb = int(meta["after_load_rss_kb"]) * 1024 / mb
+        add(f"| resident memory after load | about 630 MB | {load_mb:.1f} MB | {630 / load_mb:,.0f}x smaller |")
+    add("")
+
+    # --- profiles ------------------------------------------------------------------------
+    profiles = sorted((res / "profiles").glob("*.txt")) if (res / "profiles").exists() else []
+    if profiles:
+        add("### Profiles")
+        add("")
+        add(f"{meta.get('profiler_note', '')}")
+        add("")
+        for path in profiles:
+            add(f"<details><summary>{path.stem}</summary>")
+            add("")
+            add("```text")
+            add("\n".join(line if len(line) <= 170 else line[:167] + "..." for line in path.read_text().rstrip().splitlines()))
+            add("```")
+            add("")
+            add("</details>")
+            add("")
+
+    # --- commands ------------------------------------------------------------------------
+    commands = res / "commands.txt"
+    if commands.exists():
+        add("### Commands")
+        add("")
+        add("Everything above comes from `scripts/bench.sh` (`--service-only` skips criterion and the epoch profiles). "
+            "It ran these commands (`$PORT`, `$DATA`, `$TMP` stand for the port, a fresh data directory and a "
+            "scratch directory):")
+        add("")
+        add("```sh")
+        add(commands.read_text().rstrip())
+        add("```")
+        add("")
+
+    figures = "\n".join(lines).rstrip() + "\n"
+    path = Path(markdown)
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        text = f"{head}{BEGIN}\n{figures}{END}{tail}"
+    else:
+        text = (
+            "# Benchmarks\n\n"
+            "Produced by `scripts/bench.sh`; the part between the markers is regenerated on every run.\n\n"
+            f"## Figures\n\n{BEGIN}\n{figures}{END}\n\n"
+            "## Where the time goes\n\n(to be written from the profiles above)\n\n"
+            "## Distance to the limit\n\n(to be written from the figures above)\n"
+        )
+    path.write_text(text)
+
+
+def main(argv):
+    if len(argv) < 2:
+        sys.exit(__doc__)
+    command, args = argv[1], argv[2:]
+    handlers = {
+        "ready": cmd_ready,
+        "rss-watch": cmd_rss_watch,
+        "status": cmd_status,
+        "stats": cmd_stats,
+        "get": cmd_get,
+        "bench-exe": cmd_bench_exe,
+        "busiest-thread": cmd_busiest_thread,
+        "strace-sum": cmd_strace_sum,
+        "perf-table": cmd_perf_table,
+        "criterion": cmd_criterion,
+        "render": render,
+    }
+    if command not in handlers:
+        sys.exit(__doc__)
+    handlers[command](*args)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
