@@ -6,7 +6,7 @@
 //! equations lose. Columns that are constant or a linear combination of earlier ones get a zero
 //! weight; the MSE is still the optimum, and [`LeastSquares::rank`] tells the caller.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use super::Weights;
 
@@ -25,57 +25,107 @@ pub struct LeastSquares {
 }
 
 /// Solves the ordinary least-squares problem for `x` (one row per sample) and `y`.
+///
+/// Two passes over the data: one for the centred cross products (taken around the first row, so
+/// large offsets cancel exactly), one for the refinement, whose residuals also give the MSE.
 pub fn least_squares(x: ArrayView2<f64>, y: ArrayView1<f64>) -> LeastSquares {
-    let features = x.ncols();
-    let (Some(x_mean), Some(y_mean)) = (x.mean_axis(Axis(0)), y.mean()) else {
+    let (rows, features) = x.dim();
+    if rows == 0 {
         return LeastSquares { weights: Weights::new(Array1::zeros(features), 0.0), mse: 0.0, rank: 0 };
-    };
-    let (gram, cross) = centred_cross_products(x, y, &x_mean, y_mean, &Array1::zeros(features));
-    let norms = gram.diag().mapv(f64::sqrt);
-    let factor = Cholesky::of_correlation(&gram, &norms);
+    }
+    let x = x.as_standard_layout();
+    let y = y.as_standard_layout();
+    let (xs, ys) = (x.as_slice().expect("standard layout"), y.as_slice().expect("standard layout"));
+    let moments = Moments::of(xs, ys, features);
+    let norms = moments.gram.diag().mapv(f64::sqrt);
+    let factor = Cholesky::of_correlation(&moments.gram, &norms);
+    let mut kernel = factor.solve_scaled(&moments.cross, &norms);
 
-    let mut kernel = factor.solve_scaled(&cross, &norms);
     // One refinement step: solve again for the correction the residuals still ask for.
-    let (_, residual_cross) = centred_cross_products(x, y, &x_mean, y_mean, &kernel);
-    kernel += &factor.solve_scaled(&residual_cross, &norms);
+    let (residual_cross, residual_squares) = residuals(xs, ys, &moments, &kernel);
+    let correction = factor.solve_scaled(&residual_cross, &norms);
+    // Squared residuals after the correction δ: Σr² - 2 δ·(Xᵀr) + δᵀ G δ.
+    let squares = residual_squares - 2.0 * correction.dot(&residual_cross)
+        + correction.dot(&moments.gram.dot(&correction));
+    kernel += &correction;
 
-    let bias = y_mean - kernel.dot(&x_mean);
-    let weights = Weights::new(kernel, bias);
-    let mse = weights.mse(x, y);
-    LeastSquares { weights, mse, rank: factor.rank() }
+    let bias = moments.y_mean - kernel.dot(&moments.x_mean);
+    LeastSquares {
+        weights: Weights::new(kernel, bias),
+        mse: squares.max(0.0) / rows as f64,
+        rank: factor.rank(),
+    }
 }
 
-/// One pass over the data: the Gram matrix of the centred columns and their products with the
-/// centred residual `y - x · kernel` (with `kernel` zero this is the centred target).
-fn centred_cross_products(
-    x: ArrayView2<f64>,
-    y: ArrayView1<f64>,
-    x_mean: &Array1<f64>,
+/// Means, and the Gram matrix and cross products of the centred columns.
+struct Moments {
+    x_mean: Array1<f64>,
     y_mean: f64,
-    kernel: &Array1<f64>,
-) -> (Array2<f64>, Array1<f64>) {
-    let features = x.ncols();
-    let mut gram = Array2::<f64>::zeros((features, features));
-    let mut cross = Array1::<f64>::zeros(features);
-    let mut centred = Array1::<f64>::zeros(features);
-    let offset = y_mean - kernel.dot(x_mean);
-    for (row, &target) in x.rows().into_iter().zip(y) {
-        centred.assign(&row);
-        centred -= x_mean;
-        let residual = target - row.dot(kernel) - offset;
-        for j in 0..features {
-            for k in 0..=j {
-                gram[[j, k]] += centred[j] * centred[k];
+    gram: Array2<f64>,
+    cross: Array1<f64>,
+}
+
+impl Moments {
+    /// Accumulates around the first row and centres afterwards: one pass, and no cancellation
+    /// from columns whose values sit far from zero.
+    fn of(xs: &[f64], ys: &[f64], features: usize) -> Self {
+        let (x_shift, y_shift) = (&xs[..features], ys[0]);
+        let (mut sum, mut y_sum) = (vec![0.0; features], 0.0);
+        let mut products = Array2::<f64>::zeros((features, features));
+        let mut cross = Array1::<f64>::zeros(features);
+        let mut shifted = vec![0.0; features];
+        for (row, &target) in xs.chunks_exact(features).zip(ys) {
+            for ((d, x), s) in shifted.iter_mut().zip(row).zip(x_shift) {
+                *d = x - s;
             }
-            cross[j] += centred[j] * residual;
+            let dy = target - y_shift;
+            y_sum += dy;
+            for j in 0..features {
+                sum[j] += shifted[j];
+                cross[j] += shifted[j] * dy;
+                for k in 0..=j {
+                    products[[j, k]] += shifted[j] * shifted[k];
+                }
+            }
+        }
+        let n = ys.len() as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+        let y_mean_shifted = y_sum / n;
+        let mut gram = Array2::<f64>::zeros((features, features));
+        for j in 0..features {
+            cross[j] -= n * mean[j] * y_mean_shifted;
+            for k in 0..=j {
+                let centred = products[[j, k]] - n * mean[j] * mean[k];
+                gram[[j, k]] = centred;
+                gram[[k, j]] = centred;
+            }
+        }
+        let x_mean = mean.iter().zip(x_shift).map(|(m, s)| m + s).collect();
+        Self { x_mean, y_mean: y_mean_shifted + y_shift, gram, cross }
+    }
+}
+
+/// Products of the centred columns with the residuals of `kernel`, and the squared residuals.
+fn residuals(xs: &[f64], ys: &[f64], moments: &Moments, kernel: &Array1<f64>) -> (Array1<f64>, f64) {
+    let features = kernel.len();
+    let x_mean = moments.x_mean.as_slice().expect("contiguous");
+    let weights = kernel.as_slice().expect("contiguous");
+    let mut cross = vec![0.0; features];
+    let mut squares = 0.0;
+    let mut centred = vec![0.0; features];
+    for (row, &target) in xs.chunks_exact(features).zip(ys) {
+        let mut prediction = 0.0;
+        for j in 0..features {
+            centred[j] = row[j] - x_mean[j];
+            prediction += centred[j] * weights[j];
+        }
+        let residual = target - moments.y_mean - prediction;
+        squares += residual * residual;
+        for (c, d) in cross.iter_mut().zip(&centred) {
+            *c += d * residual;
         }
     }
-    for j in 0..features {
-        for k in 0..j {
-            gram[[k, j]] = gram[[j, k]];
-        }
-    }
-    (gram, cross)
+    (cross.into(), squares)
 }
 
 /// Lower-triangular Cholesky factor of the correlation matrix, with collinear columns dropped.
