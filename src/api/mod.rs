@@ -4,6 +4,7 @@
 
 mod dataset;
 mod error;
+mod front;
 mod health;
 mod jobs;
 mod models;
@@ -23,7 +24,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath
 use axum::http::{Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router, middleware};
+use axum::{Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::ServiceBuilderExt;
@@ -97,45 +98,36 @@ pub fn router(state: AppState, options: &HttpOptions, listener: Listener) -> Rou
         limits.max_concurrent,
         state.metrics().in_flight().clone(),
     );
-    // Layers run from the last added (outermost) to the first: request id and tracing, metrics,
-    // the gate (listener, token, in-flight limit), the body idle timeout, panic recovery.
-    let router = quick
-        .merge(long)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(CatchPanicLayer::custom(|_| {
-            AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }))
-        .layer(
-            ServiceBuilder::new()
-                .layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout))
-                .map_request(|request: Request<TimeoutBody<Body>>| request.map(Body::new)),
-        )
-        .layer(middleware::from_fn_with_state(gate, security::gate))
-        .layer(middleware::from_fn_with_state(state.clone(), observe::track))
-        .layer(
-            ServiceBuilder::new()
-                .set_x_request_id(tower_http::request_id::MakeRequestUuid)
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(|request: &Request<_>| {
-                            let id =
-                                request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                            let route =
-                                request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
-                            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), route = %route, id)
-                        })
-                        .on_response(|response: &Response<_>, latency: Duration, _: &tracing::Span| {
-                            tracing::info!(
-                                status = response.status().as_u16(),
-                                latency_ms = latency.as_secs_f64() * 1e3,
-                                "request finished"
-                            );
-                        }),
-                )
-                .propagate_x_request_id(),
-        );
+    // One layer call, so that the stack is boxed once per request rather than once per layer.
+    // From the outside in: request id and tracing, panic recovery, the gate (listener, token,
+    // in-flight limit) with the metrics, the body idle timeout, the body size limit.
+    let router = quick.merge(long).fallback(not_found).method_not_allowed_fallback(method_not_allowed).layer(
+        ServiceBuilder::new()
+            .set_x_request_id(tower_http::request_id::MakeRequestUuid)
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|request: &Request<_>| {
+                        let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                        let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
+                        tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), route = %route, id)
+                    })
+                    .on_response(|response: &Response<_>, latency: Duration, _: &tracing::Span| {
+                        tracing::info!(
+                            status = response.status().as_u16(),
+                            latency_ms = latency.as_secs_f64() * 1e3,
+                            "request finished"
+                        );
+                    }),
+            )
+            .propagate_x_request_id()
+            .layer(CatchPanicLayer::custom(|_| {
+                AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+            }))
+            .layer(front::FrontLayer::new(gate, state.clone()))
+            .layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout))
+            .map_request(|request: Request<TimeoutBody<Body>>| request.map(Body::new))
+            .layer(DefaultBodyLimit::max(max_body)),
+    );
     match security::cors(&options.cors_origins) {
         Some(cors) => router.layer(cors),
         None => router,

@@ -7,9 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use prometheus_client::metrics::gauge::Gauge;
@@ -117,8 +115,7 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 }
 
 /// The checks every request passes before its handler: the listener serves the route, the
-/// token fits, and a slot is free. Cheap to clone: one per route.
-#[derive(Clone)]
+/// token fits, and a slot is free.
 pub struct Gate {
     tokens: Tokens,
     serves_admin_routes: bool,
@@ -138,58 +135,65 @@ impl Gate {
             in_flight,
         }
     }
-}
 
-/// Middleware: 403 for a state-changing route on the main listener when an admin listener
-/// exists, 401 without the token the route needs, 503 when `--max-concurrent` requests are
-/// already in flight. A request keeps its slot until its response body has been sent, so a
-/// long event stream holds one for as long as it runs.
-pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-    let need = need(request.method(), route);
-    if need == Need::Admin && !gate.serves_admin_routes {
-        let message = format!(
-            "{} {} is served only on the admin listener (--admin-addr), not on this address",
-            request.method(),
-            route.unwrap_or_default()
-        );
-        return AppError::new(StatusCode::FORBIDDEN, message).into_response();
+    /// Lets a request in, with the slot it holds (none for the routes the limit leaves alone),
+    /// or answers it: 403 for a state-changing route on the main listener when an admin listener
+    /// exists, 401 without the token the route needs, 503 when `--max-concurrent` requests are
+    /// already in flight.
+    pub fn admit(
+        &self,
+        method: &Method,
+        route: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Option<Slot>, Response> {
+        let need = need(method, route);
+        if need == Need::Admin && !self.serves_admin_routes {
+            let message = format!(
+                "{method} {} is served only on the admin listener (--admin-addr), not on this address",
+                route.unwrap_or_default()
+            );
+            return Err(AppError::new(StatusCode::FORBIDDEN, message).into_response());
+        }
+        if !self.tokens.is_open()
+            && let Err(message) = self.tokens.allows(need, headers)
+        {
+            let mut response = AppError::new(StatusCode::UNAUTHORIZED, message).into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"regserve\""));
+            return Err(response);
+        }
+        if exempt_from_limit(route) {
+            return Ok(None);
+        }
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            let message = format!(
+                "the server is answering its limit of {} requests at once (--max-concurrent); try again shortly",
+                self.max_concurrent
+            );
+            let mut response = AppError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Err(response);
+        };
+        self.in_flight.inc();
+        Ok(Some(Slot { _permit: permit, in_flight: self.in_flight.clone() }))
     }
-    if !gate.tokens.is_open()
-        && let Err(message) = gate.tokens.allows(need, request.headers())
-    {
-        let mut response = AppError::new(StatusCode::UNAUTHORIZED, message).into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"regserve\""));
-        return response;
-    }
-    if exempt_from_limit(route) {
-        return next.run(request).await;
-    }
-    let Ok(permit) = gate.slots.clone().try_acquire_owned() else {
-        let message = format!(
-            "the server is answering its limit of {} requests at once (--max-concurrent); try again shortly",
-            gate.max_concurrent
-        );
-        let mut response = AppError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
-    };
-    let slot = Slot::new(permit, gate.in_flight.clone());
-    next.run(request).await.map(|body| Body::new(HoldingSlot { body, _slot: slot }))
 }
 
 /// One of the `--max-concurrent` slots, counted in the in-flight gauge while held.
-struct Slot {
+pub struct Slot {
     _permit: OwnedSemaphorePermit,
     in_flight: Gauge,
 }
 
 impl Slot {
-    fn new(permit: OwnedSemaphorePermit, in_flight: Gauge) -> Self {
-        in_flight.inc();
-        Self { _permit: permit, in_flight }
+    /// Keeps the slot until `response` has been sent when its body is a stream (an event
+    /// stream, a file); a body already in memory gives it back now, as the request is done.
+    pub fn hold_until_sent(self, response: Response) -> Response {
+        if response.body().size_hint().exact().is_some() {
+            return response;
+        }
+        response.map(|body| Body::new(HoldingSlot { body, _slot: self }))
     }
 }
 
