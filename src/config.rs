@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// How long a request body may send nothing before it is cut off (408), e.g. 10s or 500ms.
     #[arg(long, env = "REGSERVE_BODY_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub body_idle_timeout: Duration,
+    /// Nice value (0 to 19) of training threads, so request handling preempts a running fit.
+    #[arg(long, env = "REGSERVE_TRAINING_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub training_nice: i32,
     /// Longest time to answer an ordinary request (408 after it); uploads, `/train` and event
     /// streams are not limited by it.
     #[arg(long, env = "REGSERVE_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -171,6 +174,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most requests in flight on a listener before new ones are answered 503.
     pub max_concurrent: usize,
+    /// Unix nice value of training threads: how much a fit defers to request handling.
+    pub training_niceness: i32,
 }
 
 impl Default for Limits {
@@ -181,6 +186,7 @@ impl Default for Limits {
             body_idle_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_concurrent: 512,
+            training_niceness: 10,
         }
     }
 }
@@ -210,6 +216,7 @@ impl From<ServeArgs> for Config {
                 max_upload_bytes: args.max_upload,
                 max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
                 body_idle_timeout: args.body_idle_timeout,
+                training_niceness: args.training_nice,
                 request_timeout: args.request_timeout,
                 max_concurrent: usize::try_from(args.max_concurrent).unwrap_or(usize::MAX),
             },

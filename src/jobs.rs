@@ -411,8 +411,9 @@ impl AppState {
         let (state, running) = (self.clone(), job.clone());
         let (report, outcome) = tokio::sync::oneshot::channel();
         let id = job.id;
+        let niceness = self.limits().training_niceness;
         let thread = std::thread::Builder::new().name(format!("train-job-{id}")).spawn(move || {
-            lower_thread_priority();
+            lower_thread_priority(niceness);
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
                 .unwrap_or_else(|panic| Err(JobError::Crashed { job: id, message: panic_message(panic) }));
             let _ = report.send(result);
@@ -462,15 +463,12 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-/// How much a training thread defers to the request handlers (Unix nice value).
-const TRAINING_NICENESS: i32 = 10;
-
 /// Lets the request handlers preempt training: on a two-core machine a fit at equal priority
 /// would add its time slices to the latency of every request that lands while it runs.
-fn lower_thread_priority() {
+fn lower_thread_priority(niceness: i32) {
     // SAFETY: setpriority only reads its integer arguments; on Linux `0` names the calling thread.
     #[cfg(target_os = "linux")]
-    let changed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, TRAINING_NICENESS) } == 0;
+    let changed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, niceness) } == 0;
     #[cfg(not(target_os = "linux"))]
     let changed = false;
     if !changed {
@@ -483,10 +481,10 @@ mod tests {
     #[test]
     fn training_threads_run_at_a_lower_priority() {
         let niceness = std::thread::spawn(|| {
-            super::lower_thread_priority();
+            super::lower_thread_priority(10);
             // SAFETY: getpriority only reads its integer arguments.
             unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
         });
-        assert_eq!(niceness.join().unwrap(), super::TRAINING_NICENESS);
+        assert_eq!(niceness.join().unwrap(), 10);
     }
 }
