@@ -117,7 +117,9 @@ pub fn router(state: AppState, options: &HttpOptions, listener: Listener) -> Rou
                             latency_ms = latency.as_secs_f64() * 1e3,
                             "request finished"
                         );
-                    }),
+                    })
+                    // The line above has the status, and errors log their own message.
+                    .on_failure(()),
             )
             .propagate_x_request_id()
             .layer(CatchPanicLayer::custom(|_| {

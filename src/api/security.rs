@@ -171,7 +171,10 @@ impl Gate {
                 "the server is answering its limit of {} requests at once (--max-concurrent); try again shortly",
                 self.max_concurrent
             );
-            let mut response = AppError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+            // Not logged as an error: under overload that would add a log line to every refusal.
+            let mut response =
+                (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "error": message })))
+                    .into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return Err(response);
         };
