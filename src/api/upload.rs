@@ -5,6 +5,7 @@
 use axum::extract::multipart::Field;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncWriteExt;
 
 use super::AppError;
@@ -19,7 +20,20 @@ pub async fn upload(
     State(state): State<AppState>,
     headers: HeaderMap,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Result<&'static str, AppError> {
+) -> Response {
+    match receive_upload(&state, &headers, multipart).await {
+        Ok(()) => "success".into_response(),
+        // The body may not have been read to its end; closing says so, where keeping the
+        // connection would leave the rest of the body to be read as the client's next request.
+        Err(error) => ([(header::CONNECTION, "close")], error).into_response(),
+    }
+}
+
+async fn receive_upload(
+    state: &AppState,
+    headers: &HeaderMap,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<(), AppError> {
     let limit = state.limits().max_upload_bytes;
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -36,8 +50,7 @@ pub async fn upload(
     let mut multipart = multipart?;
     while let Some(field) = multipart.next_field().await? {
         if field.name() == Some("file") {
-            receive_dataset(&state, field, limit).await?;
-            return Ok("success");
+            return receive_dataset(state, field, limit).await;
         }
     }
     Err(AppError::new(StatusCode::BAD_REQUEST, "the multipart form has no field named `file`"))

@@ -31,7 +31,10 @@ impl DataDir {
         for entry in std::fs::read_dir(&root)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                std::fs::remove_file(entry.path())?;
+                // A leftover that cannot go (a read-only disk) must not keep the service down.
+                if let Err(error) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!(path = %entry.path().display(), %error, "could not remove a leftover temporary file");
+                }
             }
         }
         Ok(Self { root })

@@ -792,7 +792,6 @@ async fn a_read_only_data_directory_is_a_clear_error_and_the_current_model_keeps
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "DataDir::open (src/data/store.rs) fails the start when it cannot remove a stray temporary file"]
 async fn a_crash_leftover_on_a_read_only_data_directory_does_not_stop_a_restart() {
     let Some(disk) = Tmpfs::mount("4m") else { return };
     let dir = disk.path().join("data");
@@ -919,7 +918,6 @@ async fn sigterm_finishes_in_flight_uploads_and_predictions_cancels_training_and
 }
 
 #[tokio::test]
-#[ignore = "src/api/upload.rs answers an upload it stops reading without `Connection: close`, then closes"]
 async fn an_upload_refused_before_its_end_says_the_connection_closes_or_keeps_it_usable() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
