@@ -66,11 +66,12 @@ where
         let started = Instant::now();
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
-        let admitted =
-            self.shared.gate.admit(&method, route.as_ref().map(MatchedPath::as_str), request.headers());
-        let outcome = match admitted {
+        let route_name = route.as_ref().map(MatchedPath::as_str);
+        let outcome = match self.shared.gate.admit(&method, route_name, request.headers()) {
             Ok(slot) => Outcome::Admitted { inner: self.inner.call(request), slot },
-            Err(answer) => Outcome::Refused { answer: Some(answer) },
+            Err(refusal) => {
+                Outcome::Refused { answer: Some(self.shared.gate.answer(refusal, &method, route_name)) }
+            }
         };
         FrontFuture { outcome, record: Some(Record { shared: self.shared.clone(), method, route, started }) }
     }

@@ -137,50 +137,74 @@ impl Gate {
     }
 
     /// Lets a request in, with the slot it holds (none for the routes the limit leaves alone),
-    /// or answers it: 403 for a state-changing route on the main listener when an admin listener
-    /// exists, 401 without the token the route needs, 503 when `--max-concurrent` requests are
-    /// already in flight.
+    /// or says why not.
     pub fn admit(
         &self,
         method: &Method,
         route: Option<&str>,
         headers: &HeaderMap,
-    ) -> Result<Option<Slot>, Response> {
+    ) -> Result<Option<Slot>, Refusal> {
         let need = need(method, route);
         if need == Need::Admin && !self.serves_admin_routes {
-            let message = format!(
-                "{method} {} is served only on the admin listener (--admin-addr), not on this address",
-                route.unwrap_or_default()
-            );
-            return Err(AppError::new(StatusCode::FORBIDDEN, message).into_response());
+            return Err(Refusal::NotOnThisListener);
         }
         if !self.tokens.is_open()
             && let Err(message) = self.tokens.allows(need, headers)
         {
-            let mut response = AppError::new(StatusCode::UNAUTHORIZED, message).into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"regserve\""));
-            return Err(response);
+            return Err(Refusal::Unauthorized(message));
         }
         if exempt_from_limit(route) {
             return Ok(None);
         }
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            let message = format!(
-                "the server is answering its limit of {} requests at once (--max-concurrent); try again shortly",
-                self.max_concurrent
-            );
-            // Not logged as an error: under overload that would add a log line to every refusal.
-            let mut response =
-                (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "error": message })))
-                    .into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return Err(response);
+            return Err(Refusal::Busy);
         };
         self.in_flight.inc();
         Ok(Some(Slot { _permit: permit, in_flight: self.in_flight.clone() }))
     }
+
+    /// The answer to a refused request: 403 for a state-changing route on the main listener
+    /// when an admin listener exists, 401 without the token the route needs, 503 when
+    /// `--max-concurrent` requests are already in flight.
+    pub fn answer(&self, refusal: Refusal, method: &Method, route: Option<&str>) -> Response {
+        match refusal {
+            Refusal::NotOnThisListener => {
+                let message = format!(
+                    "{method} {} is served only on the admin listener (--admin-addr), not on this address",
+                    route.unwrap_or_default()
+                );
+                AppError::new(StatusCode::FORBIDDEN, message).into_response()
+            }
+            Refusal::Unauthorized(message) => {
+                let mut response = AppError::new(StatusCode::UNAUTHORIZED, message).into_response();
+                let challenge = HeaderValue::from_static("Bearer realm=\"regserve\"");
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+                response
+            }
+            Refusal::Busy => {
+                let message = format!(
+                    "the server is answering its limit of {} requests at once (--max-concurrent); try again shortly",
+                    self.max_concurrent
+                );
+                // Not logged as an error: under overload that would add a log line to every refusal.
+                let body = axum::Json(serde_json::json!({ "error": message }));
+                let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+        }
+    }
+}
+
+/// Why the gate did not let a request in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A state-changing route on the main listener, when an admin listener exists.
+    NotOnThisListener,
+    /// The route needs a token that the request does not carry.
+    Unauthorized(&'static str),
+    /// `--max-concurrent` requests are in flight already.
+    Busy,
 }
 
 /// One of the `--max-concurrent` slots, counted in the in-flight gauge while held.
