@@ -1,4 +1,6 @@
 //! Synthetic data shared by the benchmarks: `y = 3 x0 - 2 x1 + ... + noise`, deterministic.
+// Each benchmark binary uses only part of this module.
+#![allow(dead_code)]
 
 use ndarray::{Array1, Array2};
 

@@ -1,37 +1,20 @@
 //! Prediction: the model alone, and a whole `POST /predict` through the router (JSON in and out).
 
-mod common;
+#[path = "../tests/support/trained_state.rs"]
+mod trained_state;
+use trained_state::trained_state;
 
 use std::hint::black_box;
-use std::ops::ControlFlow;
 
 use axum::body::Body;
 use axum::http::Request;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use regserve::api::app;
-use regserve::config::Limits;
-use regserve::data::{DataDir, default_dataset};
-use regserve::model::{Model, TrainSpec};
-use regserve::state::AppState;
-use regserve::train::FitSettings;
-use regserve::versions::ModelStore;
 use tower::ServiceExt;
-
-fn trained_state(dir: &std::path::Path) -> AppState {
-    let store = DataDir::open(dir).unwrap();
-    let models = ModelStore::open(store.clone(), 5).unwrap();
-    let dataset = default_dataset();
-    let selection = dataset.default_selection().clone();
-    let params = FitSettings { epochs: Some(10), seed: Some(1), ..Default::default() }.validate(1).unwrap();
-    let spec = TrainSpec { selection, params, warm_start: None, job: 1 };
-    let model = Model::train(&dataset, spec, &mut |_, _| ControlFlow::Continue(())).unwrap();
-    models.commit(model).unwrap();
-    AppState::new(Limits::default(), store, dataset, models)
-}
 
 fn predict(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let state = trained_state(dir.path());
+    let state = trained_state(dir.path(), 10);
     let model = state.model().unwrap();
     let batch: Vec<[f64; 1]> = (0..1000).map(|i| [10.0 + i as f64 / 100.0]).collect();
 

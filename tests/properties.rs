@@ -1,18 +1,16 @@
 //! Property tests: whatever bytes arrive, the CSV parser and the predict endpoint answer with a
 //! value or an error, never a panic; and valid generated tables parse back exactly.
 
-use std::ops::ControlFlow;
+#[path = "support/trained_state.rs"]
+mod trained_state;
+use trained_state::trained_state;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use proptest::prelude::*;
 use regserve::api::app;
-use regserve::config::Limits;
-use regserve::data::{DataDir, default_dataset, parse_csv};
-use regserve::model::{Model, TrainSpec};
+use regserve::data::parse_csv;
 use regserve::state::AppState;
-use regserve::train::FitSettings;
-use regserve::versions::ModelStore;
 use tower::ServiceExt;
 
 proptest! {
@@ -49,18 +47,6 @@ proptest! {
             prop_assert_eq!(values.to_vec(), expected);
         }
     }
-}
-
-fn trained_state(dir: &std::path::Path) -> AppState {
-    let store = DataDir::open(dir).unwrap();
-    let models = ModelStore::open(store.clone(), 5).unwrap();
-    let dataset = default_dataset();
-    let selection = dataset.default_selection().clone();
-    let params = FitSettings { epochs: Some(5), seed: Some(1), ..Default::default() }.validate(1).unwrap();
-    let spec = TrainSpec { selection, params, warm_start: None, job: 1 };
-    let model = Model::train(&dataset, spec, &mut |_, _| ControlFlow::Continue(())).unwrap();
-    models.commit(model).unwrap();
-    AppState::new(Limits::default(), store, dataset, models)
 }
 
 /// Sends `body` to `POST /predict` and returns the status and whether the answer was JSON.
@@ -102,7 +88,7 @@ proptest! {
         body in prop_oneof![predict_body(), "[\\x00-\\x7f]{0,64}"],
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let state = trained_state(dir.path());
+        let state = trained_state(dir.path(), 5);
         let (status, json) = predict(&state, body.clone().into_bytes());
         prop_assert!(status == StatusCode::OK || status.is_client_error(), "{body}: {status}");
         prop_assert!(json, "{body}: the answer is not JSON");
@@ -111,7 +97,7 @@ proptest! {
     #[test]
     fn predict_answers_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let dir = tempfile::tempdir().unwrap();
-        let state = trained_state(dir.path());
+        let state = trained_state(dir.path(), 5);
         let (status, json) = predict(&state, bytes);
         prop_assert!(status == StatusCode::OK || status.is_client_error());
         prop_assert!(json);
