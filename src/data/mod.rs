@@ -59,4 +59,15 @@ impl DataError {
     pub fn storage(action: &'static str) -> impl FnOnce(std::io::Error) -> Self {
         move |source| DataError::Storage { action, source }
     }
+
+    /// The line of the file the problem is on, for problems found on a line.
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            DataError::NotUtf8 { line }
+            | DataError::RaggedRow { line, .. }
+            | DataError::Malformed { line, .. } => Some(*line),
+            DataError::BadValue(bad) => Some(bad.line),
+            _ => None,
+        }
+    }
 }
