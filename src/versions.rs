@@ -85,7 +85,8 @@ impl ModelStore {
         let version = index.keys().next_back().map_or(1, |latest| latest + 1);
         let model = model.with_version(version);
         let json = serde_json::to_vec(&model).expect("a model serialises");
-        self.dir.write_atomically(&self.path_of(version), &json)?;
+        // The pointer written next, in the same directory, flushes this file's entry too.
+        self.dir.write_atomically_unflushed(&self.path_of(version), &json)?;
         index.insert(version, summary(&model));
         let model = Arc::new(model);
         self.point_to(&mut index, model.clone())?;
