@@ -240,7 +240,9 @@ impl Dataset {
         })?;
         match &column.values {
             Ok(_) => Ok(column),
-            Err(bad) => Err(DataError::NotNumeric { field, name: name.to_owned(), bad: bad.clone() }),
+            Err(bad) => {
+                Err(DataError::NotNumeric { field, name: name.to_owned(), bad: Box::new(bad.clone()) })
+            }
         }
     }
 

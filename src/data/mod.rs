@@ -47,7 +47,7 @@ pub enum DataError {
     #[error("{field}: no column named {name:?}; the columns are {available}")]
     UnknownColumn { field: &'static str, name: String, available: String },
     #[error("{field}: column {name:?} is not numeric: {bad}")]
-    NotNumeric { field: &'static str, name: String, bad: BadValue },
+    NotNumeric { field: &'static str, name: String, bad: Box<BadValue> },
     #[error("{field}: {reason}")]
     InvalidSelection { field: &'static str, reason: String },
     #[error("could not {action}: {source}")]
