@@ -2,11 +2,14 @@
 //! thread, and fingerprints and numbers the lines of the bytes on the way.
 
 use std::io::Read;
+use std::ops::Range;
 
-use memchr::{memchr, memchr_iter, memrchr};
+use memchr::{memchr_iter, memrchr};
 use sha2::{Digest, Sha256};
 
 use crate::data::DataError;
+
+const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Whole records, and the line of the file they start on.
 pub struct Chunk {
@@ -53,8 +56,14 @@ impl<R: Read> Chunker<R> {
                 .map_err(DataError::storage("read the upload"))?;
             self.exhausted = read < self.block_bytes;
             self.hasher.update(&bytes[scanned..]);
-            if let Some(end) = self.record_ends.scan(&bytes[scanned..]) {
-                self.partial_record = bytes.split_off(scanned + end);
+            // The csv reader drops a byte-order mark at the start of the file.
+            let from = if self.next_line == 1 && scanned == 0 && bytes.starts_with(BOM) {
+                BOM.len()
+            } else {
+                scanned
+            };
+            if let Some(end) = self.record_ends.scan(&bytes[from..]) {
+                self.partial_record = bytes.split_off(from + end);
                 return Ok(Some(self.number(bytes)));
             }
         }
@@ -79,48 +88,59 @@ impl<R: Read> Chunker<R> {
 }
 
 /// Finds where records end by the csv reader's rules: only `\n` ends a record, a `"` opens a
-/// quoted field only at the start of a field, and inside one `""` is a literal quote, so a `\n`
-/// between quotes is part of a value.
-#[derive(Default)]
+/// quoted value only at the start of a field, and inside one `""` is a literal quote, so a `\n`
+/// between quotes is part of a value. Jumps from quote to quote, so it costs little more than
+/// finding them.
 struct RecordEnds {
-    state: Quoting,
+    quoted: bool,
+    /// Inside a quoted value, the last byte scanned was a `"`: it closes the value unless the
+    /// next byte is another `"`.
+    quote_last: bool,
+    /// The last byte scanned; a `"` after `,` or `\n` (or at the start) opens a quoted value.
+    last_byte: u8,
+    /// Stretches of the bytes being scanned that are outside quoted values.
+    unquoted: Vec<Range<usize>>,
 }
 
-#[derive(Default, Clone, Copy)]
-enum Quoting {
-    #[default]
-    FieldStart,
-    Unquoted,
-    Quoted,
-    QuoteInQuoted,
+impl Default for RecordEnds {
+    fn default() -> Self {
+        Self { quoted: false, quote_last: false, last_byte: b'\n', unquoted: Vec::new() }
+    }
 }
 
 impl RecordEnds {
     /// Scans the stream's next bytes; returns the offset just past the last record end in them.
     fn scan(&mut self, bytes: &[u8]) -> Option<usize> {
-        use Quoting::*;
-        if matches!(self.state, FieldStart | Unquoted) && memchr(b'"', bytes).is_none() {
-            // Most files quote nothing, or only a header: then every `\n` ends a record.
-            if let Some(&last) = bytes.last() {
-                self.state = if matches!(last, b'\n' | b',') { FieldStart } else { Unquoted };
-            }
-            return memrchr(b'\n', bytes).map(|newline| newline + 1);
+        let &last_byte = bytes.last()?;
+        self.unquoted.clear();
+        let mut quotes = memchr_iter(b'"', bytes).peekable();
+        if std::mem::take(&mut self.quote_last) && quotes.next_if_eq(&0).is_none() {
+            self.quoted = false;
         }
-        let mut end = None;
-        for (offset, &byte) in bytes.iter().enumerate() {
-            self.state = match (self.state, byte) {
-                (Quoted, b'"') => QuoteInQuoted,
-                (Quoted, _) => Quoted,
-                (FieldStart | QuoteInQuoted, b'"') => Quoted,
-                (_, b'\n') => {
-                    end = Some(offset + 1);
-                    FieldStart
+        let mut unquoted_from = (!self.quoted).then_some(0);
+        while let Some(quote) = quotes.next() {
+            if self.quoted {
+                if quotes.next_if_eq(&(quote + 1)).is_some() {
+                    continue; // `""`: a literal quote
                 }
-                (_, b',') => FieldStart,
-                _ => Unquoted,
-            };
+                if quote + 1 == bytes.len() {
+                    self.quote_last = true;
+                } else {
+                    self.quoted = false;
+                    unquoted_from = Some(quote + 1);
+                }
+            } else if matches!(
+                quote.checked_sub(1).map_or(self.last_byte, |before| bytes[before]),
+                b',' | b'\n'
+            ) {
+                self.unquoted.extend(unquoted_from.take().map(|from| from..quote));
+                self.quoted = true;
+            }
         }
-        end
+        self.unquoted.extend(unquoted_from.map(|from| from..bytes.len()));
+        self.last_byte = last_byte;
+        let mut stretches = self.unquoted.iter().rev();
+        stretches.find_map(|stretch| memrchr(b'\n', &bytes[stretch.clone()]).map(|at| stretch.start + at + 1))
     }
 }
 
@@ -154,6 +174,14 @@ mod tests {
         assert_eq!(chunks("a\"b,c\nd,e\n", 7), [("a\"b,c\n".into(), 1), ("d,e\n".into(), 2)]);
         // The second quote opens a quoted value: its newlines end no record.
         assert_eq!(chunks("a\"b,\"c\nd\",e\n", 2), [("a\"b,\"c\nd\",e\n".into(), 1)]);
+    }
+
+    #[test]
+    fn a_quote_right_after_a_byte_order_mark_opens_a_quoted_value() {
+        assert_eq!(
+            chunks("\u{feff}\"a\nb\",c\nd,e\n", 4),
+            [("\u{feff}\"a\nb\",c\n".into(), 1), ("d,e\n".into(), 3)]
+        );
     }
 
     #[test]

@@ -248,19 +248,20 @@ mod tests {
             2 => "\"[0-9]{1,2}\"",
             1 => Just("\"a\n,\"\"b\"".to_owned()),
             1 => Just("c\"d".to_owned()),
+            1 => Just("\u{feff}1".to_owned()),
             1 => Just("n/a".to_owned()),
             1 => Just(String::new()),
         ]
     }
 
-    /// Mostly rows as wide as the header (an index, a text-or-number column and the defaults).
+    /// Mostly rows as wide as the header (a text-or-number column, the defaults and an index).
     fn document() -> impl Strategy<Value = String> {
         let row =
             prop_oneof![12 => prop::collection::vec(field(), 4), 1 => prop::collection::vec(field(), 3..=5)];
         let rows = prop::collection::vec(row.prop_map(|fields| fields.join(",")), 0..60);
         let end = prop_oneof!["\n", "\r\n", "\n\n"];
         (rows, end).prop_map(|(rows, end)| {
-            let mut text = String::from("\"\",Name,Education,Income");
+            let mut text = String::from("Name,Education,Income,\"\"");
             rows.iter().for_each(|row| text.push_str(&format!("{end}{row}")));
             text
         })

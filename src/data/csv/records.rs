@@ -2,6 +2,8 @@
 //! into the dataset's columns, reporting the first problem in the file as a sequential reader
 //! would.
 
+use std::io::{Chain, Read};
+
 use crate::data::DataError;
 use crate::data::dataset::{BadValue, Column};
 
@@ -33,7 +35,9 @@ pub struct ChunkValues {
 /// Reads the records of one chunk, knowing the line of the file each starts on.
 pub struct ChunkReader<'a> {
     bytes: &'a [u8],
-    csv: ::csv::Reader<&'a [u8]>,
+    csv: ::csv::Reader<Chain<&'a [u8], &'a [u8]>>,
+    /// Bytes of the blank line put before a chunk that does not start the file (0 or 1).
+    lead: usize,
     lines_before: u64,
 }
 
@@ -43,13 +47,17 @@ impl<'a> ChunkReader<'a> {
     /// trimmed like other white space); row widths are checked here, after blank lines are
     /// skipped.
     pub fn new(bytes: &'a [u8], first_line: u64) -> Self {
+        // The csv reader drops a byte-order mark at the start of its input, as at the start of a
+        // file. Further on, a mark belongs to the value, so such a chunk is read after a blank
+        // line, which the reader skips.
+        let lead: &[u8] = if first_line == 1 { b"" } else { b"\n" };
         let csv = ::csv::ReaderBuilder::new()
             .has_headers(false)
             .buffer_capacity(1 << 16)
             .terminator(::csv::Terminator::Any(b'\n'))
             .flexible(true)
-            .from_reader(bytes);
-        Self { bytes, csv, lines_before: first_line - 1 }
+            .from_reader(lead.chain(bytes));
+        Self { bytes, csv, lead: lead.len(), lines_before: first_line - 1 - lead.len() as u64 }
     }
 
     /// Reads the next record that is not a blank line and returns its line.
@@ -69,8 +77,10 @@ impl<'a> ChunkReader<'a> {
     /// skips, so those are counted here.
     fn line(&self, position: Option<&::csv::Position>) -> u64 {
         let Some(position) = position else { return self.lines_before };
+        let offset = position.byte() as usize;
+        let rest = &self.bytes[offset.saturating_sub(self.lead)..];
         let skipped =
-            self.bytes[position.byte() as usize..].iter().take_while(|&&byte| byte == b'\n').count();
+            self.lead.saturating_sub(offset) + rest.iter().take_while(|&&byte| byte == b'\n').count();
         self.lines_before + position.line() + skipped as u64
     }
 
