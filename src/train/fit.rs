@@ -112,7 +112,7 @@ impl<'a> AdamRun<'a> {
         let theta = initial.kernel().iter().copied().chain([initial.bias()]).collect();
         let adam =
             Adam::new(features + 1, params.learning_rate, params.beta_1, params.beta_2, params.epsilon);
-        let order = if params.shuffle { (0..rows as u32).collect() } else { Vec::new() };
+        let order = if params.shuffle { identity(rows) } else { Vec::new() };
         let samples = if params.shuffle { interleave(x, y) } else { Vec::new() };
         Self {
             x: if x.is_standard_layout() { x.into() } else { x.as_standard_layout().into_owned().into() },
@@ -182,11 +182,34 @@ enum Rows<'a> {
 
 /// Copies `x` and `y` into one row-major buffer of `[x.., y]` rows.
 fn interleave(x: ArrayView2<f64>, y: ArrayView1<f64>) -> Vec<f64> {
-    let mut samples = Vec::with_capacity(x.len() + y.len());
+    let mut samples = huge_page_vec(x.len() + y.len());
     for (row, &target) in x.rows().into_iter().zip(y) {
         samples.extend(row.iter().copied().chain([target]));
     }
     samples
+}
+
+/// The permutation `0..rows`.
+fn identity(rows: usize) -> Vec<u32> {
+    let mut order = huge_page_vec(rows);
+    order.extend(0..rows as u32);
+    order
+}
+
+/// An empty vector with room for `capacity` elements, whose memory the kernel is asked to back
+/// with 2 MiB pages before it is touched: rows visited at random then cost no TLB miss each.
+fn huge_page_vec<T>(capacity: usize) -> Vec<T> {
+    const HUGE_PAGE: usize = 2 << 20;
+    let mut vec = Vec::with_capacity(capacity);
+    let start = vec.as_mut_ptr() as usize;
+    let first = start.next_multiple_of(HUGE_PAGE);
+    let end = (start + capacity * size_of::<T>()) / HUGE_PAGE * HUGE_PAGE;
+    if first < end {
+        // SAFETY: the range lies within the vector's allocation; the advice changes only how
+        // the kernel backs it, never its contents.
+        unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
+    }
+    vec
 }
 
 /// Writes the MSE gradient of the rows at positions `batch` of the epoch's order into `grad`,
