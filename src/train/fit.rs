@@ -10,9 +10,8 @@
 use std::ops::{ControlFlow, Range};
 
 use ndarray::{ArrayView1, ArrayView2, CowArray, Ix1, Ix2};
-use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
-use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
 
 use super::{Adam, AdamParams, TrainError, Weights};
 
@@ -25,6 +24,8 @@ const CANCEL_POLL_BATCHES: usize = 256;
 /// How many rows ahead of the one in use a shuffled epoch prefetches, so that the cache misses
 /// of rows visited at random overlap instead of following one another.
 const PREFETCH_ROWS: usize = 32;
+/// How many swaps ahead the shuffle draws, so that their random accesses overlap.
+const SHUFFLE_AHEAD: usize = 32;
 
 /// Watches a fit: sees every epoch's loss and may stop it.
 pub trait Observer {
@@ -109,7 +110,7 @@ impl<'a> AdamRun<'a> {
         start: Option<Weights>,
     ) -> Self {
         let (rows, features) = x.dim();
-        assert!(u32::try_from(rows).is_ok(), "at most 2^32 rows");
+        assert!(rows < u32::MAX as usize, "fewer than 2^32 - 1 rows");
         let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
         let initial = start.unwrap_or_else(|| Weights::glorot_uniform(features, &mut rng));
         let theta = initial.kernel().iter().copied().chain([initial.bias()]).collect();
@@ -135,7 +136,7 @@ impl<'a> AdamRun<'a> {
     /// mean of the batch losses, each computed before its batch's update.
     pub fn epoch(&mut self, epoch: usize, observer: &impl Observer) -> Result<f64, TrainError> {
         if self.params.shuffle {
-            self.order.shuffle(&mut self.rng);
+            shuffle(&mut self.order, &mut self.rng);
         }
         let (rows, features) = self.x.dim();
         let xs = self.x.as_slice().expect("standard layout is contiguous");
@@ -243,6 +244,76 @@ fn batch_gradient<const D: usize>(rows: &Rows, batch: Range<usize>, theta: &[f64
         }
     }
     sums.finish(batch.len())
+}
+
+/// Shuffles `order` exactly as `rand`'s `SliceRandom::shuffle` does: Fisher-Yates upwards, each
+/// position swapped with one drawn from those up to it by [`Partners`]. The partners of the
+/// next [`SHUFFLE_AHEAD`] positions are drawn and prefetched before any of them is swapped: in a
+/// permutation larger than the caches every swap is a cache miss, and these then overlap instead
+/// of following one another.
+fn shuffle(order: &mut [u32], rng: &mut ChaCha8Rng) {
+    let mut draw = Partners::new();
+    let mut partners = [0u32; SHUFFLE_AHEAD];
+    for start in (0..order.len()).step_by(SHUFFLE_AHEAD) {
+        let positions = start..(start + SHUFFLE_AHEAD).min(order.len());
+        for partner in &mut partners[..positions.len()] {
+            *partner = draw.next(rng);
+            prefetch(order.as_ptr().wrapping_add(*partner as usize));
+        }
+        for (position, &partner) in positions.zip(&partners) {
+            order.swap(position, partner as usize);
+        }
+    }
+}
+
+/// The swap partners of positions 0, 1, 2, .. of a Fisher-Yates shuffle: uniform in `0..=n` for
+/// position `n`. As in `rand`'s `IncreasingUniform`, whose sequence this reproduces so that a
+/// recorded seed keeps its permutations, several small ranges share one draw below the product
+/// of their sizes.
+struct Partners {
+    position: u32,
+    /// A uniform number below the product of the sizes of the `left` ranges still in it.
+    chunk: u32,
+    left: u8,
+}
+
+impl Partners {
+    /// Position 0's partner is 0, without a draw.
+    fn new() -> Self {
+        Self { position: 0, chunk: 0, left: 1 }
+    }
+
+    fn next(&mut self, rng: &mut ChaCha8Rng) -> u32 {
+        let size = self.position + 1;
+        self.position = size;
+        if self.left == 0 {
+            if size > 1 << 16 {
+                // No two sizes fit in one draw any more: the common case, kept short.
+                return rng.random_range(..size);
+            }
+            let (bound, count) = chunk_bound(size);
+            self.chunk = rng.random_range(..bound);
+            self.left = count;
+        }
+        self.left -= 1;
+        if self.left == 0 {
+            return self.chunk;
+        }
+        let partner = self.chunk % size;
+        self.chunk /= size;
+        partner
+    }
+}
+
+/// The largest product `size (size + 1) ..` of consecutive range sizes that fits in a `u32`, and
+/// how many sizes it holds.
+fn chunk_bound(size: u32) -> (u32, u8) {
+    let (mut product, mut next) = (size, size + 1);
+    while let Some(larger) = product.checked_mul(next) {
+        product = larger;
+        next += 1;
+    }
+    (product, (next - size) as u8)
 }
 
 /// Asks for the cache line at `address` to be loaded, without waiting for it.
@@ -364,6 +435,24 @@ mod tests {
         let loss = batch_gradient::<2>(&rows, 1..3, &[1.0, 1.0, 0.0], &mut grad);
         assert!((loss - 2.0).abs() < 1e-15);
         assert_eq!(grad, [0.0, 4.0, 2.0]);
+    }
+
+    #[test]
+    fn shuffle_draws_the_permutations_of_rands_shuffle() {
+        use rand::seq::SliceRandom;
+        for rows in [0, 1, 2, 3, 30, 33, 1000, 70_000] {
+            for seed in [1, 42] {
+                let mut expected: Vec<u32> = (0..rows).collect();
+                let mut order = expected.clone();
+                let (mut rng, mut expected_rng) =
+                    (ChaCha8Rng::seed_from_u64(seed), ChaCha8Rng::seed_from_u64(seed));
+                for _ in 0..2 {
+                    expected.shuffle(&mut expected_rng);
+                    shuffle(&mut order, &mut rng);
+                    assert_eq!(order, expected, "{rows} rows, seed {seed}");
+                }
+            }
+        }
     }
 
     fn params(settings: FitSettings) -> AdamParams {
