@@ -236,7 +236,10 @@ fn batch_gradient<const D: usize>(rows: &Rows, batch: Range<usize>, theta: &[f64
             let upcoming = &order[ahead(batch.start)..ahead(batch.end)];
             for (k, &i) in order[batch.clone()].iter().enumerate() {
                 if let Some(&next) = upcoming.get(k) {
-                    prefetch(samples.as_ptr().wrapping_add(next as usize * stride));
+                    // Both ends: a row may straddle two cache lines.
+                    let row = samples.as_ptr().wrapping_add(next as usize * stride);
+                    prefetch(row);
+                    prefetch(row.wrapping_add(width));
                 }
                 let sample = &samples[i as usize * stride..(i as usize + 1) * stride];
                 sums.add(&sample[..width], sample[width], kernel, bias[0]);
