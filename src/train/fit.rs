@@ -203,17 +203,23 @@ fn identity(rows: usize) -> Vec<u32> {
 /// An empty vector with room for `capacity` elements, whose memory the kernel is asked to back
 /// with 2 MiB pages before it is touched: rows visited at random then cost no TLB miss each.
 fn huge_page_vec<T>(capacity: usize) -> Vec<T> {
+    let vec = Vec::with_capacity(capacity);
+    #[cfg(target_os = "linux")]
+    advise_huge_pages(vec.as_ptr() as usize, capacity * size_of::<T>());
+    vec
+}
+
+/// Asks Linux for huge pages under the 2 MiB-aligned part of `len` bytes at `start`. The
+/// advice is only a hint: without transparent huge pages it fails and nothing changes.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(start: usize, len: usize) {
     const HUGE_PAGE: usize = 2 << 20;
-    let mut vec = Vec::with_capacity(capacity);
-    let start = vec.as_mut_ptr() as usize;
     let first = start.next_multiple_of(HUGE_PAGE);
-    let end = (start + capacity * size_of::<T>()) / HUGE_PAGE * HUGE_PAGE;
+    let end = (start + len) / HUGE_PAGE * HUGE_PAGE;
     if first < end {
-        // SAFETY: the range lies within the vector's allocation; the advice changes only how
-        // the kernel backs it, never its contents.
+        // SAFETY: this advice changes only how the kernel backs the pages, never their contents.
         unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
     }
-    vec
 }
 
 /// Writes the MSE gradient of the rows at positions `batch` of the epoch's order into `grad`,
