@@ -11,6 +11,7 @@ use std::ops::{ControlFlow, Range};
 
 use ndarray::{ArrayView1, ArrayView2, CowArray, Ix1, Ix2};
 use rand::rngs::ChaCha8Rng;
+use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
 use super::{Adam, AdamParams, TrainError, Weights};
@@ -26,6 +27,9 @@ const CANCEL_POLL_BATCHES: usize = 256;
 const PREFETCH_ROWS: usize = 32;
 /// How many swaps ahead the shuffle draws, so that their random accesses overlap.
 const SHUFFLE_AHEAD: usize = 32;
+/// Below this many rows the permutation and the rows stay in cache: prefetching would only add
+/// work to a shuffled epoch.
+const PREFETCH_FROM_ROWS: usize = 1 << 16;
 
 /// Watches a fit: sees every epoch's loss and may stop it.
 pub trait Observer {
@@ -239,7 +243,10 @@ fn batch_gradient<const D: usize>(rows: &Rows, batch: Range<usize>, theta: &[f64
         Rows::Shuffled { samples, order } => {
             let stride = width + 1;
             let ahead = |position: usize| (position + PREFETCH_ROWS).min(order.len());
-            let upcoming = &order[ahead(batch.start)..ahead(batch.end)];
+            let upcoming = match order.len() < PREFETCH_FROM_ROWS {
+                true => &[],
+                false => &order[ahead(batch.start)..ahead(batch.end)],
+            };
             for (k, &i) in order[batch.clone()].iter().enumerate() {
                 if let Some(&next) = upcoming.get(k) {
                     // Both ends: a row may straddle two cache lines.
@@ -259,8 +266,11 @@ fn batch_gradient<const D: usize>(rows: &Rows, batch: Range<usize>, theta: &[f64
 /// position swapped with one drawn from those up to it by [`Partners`]. The partners of the
 /// next [`SHUFFLE_AHEAD`] positions are drawn and prefetched before any of them is swapped: in a
 /// permutation larger than the caches every swap is a cache miss, and these then overlap instead
-/// of following one another.
+/// of following one another. Smaller permutations are left to `SliceRandom::shuffle` itself.
 fn shuffle(order: &mut [u32], rng: &mut ChaCha8Rng) {
+    if order.len() < PREFETCH_FROM_ROWS {
+        return order.shuffle(rng);
+    }
     let mut draw = Partners::new();
     let mut partners = [0u32; SHUFFLE_AHEAD];
     for start in (0..order.len()).step_by(SHUFFLE_AHEAD) {
@@ -448,8 +458,7 @@ mod tests {
 
     #[test]
     fn shuffle_draws_the_permutations_of_rands_shuffle() {
-        use rand::seq::SliceRandom;
-        for rows in [0, 1, 2, 3, 30, 33, 1000, 70_000] {
+        for rows in [PREFETCH_FROM_ROWS as u32, 100_003] {
             for seed in [1, 42] {
                 let mut expected: Vec<u32> = (0..rows).collect();
                 let mut order = expected.clone();
