@@ -591,6 +591,13 @@ def render(results, markdown):
                 f"{membw['passes']} passes over {membw['mib']} MiB, the better of the runs at the start and at the end "
                 f"of the benchmark, which gave {others} GB/s; the machine is shared, so this is a lower bound).")
             add("")
+            if "random_gather_ms_best" in membw:
+                gather, shuffle = membw["random_gather_ms_best"], membw["random_shuffle_ms_best"]
+                add(f"Floor under a shuffled epoch of {membw['random_rows']:,} rows x 1 feature (same program, best "
+                    f"of 5, huge pages, prefetching 32 ahead like the training code): reading the 16-byte rows in a "
+                    f"random order takes {gather:.0f} ms and a Fisher-Yates shuffle of the `u32` order "
+                    f"{shuffle:.0f} ms, {gather + shuffle:.0f} ms of memory latency with no arithmetic at all.")
+                add("")
         add("| benchmark | median | throughput | bytes read / row | effective read bandwidth | share of one core's bandwidth |")
         add("|---|---|---|---|---|---|")
         for bench_id, data in sorted(crit.items()):
