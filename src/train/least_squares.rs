@@ -73,21 +73,16 @@ impl Moments {
         let (mut sum, mut y_sum) = (vec![0.0; features], 0.0);
         let mut products = Array2::<f64>::zeros((features, features));
         let mut cross = Array1::<f64>::zeros(features);
-        let mut shifted = vec![0.0; features];
-        for (row, &target) in xs.chunks_exact(features).zip(ys) {
-            for ((d, x), s) in shifted.iter_mut().zip(row).zip(x_shift) {
-                *d = x - s;
-            }
-            let dy = target - y_shift;
-            y_sum += dy;
-            for j in 0..features {
-                sum[j] += shifted[j];
-                cross[j] += shifted[j] * dy;
+        for_each_block(xs, ys, x_shift, y_shift, |columns, y| {
+            y_sum += dot(y, &ONES[..y.len()]);
+            for (j, column) in columns.iter().enumerate() {
+                sum[j] += dot(column, &ONES[..y.len()]);
+                cross[j] += dot(column, y);
                 for k in 0..=j {
-                    products[[j, k]] += shifted[j] * shifted[k];
+                    products[[j, k]] += dot(column, columns[k]);
                 }
             }
-        }
+        });
         let n = ys.len() as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
         let y_mean_shifted = y_sum / n;
@@ -107,25 +102,68 @@ impl Moments {
 
 /// Products of the centred columns with the residuals of `kernel`, and the squared residuals.
 fn residuals(xs: &[f64], ys: &[f64], moments: &Moments, kernel: &Array1<f64>) -> (Array1<f64>, f64) {
-    let features = kernel.len();
     let x_mean = moments.x_mean.as_slice().expect("contiguous");
-    let weights = kernel.as_slice().expect("contiguous");
-    let mut cross = vec![0.0; features];
+    let mut cross = Array1::<f64>::zeros(kernel.len());
     let mut squares = 0.0;
-    let mut centred = vec![0.0; features];
-    for (row, &target) in xs.chunks_exact(features).zip(ys) {
-        let mut prediction = 0.0;
-        for j in 0..features {
-            centred[j] = row[j] - x_mean[j];
-            prediction += centred[j] * weights[j];
+    let mut residual = Vec::with_capacity(BLOCK_ROWS);
+    for_each_block(xs, ys, x_mean, moments.y_mean, |columns, y| {
+        residual.clear();
+        residual.extend_from_slice(y);
+        for (column, weight) in columns.iter().zip(kernel) {
+            residual.iter_mut().zip(*column).for_each(|(r, x)| *r -= weight * x);
         }
-        let residual = target - moments.y_mean - prediction;
-        squares += residual * residual;
-        for (c, d) in cross.iter_mut().zip(&centred) {
-            *c += d * residual;
+        squares += dot(&residual, &residual);
+        for (c, column) in cross.iter_mut().zip(columns) {
+            *c += dot(column, &residual);
+        }
+    });
+    (cross, squares)
+}
+
+/// Rows per block handed to [`for_each_block`]: a block's columns stay in the core's caches.
+const BLOCK_ROWS: usize = 1024;
+const ONES: [f64; BLOCK_ROWS] = [1.0; BLOCK_ROWS];
+
+/// Calls `visit` on the rows a block at a time, transposed into feature columns and the target,
+/// minus `x_shift` and `y_shift`: every sum over the block is then a dot product of contiguous
+/// columns, which vectorises, where a loop over rows carries each sum from one row to the next.
+fn for_each_block(
+    xs: &[f64],
+    ys: &[f64],
+    x_shift: &[f64],
+    y_shift: f64,
+    mut visit: impl FnMut(&[&[f64]], &[f64]),
+) {
+    let features = x_shift.len();
+    let mut buffer = vec![0.0; BLOCK_ROWS * (features + 1)];
+    for (x_block, y_block) in xs.chunks(BLOCK_ROWS * features).zip(ys.chunks(BLOCK_ROWS)) {
+        let rows = y_block.len();
+        let (x_columns, y_column) = buffer.split_at_mut(BLOCK_ROWS * features);
+        for (j, column) in x_columns.chunks_exact_mut(BLOCK_ROWS).enumerate() {
+            let shift = x_shift[j];
+            column
+                .iter_mut()
+                .zip(x_block.chunks_exact(features))
+                .for_each(|(out, row)| *out = row[j] - shift);
+        }
+        y_column.iter_mut().zip(y_block).for_each(|(out, y)| *out = y - y_shift);
+        let columns: Vec<&[f64]> = x_columns.chunks_exact(BLOCK_ROWS).map(|column| &column[..rows]).collect();
+        visit(&columns, &y_column[..rows]);
+    }
+}
+
+/// `Σ a·b` in four interleaved partial sums, so that the additions pipeline and vectorise.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    const LANES: usize = 4;
+    let (a_lanes, b_lanes) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = a_lanes.remainder().iter().zip(b_lanes.remainder()).map(|(x, y)| x * y).sum();
+    let mut sums = [0.0; LANES];
+    for (x, y) in a_lanes.zip(b_lanes) {
+        for lane in 0..LANES {
+            sums[lane] += x[lane] * y[lane];
         }
     }
-    (cross.into(), squares)
+    sums.iter().sum::<f64>() + tail
 }
 
 /// Lower-triangular Cholesky factor of the correlation matrix, with collinear columns dropped.
