@@ -72,9 +72,10 @@ pub struct ServeArgs {
     /// How long a request body may send nothing before it is cut off (408), e.g. 10s or 500ms.
     #[arg(long, env = "REGSERVE_BODY_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub body_idle_timeout: Duration,
-    /// Nice value (0 to 19) of training threads, so request handling preempts a running fit.
-    #[arg(long, env = "REGSERVE_TRAINING_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
-    pub training_nice: i32,
+    /// Priority of training threads: `idle` (a fit runs only on CPU time request handling leaves,
+    /// and a request preempts it at once) or a nice value from 0 (full priority) to 19.
+    #[arg(long, env = "REGSERVE_TRAINING_PRIORITY", default_value = "idle", value_parser = parse_training_priority)]
+    pub training_priority: TrainingPriority,
     /// Longest time to answer an ordinary request (408 after it); uploads, `/train` and event
     /// streams are not limited by it.
     #[arg(long, env = "REGSERVE_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -174,8 +175,19 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most requests in flight on a listener before new ones are answered 503.
     pub max_concurrent: usize,
-    /// Unix nice value of training threads: how much a fit defers to request handling.
-    pub training_niceness: i32,
+    /// How much a fit defers to request handling.
+    pub training_priority: TrainingPriority,
+}
+
+/// The scheduling priority of training threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainingPriority {
+    /// Linux `SCHED_IDLE`: the thread runs only when no ordinary thread wants the core, and a
+    /// request that arrives preempts it at once. A niced thread, by contrast, keeps the core
+    /// for the rest of its time slice, which shows in the latency of every request meanwhile.
+    Idle,
+    /// A Unix nice value, 0 (full priority) to 19.
+    Nice(i32),
 }
 
 impl Default for Limits {
@@ -186,7 +198,7 @@ impl Default for Limits {
             body_idle_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_concurrent: 512,
-            training_niceness: 10,
+            training_priority: TrainingPriority::Idle,
         }
     }
 }
@@ -216,7 +228,7 @@ impl From<ServeArgs> for Config {
                 max_upload_bytes: args.max_upload,
                 max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
                 body_idle_timeout: args.body_idle_timeout,
-                training_niceness: args.training_nice,
+                training_priority: args.training_priority,
                 request_timeout: args.request_timeout,
                 max_concurrent: usize::try_from(args.max_concurrent).unwrap_or(usize::MAX),
             },
@@ -254,6 +266,16 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 }
 
 /// Parses a duration: `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds; it must not be 0.
+fn parse_training_priority(text: &str) -> Result<TrainingPriority, String> {
+    match text.trim() {
+        "idle" => Ok(TrainingPriority::Idle),
+        number => match number.parse::<i32>() {
+            Ok(niceness @ 0..=19) => Ok(TrainingPriority::Nice(niceness)),
+            _ => Err(format!("expected `idle` or a nice value from 0 to 19, found {text:?}")),
+        },
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -310,6 +332,17 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn training_priority_is_idle_or_a_nice_value() {
+        assert_eq!(parse_training_priority("idle"), Ok(TrainingPriority::Idle));
+        assert_eq!(parse_training_priority("19"), Ok(TrainingPriority::Nice(19)));
+        assert!(parse_training_priority("20").is_err());
+        assert!(parse_training_priority("-1").is_err());
+        assert!(parse_training_priority("low").is_err());
+        let cli = Cli::try_parse_from(["regserve"]).unwrap();
+        assert_eq!(cli.serve.training_priority, TrainingPriority::Idle);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::config::TrainingPriority;
 use crate::data::DataError;
 use crate::metrics::TrainingOutcome;
 use crate::model::{History, Metrics, Model, TrainSpec, now_rfc3339};
@@ -411,9 +412,9 @@ impl AppState {
         let (state, running) = (self.clone(), job.clone());
         let (report, outcome) = tokio::sync::oneshot::channel();
         let id = job.id;
-        let niceness = self.limits().training_niceness;
+        let priority = self.limits().training_priority;
         let thread = std::thread::Builder::new().name(format!("train-job-{id}")).spawn(move || {
-            lower_thread_priority(niceness);
+            lower_thread_priority(priority);
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
                 .unwrap_or_else(|panic| Err(JobError::Crashed { job: id, message: panic_message(panic) }));
             let _ = report.send(result);
@@ -465,26 +466,45 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 
 /// Lets the request handlers preempt training: on a two-core machine a fit at equal priority
 /// would add its time slices to the latency of every request that lands while it runs.
-fn lower_thread_priority(niceness: i32) {
-    // SAFETY: setpriority only reads its integer arguments; on Linux `0` names the calling thread.
+fn lower_thread_priority(priority: TrainingPriority) {
+    // SAFETY: both calls only read their arguments; on Linux `0` names the calling thread.
     #[cfg(target_os = "linux")]
-    let changed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, niceness) } == 0;
+    let changed = match priority {
+        TrainingPriority::Idle => unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &libc::sched_param { sched_priority: 0 }) == 0
+        },
+        TrainingPriority::Nice(niceness) => unsafe {
+            libc::setpriority(libc::PRIO_PROCESS, 0, niceness) == 0
+        },
+    };
     #[cfg(not(target_os = "linux"))]
     let changed = false;
     if !changed {
-        tracing::debug!("training runs at normal priority");
+        tracing::debug!(?priority, "training runs at normal priority");
     }
 }
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
+    use super::*;
+
+    fn on_a_new_thread<T: Send + 'static>(priority: TrainingPriority, read: fn() -> T) -> T {
+        std::thread::spawn(move || {
+            lower_thread_priority(priority);
+            read()
+        })
+        .join()
+        .unwrap()
+    }
+
     #[test]
-    fn training_threads_run_at_a_lower_priority() {
-        let niceness = std::thread::spawn(|| {
-            super::lower_thread_priority(10);
-            // SAFETY: getpriority only reads its integer arguments.
-            unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    fn training_threads_run_at_the_configured_priority() {
+        // SAFETY: both calls only read their integer arguments.
+        let policy = on_a_new_thread(TrainingPriority::Idle, || unsafe { libc::sched_getscheduler(0) });
+        assert_eq!(policy, libc::SCHED_IDLE);
+        let niceness = on_a_new_thread(TrainingPriority::Nice(10), || unsafe {
+            libc::getpriority(libc::PRIO_PROCESS, 0)
         });
-        assert_eq!(niceness.join().unwrap(), 10);
+        assert_eq!(niceness, 10);
     }
 }

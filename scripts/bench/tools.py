@@ -7,7 +7,6 @@
   stats                                 min / median / max of the numbers on stdin, as JSON
   get KEY                               a top-level field of the JSON object on stdin
   bench-exe NAME                        the executable of bench target NAME from cargo's JSON messages on stdin
-  busiest-thread PID                    the thread of PID that used the most CPU over the next second
   perf-table DSO SYM RATE SECONDS HZ N  perf report -n rows (by dso, by symbol) as CPU time per request
   strace-sum FILE CALLS                 time per call in FILE (strace -T output) split by syscall, per CALLS requests
   criterion TARGET_DIR SINCE            estimates of every criterion benchmark written after SINCE (epoch s)
@@ -158,24 +157,6 @@ def cmd_bench_exe(name):
                 print(message["executable"])
                 return
     sys.exit(f"bench-exe: no executable for bench target {name}")
-
-
-def thread_times(pid):
-    times = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        times[task.name] = int(fields[11]) + int(fields[12])  # utime + stime
-    return times
-
-
-def cmd_busiest_thread(pid):
-    before = thread_times(pid)
-    time.sleep(1)
-    after = thread_times(pid)
-    print(max(after, key=lambda tid: after[tid] - before.get(tid, 0)))
 
 
 def cmd_perf_table(dso_file, sym_file, req_rate, seconds, hz, top):
@@ -383,7 +364,7 @@ def render(results, markdown):
     train_wait = load(res / "train_wait.json")
     healthz_curl = load(res / "healthz_curl.json")
     upload = load(res / "upload_1g.json")
-    sched_idle = wrk("training-sched-idle")
+    nice_10 = wrk("training-nice-10")
     syscalls = load(res / "train_syscalls.json")
     conns = [int(c) for c in meta.get("connections", "1 16 64").split()]
     mb = 1e6
@@ -512,7 +493,8 @@ def render(results, markdown):
         add(f"Dataset: {int(meta.get('train_rows', 0)):,} rows uploaded as a {float(meta.get('train_csv_bytes', 0)) / mb:.0f} MB CSV "
             f"in {float(meta.get('train_upload_s', 0)):.2f} s ({meta.get('train_upload_mbs', '?')} MB/s). Each round measures "
             "`/predict` at 16 connections with no training, then starts `POST /train` with `{\"epochs\": 1000}` "
-            "(Adam, batch 32, shuffled: the defaults), waits 2 s, measures again and cancels the job.")
+            "(Adam, batch 32, shuffled: the defaults; the training thread at its default `SCHED_IDLE` priority), "
+            "waits 2 s, measures again and cancels the job.")
         add("")
         add("| round | state | req/s | p50 | p90 | p99 | p99.9 | max | p99 ratio |")
         add("|---|---|---|---|---|---|---|---|---|")
@@ -520,15 +502,17 @@ def render(results, markdown):
         for number, (idle, busy) in enumerate(rounds, 1):
             runs.append((str(number), "idle", idle, ""))
             runs.append((str(number), "training", busy, f"{busy['latency_us']['p99'] / idle['latency_us']['p99']:.1f}x"))
-        if sched_idle:
-            idle_last = rounds[-1][0]
-            runs.append((str(len(rounds)), "training, its thread moved to SCHED_IDLE (`chrt --idle`)", sched_idle,
-                         f"{sched_idle['latency_us']['p99'] / idle_last['latency_us']['p99']:.1f}x"))
-        control = load(res / "wrk" / "training-control-busy-loop.json")
-        if control:
-            idle_last = rounds[-1][0]
-            runs.append(("control", "no training; a one-thread busy loop in another process", control,
-                         f"{control['latency_us']['p99'] / idle_last['latency_us']['p99']:.1f}x"))
+        idle_last = rounds[-1][0]
+        others = [
+            (str(len(rounds)), "training, its thread moved to ordinary scheduling at nice 10", nice_10),
+            ("control", "no training; a one-thread busy loop in another process",
+             load(res / "wrk" / "training-control-busy-loop.json")),
+            ("control", "no training; a memory-reading loop at SCHED_IDLE in another process",
+             load(res / "wrk" / "training-control-idle-memory.json")),
+        ]
+        for number, label, run in others:
+            if run:
+                runs.append((number, label, run, f"{run['latency_us']['p99'] / idle_last['latency_us']['p99']:.1f}x"))
         for number, label, run, ratio in runs:
             lat = run["latency_us"]
             add(f"| {number} | {label} | {rate(run):,.0f}{errors(run)} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
@@ -536,7 +520,7 @@ def render(results, markdown):
         add("")
         speeds = []
         for key, label in (("epoch_s_alone", "with no requests"), ("epoch_s_loaded", "while wrk ran"),
-                           ("epoch_s_sched_idle", "while wrk ran, training thread at SCHED_IDLE")):
+                           ("epoch_s_nice_10", "while wrk ran, training thread at nice 10")):
             if meta.get(key):
                 speeds.append(f"{float(meta[key]):.2f} s per epoch {label}")
         if speeds:
@@ -714,7 +698,6 @@ def main(argv):
         "stats": cmd_stats,
         "get": cmd_get,
         "bench-exe": cmd_bench_exe,
-        "busiest-thread": cmd_busiest_thread,
         "strace-sum": cmd_strace_sum,
         "perf-table": cmd_perf_table,
         "criterion": cmd_criterion,

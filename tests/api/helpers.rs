@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use regserve::config::Config;
+use regserve::config::{Config, TrainingPriority};
 use regserve::startup::Application;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -40,7 +40,7 @@ async fn spawn(configure: impl FnOnce(&mut Config)) -> (TestApp, Option<SocketAd
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = Config::new("127.0.0.1:0".parse().unwrap(), data_dir.path());
     // Test clients run at full priority on a two-core machine; a deferring fit would starve.
-    config.limits.training_niceness = 0;
+    config.limits.training_priority = TrainingPriority::Nice(0);
     configure(&mut config);
     let app = Application::build(config).await.expect("server starts");
     let (addr, admin_addr) = (app.local_addr(), app.admin_addr());
