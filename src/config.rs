@@ -72,8 +72,8 @@ pub struct ServeArgs {
     /// How long a request body may send nothing before it is cut off (408), e.g. 10s or 500ms.
     #[arg(long, env = "REGSERVE_BODY_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub body_idle_timeout: Duration,
-    /// Priority of training threads: `idle` (a fit runs only on CPU time request handling leaves,
-    /// and a request preempts it at once) or a nice value from 0 (full priority) to 19.
+    /// Priority of training threads: `idle` (a fit runs only on CPU time no other thread on the
+    /// machine wants, so a request preempts it at once) or a nice value from 0 (full) to 19.
     #[arg(long, env = "REGSERVE_TRAINING_PRIORITY", default_value = "idle", value_parser = parse_training_priority)]
     pub training_priority: TrainingPriority,
     /// Longest time to answer an ordinary request (408 after it); uploads, `/train` and event

@@ -25,6 +25,8 @@ impl Server {
             .current_dir(elsewhere.path())
             .env("REGSERVE_ADDR", format!("127.0.0.1:{port}"))
             .env("REGSERVE_DATA_DIR", data_dir)
+            // Other tests keep the cores busy; a fit at the default idle priority would wait for them.
+            .env("REGSERVE_TRAINING_PRIORITY", "0")
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();

@@ -44,6 +44,8 @@ impl Server {
             .current_dir(cwd.path())
             .env("REGSERVE_ADDR", "127.0.0.1:0")
             .env("REGSERVE_DATA_DIR", data_dir)
+            // Other tests keep the cores busy; a fit at the default idle priority would wait for them.
+            .env("REGSERVE_TRAINING_PRIORITY", "0")
             .env("REGSERVE_LOG_FORMAT", "text")
             .env("RUST_LOG", "warn,regserve::startup=info")
             .stdin(Stdio::null())

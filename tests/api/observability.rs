@@ -183,6 +183,8 @@ async fn logs_of_binary(args: &[&str], requests: &[(&str, &str, &str)]) -> Strin
         .env("REGSERVE_ADDR", format!("127.0.0.1:{port}"))
         .env("REGSERVE_DATA_DIR", data_dir.path())
         .env("REGSERVE_ADMIN_TOKEN", "tok-9f8e7d6c5b4a")
+        // Other tests keep the cores busy; a fit at the default idle priority would wait for them.
+        .env("REGSERVE_TRAINING_PRIORITY", "0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .spawn()

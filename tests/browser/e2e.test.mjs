@@ -67,7 +67,9 @@ async function startServer() {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const args = ["--addr", `127.0.0.1:${port}`, "--data-dir", tempDir("regserve-e2e-data-")];
-  const child = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "warn" } });
+  // The browser shares the machine; a fit at the default idle priority would wait for it.
+  const env = { ...process.env, RUST_LOG: "warn", REGSERVE_TRAINING_PRIORITY: "0" };
+  const child = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env });
   let log = "";
   child.stdout.on("data", (chunk) => { log += chunk; });
   child.stderr.on("data", (chunk) => { log += chunk; });
