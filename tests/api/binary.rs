@@ -1,15 +1,12 @@
 //! The `regserve` binary itself: configured by environment, started from any directory, stopped
 //! by SIGTERM, and keeping its uploaded dataset across restarts.
 
-use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::helpers::{binary_command, free_port, wait_until_answering};
 
 struct Server {
     child: Child,
@@ -21,23 +18,15 @@ impl Server {
     async fn start(data_dir: &std::path::Path) -> Self {
         let port = free_port();
         let elsewhere = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_regserve"))
+        let child = binary_command(data_dir)
             .current_dir(elsewhere.path())
             .env("REGSERVE_ADDR", format!("127.0.0.1:{port}"))
-            .env("REGSERVE_DATA_DIR", data_dir)
-            // Other tests keep the cores busy; a fit at the default idle priority would wait for them.
-            .env("REGSERVE_TRAINING_PRIORITY", "0")
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();
         let server = Self { child, base: format!("http://127.0.0.1:{port}") };
-        for _ in 0..500 {
-            if reqwest::get(format!("{}/training_flag", server.base)).await.is_ok() {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("the binary did not start listening");
+        wait_until_answering(&server.base).await;
+        server
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {

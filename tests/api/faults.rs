@@ -14,7 +14,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::helpers::linear_csv;
+use crate::helpers::{binary_command, linear_csv};
 
 /// The `regserve` binary, started on 127.0.0.1 with a port of its own choosing, its logs kept in
 /// a file. Dropping it kills the process and waits for it to be gone.
@@ -34,18 +34,9 @@ impl Server {
         let cwd = tempfile::tempdir().unwrap();
         let log = cwd.path().join("server.log");
         let output = std::fs::File::create(&log).unwrap();
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_regserve"));
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("REGSERVE_") {
-                command.env_remove(name);
-            }
-        }
-        let child = command
+        let child = tokio::process::Command::from(binary_command(data_dir))
             .current_dir(cwd.path())
             .env("REGSERVE_ADDR", "127.0.0.1:0")
-            .env("REGSERVE_DATA_DIR", data_dir)
-            // Other tests keep the cores busy; a fit at the default idle priority would wait for them.
-            .env("REGSERVE_TRAINING_PRIORITY", "0")
             .env("REGSERVE_LOG_FORMAT", "text")
             .env("RUST_LOG", "warn,regserve::startup=info")
             .stdin(Stdio::null())

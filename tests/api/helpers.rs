@@ -1,7 +1,7 @@
 //! Starting the real server on 127.0.0.1:0 and talking HTTP to it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use regserve::config::{Config, TrainingPriority};
 use regserve::startup::Application;
@@ -190,4 +190,34 @@ impl TestApp {
 /// A dataset big enough that training on it takes a while (about a second in a debug build).
 pub fn slow_dataset() -> String {
     linear_csv(50_000)
+}
+
+/// The `regserve` binary on `data_dir`, configured only by what the test adds: no `REGSERVE_*`
+/// variable of the test's own environment leaks in. Its fits run at full priority: other tests
+/// keep the cores busy, and a fit at the default idle priority would wait for them.
+pub fn binary_command(data_dir: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_regserve"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("REGSERVE_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("REGSERVE_DATA_DIR", data_dir).env("REGSERVE_TRAINING_PRIORITY", "0");
+    command
+}
+
+/// A port nothing listens on right now, for a binary that must be told its address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until a server started at `base` answers.
+pub async fn wait_until_answering(base: &str) {
+    for _ in 0..500 {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the binary did not start listening");
 }

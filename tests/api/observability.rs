@@ -2,14 +2,13 @@
 //! JSON lines) from the binary.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, linear_csv, spawn_app};
+use crate::helpers::{TestApp, binary_command, free_port, linear_csv, spawn_app, wait_until_answering};
 
 /// One sample of the text format: name, labels, value.
 #[derive(Debug)]
@@ -169,37 +168,22 @@ async fn gauges_show_the_served_model_its_age_and_the_dataset() {
     assert_eq!(value(&samples, "regserve_dataset_rows", &[]), Some(100.0));
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Runs the binary with `args`, makes `requests` against it (each with `x-request-id` set to
 /// its id, and the admin token), stops it, and returns its standard output.
 async fn logs_of_binary(args: &[&str], requests: &[(&str, &str, &str)]) -> String {
     let port = free_port();
     let data_dir = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_regserve"))
+    let child = binary_command(data_dir.path())
         .args(args)
         .env("REGSERVE_ADDR", format!("127.0.0.1:{port}"))
-        .env("REGSERVE_DATA_DIR", data_dir.path())
         .env("REGSERVE_ADMIN_TOKEN", "tok-9f8e7d6c5b4a")
-        // Other tests keep the cores busy; a fit at the default idle priority would wait for them.
-        .env("REGSERVE_TRAINING_PRIORITY", "0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
+    wait_until_answering(&base).await;
     let client = reqwest::Client::new();
-    let mut started = false;
-    for _ in 0..500 {
-        if client.get(format!("{base}/healthz")).send().await.is_ok() {
-            started = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(started, "the binary did not start listening");
     for (method, path, id) in requests {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let request = client.request(method, format!("{base}{path}")).header("x-request-id", *id);

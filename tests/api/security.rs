@@ -277,9 +277,17 @@ async fn cors_allows_the_listed_origins_only() {
 }
 
 /// A JSON body that sends its first bytes and then nothing more.
-fn stalled_body() -> reqwest::Body {
+/// Posts to `path` a JSON body that starts and then never goes on; checks that the answer is a
+/// JSON 408 that came promptly, and returns its message.
+async fn post_stalled_body(app: &TestApp, path: &str) -> String {
     let first = futures_util::stream::iter([Ok::<_, std::io::Error>(&b"{\"x_predict\": ["[..])]);
-    reqwest::Body::wrap_stream(futures_util::StreamExt::chain(first, futures_util::stream::pending()))
+    let body =
+        reqwest::Body::wrap_stream(futures_util::StreamExt::chain(first, futures_util::stream::pending()));
+    let started = std::time::Instant::now();
+    let request = app.client.post(app.url(path)).header("content-type", "application/json").body(body);
+    let message = error_of(request.send().await.unwrap(), StatusCode::REQUEST_TIMEOUT).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "{path}");
+    message
 }
 
 #[tokio::test]
@@ -290,18 +298,8 @@ async fn a_request_over_the_request_timeout_is_a_json_408() {
     })
     .await;
     app.train(json!({"solver": "least-squares"})).await;
-    let started = std::time::Instant::now();
-    let response = app
-        .client
-        .post(app.url("/predict"))
-        .header("content-type", "application/json")
-        .body(stalled_body())
-        .send()
-        .await
-        .unwrap();
-    let message = error_of(response, StatusCode::REQUEST_TIMEOUT).await;
+    let message = post_stalled_body(&app, "/predict").await;
     assert!(message.contains("--request-timeout"), "{message}");
-    assert!(started.elapsed() < Duration::from_secs(10));
 
     // Long-running routes are not cut off: a training that takes longer than the timeout.
     let response = app.post_json("/train?wait=true", &json!({"epochs": 200_000, "seed": 1})).await;
@@ -315,18 +313,8 @@ async fn a_request_over_the_request_timeout_is_a_json_408() {
 async fn a_stalled_body_is_cut_off_with_a_json_408() {
     let app = spawn_app_with(|config| config.limits.body_idle_timeout = Duration::from_millis(300)).await;
     for path in ["/predict", "/train"] {
-        let started = std::time::Instant::now();
-        let response = app
-            .client
-            .post(app.url(path))
-            .header("content-type", "application/json")
-            .body(stalled_body())
-            .send()
-            .await
-            .unwrap();
-        let message = error_of(response, StatusCode::REQUEST_TIMEOUT).await;
+        let message = post_stalled_body(&app, path).await;
         assert!(message.contains("--body-idle-timeout"), "{path}: {message}");
-        assert!(started.elapsed() < Duration::from_secs(10), "{path}");
     }
     assert_eq!(app.flag().await, 0, "no training started");
 }
