@@ -67,7 +67,7 @@ fn exact(c: &mut Criterion) {
         let (x, y) = common::linear_data(10_000_000, features);
         group.throughput(Throughput::Elements(10_000_000));
         group.bench_function(BenchmarkId::from_parameter(format!("10000000x{features}")), |b| {
-            b.iter(|| black_box(least_squares(x.view(), y.view())))
+            b.iter(|| black_box(least_squares(x.view(), y.view(), &keep_going).unwrap()))
         });
     }
     group.finish();

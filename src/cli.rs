@@ -21,7 +21,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::data::{DataError, parse_csv};
-use crate::model::{Model, PredictError, TrainSpec};
+use crate::model::{Model, PredictError, TrainSpec, file};
 use crate::train::{FitParams, FitSettings, Observer, Solver, TrainError};
 
 /// How often the plain progress lines (stderr not a terminal) may appear, besides the first and
@@ -121,12 +121,16 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     progress.finish();
     let model = trained.map_err(name_flag_of_train_error)?;
 
-    let json = serde_json::to_string_pretty(&model).expect("a model serialises");
+    let mut json = file::to_json(&model, true)?;
+    json.push(b'\n');
     if let Some(path) = &args.output {
-        write_atomically(path, format!("{json}\n").as_bytes())
+        write_atomically(path, &json)
             .with_context(|| OutputFailed(format!("could not write the model to {}", path.display())))?;
     }
-    let text = if args.json { format!("{json}\n") } else { summary(&model, args, dataset.rows(), took) };
+    let text = match args.json {
+        true => String::from_utf8(json).expect("JSON is UTF-8"),
+        false => summary(&model, args, dataset.rows(), took),
+    };
     print_stdout(&text)
 }
 
@@ -311,18 +315,9 @@ fn solver_name(solver: Solver) -> &'static str {
 
 /// Reads a model file, telling a missing file from one that is not a model.
 fn read_model(path: &Path) -> anyhow::Result<Model> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("could not read the model file {}", path.display()))?;
-    let model: Model = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text))
-        .map_err(|error| anyhow!("{} is not a model file: {error}", path.display()))?;
-    let (weights, features) = (model.weights().kernel().len(), model.features().len());
-    if weights != features {
-        return Err(anyhow!(
-            "{} is not a consistent model file: {weights} kernel weights for {features} features",
-            path.display()
-        ));
-    }
-    Ok(model)
+    let bytes =
+        std::fs::read(path).with_context(|| format!("could not read the model file {}", path.display()))?;
+    file::from_json(&bytes).map_err(|error| anyhow!("{}: {error}", path.display()))
 }
 
 /// Parses one command-line row: a number, or comma-separated numbers; `index` is 0-based.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cli::{PredictArgs, TrainArgs};
+pub use crate::training::TrainingPriority;
 
 /// The command line of the `regserve` binary.
 ///
@@ -69,21 +70,66 @@ pub struct ServeArgs {
     /// Largest JSON request body (predict, train), in bytes or with a K/M/G suffix.
     #[arg(long, env = "REGSERVE_MAX_BODY", default_value = "16M", value_parser = parse_bytes)]
     pub max_body: u64,
-    /// How long a request body may send nothing before it is cut off (408), e.g. 10s or 500ms.
+    /// How long a request body may send nothing before it is cut off (408), e.g. 10s or 500ms;
+    /// it is also the window over which a body must keep --min-body-rate.
     #[arg(long, env = "REGSERVE_BODY_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub body_idle_timeout: Duration,
-    /// Priority of training threads: `idle` (a fit runs only on CPU time no other thread on the
-    /// machine wants, so a request preempts it at once) or a nice value from 0 (full) to 19.
-    #[arg(long, env = "REGSERVE_TRAINING_PRIORITY", default_value = "idle", value_parser = parse_training_priority)]
+    /// Least rate a request body must keep, in bytes per second (K/M suffixes), measured over
+    /// every --body-idle-timeout; a slower body is cut off (408).
+    #[arg(long, env = "REGSERVE_MIN_BODY_RATE", default_value = "1K", value_parser = parse_bytes)]
+    pub min_body_rate: u64,
+    /// Priority of training threads: `adaptive` (normal priority among the machine's programs,
+    /// but a fit pauses while this server needs the cores for requests), `idle` (a fit runs only
+    /// on CPU time no other thread on the machine wants: requests preempt it at once, but any
+    /// busy program starves it) or a fixed nice value from 0 (full) to 19.
+    #[arg(long, env = "REGSERVE_TRAINING_PRIORITY", default_value = "adaptive", value_parser = TrainingPriority::parse)]
     pub training_priority: TrainingPriority,
     /// Longest time to answer an ordinary request (408 after it); uploads, `/train` and event
     /// streams are not limited by it.
     #[arg(long, env = "REGSERVE_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
-    /// Most requests in flight on a listener (an event stream counts until it ends); more are
-    /// answered 503 at once.
+    /// Most requests being handled at once on a listener (a request counts once its body has
+    /// arrived, until its answer is ready); more are answered 503 at once.
     #[arg(long, env = "REGSERVE_MAX_CONCURRENT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent: u32,
+    /// Most event streams and dataset downloads open at once on a listener (each counts until
+    /// its answer ends); more are answered 503.
+    #[arg(long, env = "REGSERVE_MAX_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
+    /// Most uploads in progress at once (receiving, or waiting for their turn to be parsed: one
+    /// is parsed at a time); more are answered 503.
+    #[arg(long, env = "REGSERVE_MAX_UPLOADS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_uploads: u32,
+    /// Most memory held at once by request bodies and answers in flight (each over 64 KiB
+    /// counts), in bytes or with a K/M/G suffix; a request that would go beyond it gets 503.
+    #[arg(long, env = "REGSERVE_MAX_BUFFERED", default_value = "256M", value_parser = parse_bytes)]
+    pub max_buffered: u64,
+    /// Most connections open at once on a listener [default: 10000, or fewer to stay below the
+    /// open-file limit, which is raised to its hard limit at start]. At the limit, the
+    /// connection idle the longest is closed to make room.
+    #[arg(long, env = "REGSERVE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Longest time from the first byte of a request's head to its end (the connection is closed).
+    #[arg(long, env = "REGSERVE_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// How long an idle keep-alive connection waits for its next request before it is closed.
+    /// Keep a proxy's upstream keep-alive timeout below it.
+    #[arg(long, env = "REGSERVE_KEEP_ALIVE_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub keep_alive_timeout: Duration,
+    /// Longest time an answer may go unread (no byte taken by the client) before the
+    /// connection is closed.
+    #[arg(long, env = "REGSERVE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+    /// Longest time a shutdown (SIGTERM, Ctrl-C) waits for requests in flight and a running
+    /// training to stop; then the remaining connections are dropped and the process exits.
+    #[arg(long, env = "REGSERVE_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// A host name the server answers to (the Host header), besides the addresses it listens on
+    /// and localhost; repeat the flag or separate names with commas. A server listening on all
+    /// interfaces answers to any name unless this is given. Other names get 421, which stops
+    /// DNS-rebinding pages.
+    #[arg(long = "allowed-host", value_name = "NAME", env = "REGSERVE_ALLOWED_HOST", value_delimiter = ',', value_parser = parse_host_name)]
+    pub allowed_hosts: Vec<String>,
     /// Bearer token that upload, train, cancel and activate require
     /// (`Authorization: Bearer TOKEN`); it also grants the reads. Prefer the environment
     /// variable: command lines are visible to other users.
@@ -160,8 +206,37 @@ pub struct Config {
     /// A second listener that alone serves the state-changing routes.
     pub admin_addr: Option<SocketAddr>,
     pub access: Access,
-    /// Origins allowed to make cross-origin requests (none: CORS is off).
+    /// Origins allowed to make cross-origin requests (none: CORS is off); they may also make
+    /// state-changing requests.
     pub cors_origins: Vec<String>,
+    /// Host names answered to besides the listening addresses and localhost.
+    pub allowed_hosts: Vec<String>,
+    /// Connection limits and timeouts; `None` for the connection limit picks one from the
+    /// open-file limit.
+    pub connections: ConnectionLimits,
+}
+
+/// Limits and timeouts of the connections of a listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: Option<usize>,
+    pub header_timeout: Duration,
+    pub keep_alive_timeout: Duration,
+    pub write_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        let defaults = crate::server::Settings::default();
+        Self {
+            max_connections: None,
+            header_timeout: defaults.header_timeout,
+            keep_alive_timeout: defaults.keep_alive_timeout,
+            write_timeout: defaults.write_timeout,
+            shutdown_timeout: defaults.shutdown_timeout,
+        }
+    }
 }
 
 /// Request size and time limits.
@@ -169,25 +244,23 @@ pub struct Config {
 pub struct Limits {
     pub max_upload_bytes: u64,
     pub max_body_bytes: usize,
-    /// How long a request body may send nothing before the request is answered 408.
+    /// How long a request body may send nothing before the request is answered 408, and the
+    /// window over which it must keep `min_body_rate`.
     pub body_idle_timeout: Duration,
+    /// Least bytes per second a request body must keep.
+    pub min_body_rate: u64,
     /// Longest time to answer an ordinary request (not uploads, `/train` or event streams).
     pub request_timeout: Duration,
-    /// Most requests in flight on a listener before new ones are answered 503.
+    /// Most requests being handled at once on a listener before new ones are answered 503.
     pub max_concurrent: usize,
-    /// How much a fit defers to request handling.
+    /// Most event streams and downloads open at once on a listener.
+    pub max_streams: usize,
+    /// Most uploads in progress at once.
+    pub max_uploads: usize,
+    /// Most bytes of request bodies and answers held in memory at once.
+    pub max_buffered_bytes: u64,
+    /// How a fit shares the processor with request handling.
     pub training_priority: TrainingPriority,
-}
-
-/// The scheduling priority of training threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrainingPriority {
-    /// Linux `SCHED_IDLE`: the thread runs only when no ordinary thread wants the core, and a
-    /// request that arrives preempts it at once. A niced thread, by contrast, keeps the core
-    /// for the rest of its time slice, which shows in the latency of every request meanwhile.
-    Idle,
-    /// A Unix nice value, 0 (full priority) to 19.
-    Nice(i32),
 }
 
 impl Default for Limits {
@@ -196,9 +269,13 @@ impl Default for Limits {
             max_upload_bytes: 1536 << 20,
             max_body_bytes: 16 << 20,
             body_idle_timeout: Duration::from_secs(10),
+            min_body_rate: 1024,
             request_timeout: Duration::from_secs(30),
             max_concurrent: 512,
-            training_priority: TrainingPriority::Idle,
+            max_streams: 128,
+            max_uploads: 4,
+            max_buffered_bytes: 256 << 20,
+            training_priority: TrainingPriority::Adaptive,
         }
     }
 }
@@ -214,6 +291,8 @@ impl Config {
             admin_addr: None,
             access: Access::default(),
             cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -228,13 +307,25 @@ impl From<ServeArgs> for Config {
                 max_upload_bytes: args.max_upload,
                 max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
                 body_idle_timeout: args.body_idle_timeout,
+                min_body_rate: args.min_body_rate,
                 training_priority: args.training_priority,
                 request_timeout: args.request_timeout,
-                max_concurrent: usize::try_from(args.max_concurrent).unwrap_or(usize::MAX),
+                max_concurrent: args.max_concurrent as usize,
+                max_streams: args.max_streams as usize,
+                max_uploads: args.max_uploads as usize,
+                max_buffered_bytes: args.max_buffered,
             },
             admin_addr: args.admin_addr,
             access: Access { admin_token: args.admin_token, read_token: args.read_token },
             cors_origins: args.cors_origins,
+            allowed_hosts: args.allowed_hosts,
+            connections: ConnectionLimits {
+                max_connections: args.max_connections.map(|limit| limit as usize),
+                header_timeout: args.header_timeout,
+                keep_alive_timeout: args.keep_alive_timeout,
+                write_timeout: args.write_timeout,
+                shutdown_timeout: args.shutdown_timeout,
+            },
         }
     }
 }
@@ -266,16 +357,6 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 }
 
 /// Parses a duration: `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds; it must not be 0.
-fn parse_training_priority(text: &str) -> Result<TrainingPriority, String> {
-    match text.trim() {
-        "idle" => Ok(TrainingPriority::Idle),
-        number => match number.parse::<i32>() {
-            Ok(niceness @ 0..=19) => Ok(TrainingPriority::Nice(niceness)),
-            _ => Err(format!("expected `idle` or a nice value from 0 to 19, found {text:?}")),
-        },
-    }
-}
-
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -292,6 +373,18 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?}: a duration must be above 0"));
     }
     Ok(duration)
+}
+
+/// Checks a host name as a Host header carries it (without a port), lower-cased.
+fn parse_host_name(text: &str) -> Result<String, String> {
+    let name = text.trim().to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+    match valid {
+        true => Ok(name),
+        false => Err(format!("{text:?} is not a host name like api.example.com (no scheme, no port)")),
+    }
 }
 
 /// Checks an origin as browsers send it: `scheme://host[:port]`, without a path.
@@ -335,14 +428,36 @@ mod tests {
     }
 
     #[test]
-    fn training_priority_is_idle_or_a_nice_value() {
-        assert_eq!(parse_training_priority("idle"), Ok(TrainingPriority::Idle));
-        assert_eq!(parse_training_priority("19"), Ok(TrainingPriority::Nice(19)));
-        assert!(parse_training_priority("20").is_err());
-        assert!(parse_training_priority("-1").is_err());
-        assert!(parse_training_priority("low").is_err());
+    fn training_priority_defaults_to_adaptive() {
         let cli = Cli::try_parse_from(["regserve"]).unwrap();
+        assert_eq!(cli.serve.training_priority, TrainingPriority::Adaptive);
+        let cli = Cli::try_parse_from(["regserve", "--training-priority", "idle"]).unwrap();
         assert_eq!(cli.serve.training_priority, TrainingPriority::Idle);
+        assert!(Cli::try_parse_from(["regserve", "--training-priority", "20"]).is_err());
+    }
+
+    #[test]
+    fn connection_flags_parse_and_host_names_are_checked() {
+        let cli = Cli::try_parse_from([
+            "regserve",
+            "--allowed-host",
+            "API.example.com,localhost",
+            "--header-timeout",
+            "5s",
+            "--max-connections",
+            "100",
+            "--min-body-rate",
+            "2K",
+        ])
+        .unwrap();
+        let config = Config::from(cli.serve);
+        assert_eq!(config.allowed_hosts, ["api.example.com", "localhost"]);
+        assert_eq!(config.connections.header_timeout, Duration::from_secs(5));
+        assert_eq!(config.connections.max_connections, Some(100));
+        assert_eq!(config.limits.min_body_rate, 2048);
+        for bad in ["http://a.example", "a.example:80", "a b"] {
+            assert!(Cli::try_parse_from(["regserve", "--allowed-host", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

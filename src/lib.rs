@@ -3,7 +3,7 @@
 //! The crate is layered so each part can be read and tested alone:
 //! [`train`] is the numeric core (no I/O), [`data`] parses, validates and stores datasets,
 //! [`model`] is the fitted model that gets served, [`versions`] stores every trained model and
-//! which one is active, [`jobs`] runs one training at a time in the background, [`metrics`] counts what
+//! which one is active, [`training`] runs one training at a time in the background, [`metrics`] counts what
 //! happens for Prometheus, [`state`] is the shared handle the HTTP layer works on, [`api`] maps HTTP to
 //! all of that, and [`startup`] binds a listener and runs the server.
 //! [`cli`] is the offline command line: `regserve train` and `regserve predict` without a server.
@@ -12,10 +12,11 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod data;
-pub mod jobs;
 pub mod metrics;
 pub mod model;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod train;
+pub mod training;
 pub mod versions;

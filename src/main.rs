@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -19,12 +20,21 @@ fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
+/// How long the runtime waits, after the server has stopped, for blocking work still running
+/// (a parse of an upload that was cut off) before the process exits without it.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(500);
+
 /// Runs the server until Ctrl-C or SIGTERM; only the server logs, and only it needs a runtime.
-#[tokio::main]
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
-    let app = Application::build(Config::from(args)).await?;
-    app.run_until_stopped(shutdown_signal()).await.context("server failed")
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("no async runtime")?;
+    let served = runtime.block_on(async {
+        let app = Application::build(Config::from(args)).await?;
+        app.run_until_stopped(shutdown_signal()).await.context("server failed")
+    });
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    served
 }
 
 /// Logs to standard output at `RUST_LOG` (default `info`): text for people, or one JSON object

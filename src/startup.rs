@@ -1,16 +1,19 @@
 //! Building and running the server: open the data directory, load the dataset, bind the
-//! listeners (keeping the real ports when asked for port 0), serve until told to stop.
+//! listeners (keeping the real ports when asked for port 0), serve until told to stop, then stop
+//! within the shutdown timeout: connections drained or dropped, the training thread joined.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-use crate::api::{HttpOptions, Listener, router};
+use crate::api::{Budget, Hosts, HttpOptions, Listener, router};
 use crate::config::Config;
 use crate::data::{DataDir, DataError, default_dataset};
-use crate::jobs::CancelReason;
+use crate::server::{self, connection_limit_for, raise_open_file_limit};
 use crate::state::AppState;
+use crate::training::CancelReason;
 use crate::versions::{ModelStore, VersionError};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,7 @@ pub struct Application {
     /// Serves the state-changing routes, which the main listener then refuses.
     admin_listener: Option<TcpListener>,
     options: HttpOptions,
+    connections: server::Settings,
     state: AppState,
 }
 
@@ -60,11 +64,19 @@ impl Application {
             None => None,
         };
         warn_about_exposure(&config);
-        let options = HttpOptions { access: config.access, cors_origins: config.cors_origins };
+        let bound: Vec<SocketAddr> = [Some(&listener), admin_listener.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        let hosts = Hosts::new(&bound, &config.allowed_hosts);
+        let connections = connection_settings(&config);
+        let options = HttpOptions { access: config.access, cors_origins: config.cors_origins, hosts };
         Ok(Self {
             listener,
             admin_listener,
             options,
+            connections,
             state: AppState::new(config.limits, store, dataset, models),
         })
     }
@@ -85,7 +97,9 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` completes, lets in-flight requests finish, and stops any training.
+    /// Serves until `shutdown` completes; then cancels a running training (so that a waiting
+    /// `/train?wait=true` is answered at once), lets the requests in flight finish and the
+    /// training thread end, each for at most the shutdown timeout, and returns.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -95,31 +109,68 @@ impl Application {
             Some(admin_addr) => tracing::info!(addr = %self.local_addr(), %admin_addr, "listening"),
             None => tracing::info!(addr = %self.local_addr(), "listening"),
         }
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let state = self.state.clone();
-        // Cancel training as soon as shutdown starts, so a `?wait=true` request still in flight
-        // is answered at once instead of holding the shutdown until its fit ends.
-        tokio::spawn(async move {
-            shutdown.await;
-            state.cancel_training(CancelReason::Shutdown);
-            let _ = stop.send(true);
-        });
-        let until_stopped = move || {
-            let mut stopped = stopped.clone();
+        tracing::debug!(max_connections = self.connections.max_connections, "connection limit");
+        let stop = CancellationToken::new();
+        let trainer = self.state.trainer().clone();
+        let stopper = {
+            let (stop, trainer) = (stop.clone(), trainer.clone());
             async move {
-                let _ = stopped.wait_for(|stopped| *stopped).await;
+                shutdown.await;
+                trainer.cancel_running(CancelReason::Shutdown);
+                stop.cancel();
             }
         };
-        let main_listener = if admin_addr.is_some() { Listener::Public } else { Listener::Full };
-        let main = axum::serve(self.listener, router(self.state.clone(), &self.options, main_listener))
-            .with_graceful_shutdown(until_stopped());
-        let Some(admin_listener) = self.admin_listener else {
-            return main.await;
+        let budget = Budget::new(self.state.limits().max_buffered_bytes);
+        let serve = |listener, which| {
+            let router = router(self.state.clone(), &self.options, which, budget.clone());
+            server::serve(listener, router, self.connections.clone(), stop.clone())
         };
-        let admin = axum::serve(admin_listener, router(self.state, &self.options, Listener::Full))
-            .with_graceful_shutdown(until_stopped());
-        let (main, admin) = tokio::join!(main.into_future(), admin.into_future());
-        main.and(admin)
+        let main_listener = if admin_addr.is_some() { Listener::Public } else { Listener::Full };
+        let main = serve(self.listener, main_listener);
+        let admin = self.admin_listener.map(|listener| serve(listener, Listener::Full));
+        let admin = async move {
+            if let Some(admin) = admin {
+                admin.await;
+            }
+        };
+        let stopper = tokio::spawn(stopper);
+        tokio::join!(main, admin);
+        stopper.abort();
+        let joined = tokio::task::spawn_blocking(move || trainer.stop());
+        if tokio::time::timeout(self.connections.shutdown_timeout, joined).await.is_err() {
+            tracing::warn!(
+                "the training thread did not stop within the shutdown timeout; exiting without it"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The connection settings of the listeners: the configured ones, with a connection limit that
+/// stays below the open-file limit (raised to its hard limit first).
+fn connection_settings(config: &Config) -> server::Settings {
+    let open_files = raise_open_file_limit();
+    let fits = connection_limit_for(open_files, config.limits.max_streams as u64);
+    let max_connections = match config.connections.max_connections {
+        Some(asked) if asked > fits => {
+            tracing::warn!(
+                asked,
+                limit = fits,
+                ?open_files,
+                "--max-connections is above what the open-file limit allows; using the limit"
+            );
+            fits
+        }
+        Some(asked) => asked,
+        None => fits,
+    };
+    let limits = config.connections;
+    server::Settings {
+        max_connections,
+        header_timeout: limits.header_timeout,
+        keep_alive_timeout: limits.keep_alive_timeout,
+        write_timeout: limits.write_timeout,
+        shutdown_timeout: limits.shutdown_timeout,
     }
 }
 

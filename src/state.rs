@@ -3,15 +3,15 @@
 //! Locks here guard only pointer swaps and small bookkeeping: readers clone an `Arc` and let
 //! go, so no lock is ever held across parsing, training, disk I/O or an `.await`.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use tempfile::NamedTempFile;
 
 use crate::config::Limits;
 use crate::data::{DataDir, DataError, Dataset};
-use crate::jobs::{Job, JobRegistry};
 use crate::metrics::{Metrics, Snapshot};
 use crate::model::Model;
+use crate::training::{Job, JobError, TrainRequest, Trainer};
 use crate::versions::ModelStore;
 
 /// Shared handle on the service's state; clones share everything.
@@ -24,21 +24,26 @@ struct Inner {
     limits: Limits,
     store: DataDir,
     dataset: RwLock<Arc<Dataset>>,
-    models: ModelStore,
-    jobs: Mutex<JobRegistry>,
-    metrics: Metrics,
+    models: Arc<ModelStore>,
+    trainer: Trainer,
+    metrics: Arc<Metrics>,
+    /// One upload is parsed at a time.
+    parsing: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     pub fn new(limits: Limits, store: DataDir, dataset: Dataset, models: ModelStore) -> Self {
+        let (models, metrics) = (Arc::new(models), Arc::new(Metrics::new()));
+        let trainer = Trainer::new(models.clone(), metrics.clone(), limits.training_priority);
         Self {
             inner: Arc::new(Inner {
                 limits,
                 store,
                 dataset: RwLock::new(Arc::new(dataset)),
-                jobs: Mutex::new(JobRegistry::continuing_after(models.last_job())),
                 models,
-                metrics: Metrics::new(),
+                trainer,
+                metrics,
+                parsing: Arc::new(tokio::sync::Semaphore::new(1)),
             }),
         }
     }
@@ -65,6 +70,12 @@ impl AppState {
         Ok(())
     }
 
+    /// Waits for the turn to parse an upload: one is parsed at a time, so that concurrent
+    /// uploads never hold more than one file's numbers in memory besides the active dataset.
+    pub async fn parse_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.inner.parsing.clone().acquire_owned().await.expect("the parsing semaphore is never closed")
+    }
+
     /// The stored model versions, the active one among them.
     pub fn models(&self) -> &ModelStore {
         &self.inner.models
@@ -77,12 +88,17 @@ impl AppState {
 
     /// The original's flag: 1 once a model exists and no training is running, else 0.
     pub fn training_flag(&self) -> u8 {
-        u8::from(self.model().is_some() && self.jobs().running().is_none())
+        u8::from(self.model().is_some() && !self.inner.trainer.is_running())
     }
 
-    /// A job, running or recent.
-    pub fn job(&self, id: u64) -> Option<Arc<Job>> {
-        self.jobs().get(id)
+    /// Starts training `request` on the active dataset, from the served model for a warm start.
+    pub fn start_training(&self, request: TrainRequest) -> Result<Arc<Job>, JobError> {
+        self.inner.trainer.start(self.dataset(), request, self.model())
+    }
+
+    /// The training jobs.
+    pub fn trainer(&self) -> &Trainer {
+        &self.inner.trainer
     }
 
     /// The Prometheus metrics of this server.
@@ -99,9 +115,5 @@ impl AppState {
             model_age: model.as_ref().and_then(|model| model.age()),
             dataset_rows: self.dataset().rows(),
         })
-    }
-
-    pub(crate) fn jobs(&self) -> MutexGuard<'_, JobRegistry> {
-        self.inner.jobs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

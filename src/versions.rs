@@ -5,14 +5,21 @@
 //! active version number. Every file is replaced atomically (temporary file, fsync, rename),
 //! and the in-memory active model changes only after its pointer is on disk, so what is served
 //! is what a restart will serve.
+//!
+//! A stored file that cannot be read as a model (damaged on disk, edited by hand) never keeps
+//! the server from starting: it is logged, listed as unreadable and reported as a problem, its
+//! number is never reused, and it is neither served nor pruned. When the active version is the
+//! unreadable one, nothing is served until another version is activated or trained: serving
+//! some other model instead would be serving the wrong one.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use serde::Serialize;
 
 use crate::data::{DataDir, DataError};
+use crate::model::file::{self, ModelFileError};
 use crate::model::{Metrics, Model};
 use crate::train::Solver;
 
@@ -24,11 +31,21 @@ pub enum VersionError {
     NotFound(u64),
     #[error("model file {path} is unreadable: {reason}")]
     Corrupt { path: String, reason: String },
+    #[error("the model cannot be stored: {0}")]
+    Unstorable(ModelFileError),
     #[error(transparent)]
     Storage(#[from] DataError),
 }
 
-/// One line of the version list.
+/// One line of the version list: a stored version, or one whose file cannot be read.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum VersionListing {
+    Readable(VersionSummary),
+    Unreadable(UnreadableVersion),
+}
+
+/// A stored version, as the version list shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionSummary {
     pub version: u64,
@@ -45,32 +62,63 @@ pub struct VersionSummary {
     pub dataset_sha256: String,
 }
 
+/// A version whose file cannot be read, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnreadableVersion {
+    pub version: u64,
+    pub active: bool,
+    pub error: String,
+}
+
 /// The stored versions and the active model.
 pub struct ModelStore {
     dir: DataDir,
     keep: usize,
     active: RwLock<Option<Arc<Model>>>,
-    /// Summaries of the stored versions; the lock also serialises every change to the store.
-    index: Mutex<BTreeMap<u64, VersionSummary>>,
+    /// The stored versions; the lock also serialises every change to the store.
+    index: Mutex<Index>,
+}
+
+#[derive(Default)]
+struct Index {
+    versions: BTreeMap<u64, VersionListing>,
+    /// Why nothing is served although a version is named active (its file or the pointer is
+    /// unreadable), until another version is activated.
+    active_unavailable: Option<String>,
 }
 
 impl ModelStore {
-    /// Reads the stored versions and loads the active one. Keeps at most `keep` versions.
+    /// Reads the stored versions and loads the active one, skipping (and reporting) those that
+    /// cannot be read. Keeps at most `keep` versions. Fails only when the directory cannot be
+    /// listed.
     pub fn open(dir: DataDir, keep: usize) -> Result<Self, VersionError> {
-        let mut index = BTreeMap::new();
+        let mut versions = BTreeMap::new();
         let entries =
             std::fs::read_dir(dir.models_dir()).map_err(DataError::storage("list stored models"))?;
         for entry in entries {
             let path = entry.map_err(DataError::storage("list stored models"))?.path();
             if let Some(version) = version_of(&path) {
-                index.insert(version, summary(&read_model(&path)?));
+                let listing = match read_model(&path) {
+                    Ok(model) => VersionListing::Readable(summary(&model)),
+                    Err(error) => {
+                        tracing::error!(version, %error, "a stored model version is unreadable; skipping it");
+                        VersionListing::Unreadable(UnreadableVersion {
+                            version,
+                            active: false,
+                            error: error.to_string(),
+                        })
+                    }
+                };
+                versions.insert(version, listing);
             }
         }
-        let store = Self { dir, keep: keep.max(1), active: RwLock::new(None), index: Mutex::new(index) };
-        if let Some(version) = store.read_active_pointer()? {
-            let model = Arc::new(read_model(&store.path_of(version))?);
-            store.set_active(&mut store.index(), model);
-        }
+        let store = Self {
+            dir,
+            keep: keep.max(1),
+            active: RwLock::new(None),
+            index: Mutex::new(Index { versions, active_unavailable: None }),
+        };
+        store.load_active();
         Ok(store)
     }
 
@@ -79,15 +127,35 @@ impl ModelStore {
         self.active.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Why no model is served although one is named active, if that is the case.
+    pub fn active_unavailable(&self) -> Option<String> {
+        self.index().active_unavailable.clone()
+    }
+
+    /// What is wrong with the stored versions: each unreadable one, and an active version that
+    /// cannot be served.
+    pub fn problems(&self) -> Vec<String> {
+        let index = self.index();
+        let unreadable = index.versions.values().filter_map(|listing| match listing {
+            VersionListing::Unreadable(version) => Some(format!(
+                "model version {} is unreadable and skipped: {}",
+                version.version, version.error
+            )),
+            VersionListing::Readable(_) => None,
+        });
+        unreadable.chain(index.active_unavailable.clone()).collect()
+    }
+
     /// Stores `model` as the next version and makes it active. Blocks on disk I/O.
     pub fn commit(&self, model: Model) -> Result<Arc<Model>, VersionError> {
         let mut index = self.index();
-        let version = index.keys().next_back().map_or(1, |latest| latest + 1);
+        // Unreadable versions keep their numbers: a new version never overwrites one.
+        let version = index.versions.keys().next_back().map_or(1, |latest| latest + 1);
         let model = model.with_version(version);
-        let json = serde_json::to_vec(&model).expect("a model serialises");
+        let json = file::to_json(&model, false).map_err(VersionError::Unstorable)?;
         // The pointer written next, in the same directory, flushes this file's entry too.
         self.dir.write_atomically_unflushed(&self.path_of(version), &json)?;
-        index.insert(version, summary(&model));
+        index.versions.insert(version, VersionListing::Readable(summary(&model)));
         let model = Arc::new(model);
         self.point_to(&mut index, model.clone())?;
         self.prune(&mut index);
@@ -97,59 +165,93 @@ impl ModelStore {
     /// Makes a stored version the active one (a rollback or roll-forward). Blocks on disk I/O.
     pub fn activate(&self, version: u64) -> Result<Arc<Model>, VersionError> {
         let mut index = self.index();
-        if !index.contains_key(&version) {
-            return Err(VersionError::NotFound(version));
-        }
-        let model = Arc::new(read_model(&self.path_of(version))?);
+        let model = Arc::new(self.read_listed(&index, version)?);
         self.point_to(&mut index, model.clone())?;
         Ok(model)
     }
 
     /// One stored version. Blocks on disk I/O.
     pub fn get(&self, version: u64) -> Result<Model, VersionError> {
-        if !self.index().contains_key(&version) {
-            return Err(VersionError::NotFound(version));
-        }
-        read_model(&self.path_of(version))
+        self.read_listed(&self.index(), version)
     }
 
     /// The highest job number among the stored versions, so new job ids never repeat one.
     pub fn last_job(&self) -> u64 {
-        self.index().values().map(|summary| summary.job).max().unwrap_or(0)
+        let index = self.index();
+        let jobs = index.versions.values().filter_map(|listing| match listing {
+            VersionListing::Readable(summary) => Some(summary.job),
+            VersionListing::Unreadable(_) => None,
+        });
+        jobs.max().unwrap_or(0)
     }
 
-    /// Summaries of the stored versions, newest first.
-    pub fn list(&self) -> Vec<VersionSummary> {
-        self.index().values().rev().cloned().collect()
+    /// The stored versions, newest first.
+    pub fn list(&self) -> Vec<VersionListing> {
+        self.index().versions.values().rev().cloned().collect()
     }
 
-    fn point_to(
-        &self,
-        index: &mut BTreeMap<u64, VersionSummary>,
-        model: Arc<Model>,
-    ) -> Result<(), VersionError> {
+    /// Reads a version the index lists as readable.
+    fn read_listed(&self, index: &Index, version: u64) -> Result<Model, VersionError> {
+        match index.versions.get(&version) {
+            None => Err(VersionError::NotFound(version)),
+            Some(VersionListing::Unreadable(unreadable)) => Err(VersionError::Corrupt {
+                path: self.path_of(version).display().to_string(),
+                reason: unreadable.error.clone(),
+            }),
+            Some(VersionListing::Readable(_)) => read_model(&self.path_of(version)),
+        }
+    }
+
+    /// Loads the version the pointer names, or records why it cannot be served.
+    fn load_active(&self) {
+        let mut index = self.index();
+        let problem = match self.read_active_pointer() {
+            Ok(None) => return,
+            Ok(Some(version)) => match self.read_listed(&index, version) {
+                Ok(model) => return self.set_active(&mut index, Arc::new(model)),
+                Err(error) => {
+                    mark_active(&mut index.versions, version);
+                    format!(
+                        "the active model version {version} cannot be served: {error}; activate another version"
+                    )
+                }
+            },
+            Err(error) => format!("{error}; activate a version to serve one"),
+        };
+        tracing::error!(%problem, "no model is served");
+        index.active_unavailable = Some(problem);
+    }
+
+    fn point_to(&self, index: &mut Index, model: Arc<Model>) -> Result<(), VersionError> {
         let pointer = format!("{}\n", model.version());
         self.dir.write_atomically(&self.dir.models_dir().join(ACTIVE_FILE), pointer.as_bytes())?;
         self.set_active(index, model);
         Ok(())
     }
 
-    fn set_active(&self, index: &mut BTreeMap<u64, VersionSummary>, model: Arc<Model>) {
-        for (version, summary) in index.iter_mut() {
-            summary.active = *version == model.version();
-        }
+    fn set_active(&self, index: &mut Index, model: Arc<Model>) {
+        mark_active(&mut index.versions, model.version());
+        index.active_unavailable = None;
         *self.active.write().unwrap_or_else(PoisonError::into_inner) = Some(model);
     }
 
-    /// Deletes the oldest versions beyond `keep`, never the active one.
-    fn prune(&self, index: &mut BTreeMap<u64, VersionSummary>) {
-        let surplus = index.len().saturating_sub(self.keep);
+    /// Deletes the oldest readable versions beyond `keep`, never the active one.
+    fn prune(&self, index: &mut Index) {
+        let readable: Vec<&VersionSummary> = index
+            .versions
+            .values()
+            .filter_map(|listing| match listing {
+                VersionListing::Readable(summary) => Some(summary),
+                VersionListing::Unreadable(_) => None,
+            })
+            .collect();
+        let surplus = readable.len().saturating_sub(self.keep);
         let doomed: Vec<u64> =
-            index.values().filter(|summary| !summary.active).map(|s| s.version).take(surplus).collect();
+            readable.iter().filter(|summary| !summary.active).map(|s| s.version).take(surplus).collect();
         for version in doomed {
             match std::fs::remove_file(self.path_of(version)) {
                 Ok(()) => {
-                    index.remove(&version);
+                    index.versions.remove(&version);
                 }
                 Err(error) => tracing::warn!(version, %error, "could not prune an old model version"),
             }
@@ -161,7 +263,7 @@ impl ModelStore {
         match std::fs::read_to_string(&path) {
             Ok(text) => text.trim().parse().map(Some).map_err(|_| VersionError::Corrupt {
                 path: path.display().to_string(),
-                reason: format!("expected a version number, found {:?}", text.trim()),
+                reason: format!("expected a version number, found {:?}", crate::data::excerpt(text.trim())),
             }),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(DataError::Storage { action: "read the active model pointer", source }.into()),
@@ -172,20 +274,31 @@ impl ModelStore {
         self.dir.models_dir().join(format!("v{version:06}.json"))
     }
 
-    fn index(&self) -> MutexGuard<'_, BTreeMap<u64, VersionSummary>> {
+    fn index(&self) -> MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-fn version_of(path: &std::path::Path) -> Option<u64> {
+/// Marks `version` (and only it) active in the listing.
+fn mark_active(versions: &mut BTreeMap<u64, VersionListing>, version: u64) {
+    for (number, listing) in versions.iter_mut() {
+        let active = match listing {
+            VersionListing::Readable(summary) => &mut summary.active,
+            VersionListing::Unreadable(unreadable) => &mut unreadable.active,
+        };
+        *active = *number == version;
+    }
+}
+
+fn version_of(path: &Path) -> Option<u64> {
     let name = path.file_name()?.to_str()?;
     name.strip_prefix('v')?.strip_suffix(".json")?.parse().ok()
 }
 
-fn read_model(path: &std::path::Path) -> Result<Model, VersionError> {
+fn read_model(path: &Path) -> Result<Model, VersionError> {
     let corrupt = |reason: String| VersionError::Corrupt { path: path.display().to_string(), reason };
     let bytes = std::fs::read(path).map_err(|error| corrupt(error.to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))
+    file::from_json(&bytes).map_err(|error| corrupt(error.to_string()))
 }
 
 fn summary(model: &Model) -> VersionSummary {

@@ -11,9 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::data::DataError;
-use crate::jobs::{CancelReason, JobError};
-use crate::model::PredictError;
 use crate::train::TrainError;
+use crate::training::{CancelReason, JobError};
 use crate::versions::VersionError;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +24,6 @@ pub enum AppError {
     /// How a finished job ended, shared with everyone who waited for it.
     #[error(transparent)]
     JobFailed(Arc<JobError>),
-    #[error(transparent)]
-    Predict(#[from] PredictError),
     #[error(transparent)]
     Version(#[from] VersionError),
     #[error("{message}")]
@@ -43,7 +40,6 @@ impl AppError {
             Self::Data(error) => data_status(error),
             Self::Job(error) => job_status(error),
             Self::JobFailed(error) => job_status(error),
-            Self::Predict(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Version(error) => version_status(error),
             Self::Status { status, .. } => *status,
         }
@@ -66,7 +62,7 @@ fn job_status(error: &JobError) -> StatusCode {
 fn version_status(error: &VersionError) -> StatusCode {
     match error {
         VersionError::NotFound(_) => StatusCode::NOT_FOUND,
-        VersionError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        VersionError::Corrupt { .. } | VersionError::Unstorable(_) => StatusCode::INTERNAL_SERVER_ERROR,
         VersionError::Storage(error) => data_status(error),
     }
 }
@@ -94,29 +90,14 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Whether reading the request body failed because it sent nothing for too long.
-fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if error.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        current = error.source();
-    }
-    false
-}
-
 /// Implements `From<rejection>` keeping the rejection's own status and text, except that a
-/// stalled body is a 408.
+/// body that arrived too slowly is a 408.
 macro_rules! from_rejection {
     ($($rejection:ty),*) => {$(
         impl From<$rejection> for AppError {
             fn from(rejection: $rejection) -> Self {
-                if is_body_timeout(&rejection) {
-                    return Self::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "the request body stopped arriving: nothing came within the body idle timeout (--body-idle-timeout)",
-                    );
+                if let Some(slow) = super::body::too_slow(&rejection) {
+                    return Self::new(StatusCode::REQUEST_TIMEOUT, slow.to_string());
                 }
                 Self::new(rejection.status(), rejection.body_text())
             }

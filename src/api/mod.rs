@@ -2,34 +2,38 @@
 //! (request ids, tracing, metrics, access control, limits, timeouts, panic recovery, CORS)
 //! composed in one place.
 
+mod access;
+mod body;
+mod budget;
 mod dataset;
 mod error;
 mod front;
+mod gate;
 mod health;
 mod jobs;
 mod models;
 mod observe;
 mod page;
 mod predict;
-pub mod security;
+mod routes;
 mod train;
 mod upload;
 
+pub use access::Hosts;
+pub use budget::Budget;
 pub use error::AppError;
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath};
-use axum::http::{Method, Request, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, MatchedPath};
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::ServiceBuilderExt;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody, TimeoutLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::Access;
@@ -46,62 +50,65 @@ pub enum Listener {
 }
 
 /// Settings of the HTTP layer that come from the configuration rather than the state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub access: Access,
-    /// Origins allowed to make cross-origin requests; none turns CORS off.
+    /// Origins allowed to make cross-origin requests (and state changes); none turns CORS off.
     pub cors_origins: Vec<String>,
+    /// The host names the listeners answer to.
+    pub hosts: Hosts,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self { access: Access::default(), cors_origins: Vec::new(), hosts: Hosts::any() }
+    }
+}
+
+/// What the handlers work on: the service's state, and the memory budget of the HTTP layer.
+#[derive(Clone)]
+pub struct ApiState {
+    pub app: AppState,
+    pub budget: Budget,
+}
+
+impl FromRef<ApiState> for AppState {
+    fn from_ref(state: &ApiState) -> Self {
+        state.app.clone()
+    }
+}
+
+impl FromRef<ApiState> for Budget {
+    fn from_ref(state: &ApiState) -> Self {
+        state.budget.clone()
+    }
 }
 
 /// The whole service as a router, open to everyone, ready to serve or to call in tests.
 pub fn app(state: AppState) -> Router {
-    router(state, &HttpOptions::default(), Listener::Full)
+    let budget = Budget::new(state.limits().max_buffered_bytes);
+    router(state, &HttpOptions::default(), Listener::Full, budget)
 }
 
-/// The service as one listener serves it, with the limits of `state` and the access rules of
-/// `options`.
-pub fn router(state: AppState, options: &HttpOptions, listener: Listener) -> Router {
+/// The service as one listener serves it, with the limits of `state`, the access rules of
+/// `options`, and `budget` (shared by the listeners) for the memory of requests in flight.
+pub fn router(state: AppState, options: &HttpOptions, listener: Listener, budget: Budget) -> Router {
     let limits = state.limits();
-    let max_body = limits.max_body_bytes;
-    // Routes that answer quickly, so a request that takes too long is cut off (408).
-    let quick = Router::new()
-        .route("/", get(page::index))
-        .route("/v1", get(routes))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(observe::metrics))
-        .route("/training_flag", get(models::training_flag))
-        .route("/predict", post(predict::predict))
-        .route("/v1/model", get(models::current_model))
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{version}", get(models::get))
-        .route("/v1/models/{version}/activate", post(models::activate))
-        .route("/v1/jobs", get(jobs::list))
-        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
-        .route("/v1/dataset", get(dataset::summary))
-        .route("/v1/dataset.csv", get(dataset::download))
-        .route("/v1/dataset/rows", get(dataset::rows))
-        .route("/static/{file}", get(page::asset))
-        .layer(
-            ServiceBuilder::new()
-                .map_response(security::timeout_as_json(limits.request_timeout))
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout)),
-        );
-    // Routes that legitimately run long: uploads, `/train?wait=true` and event streams.
-    let long = Router::new()
-        .route("/upload", post(upload::upload).layer(DefaultBodyLimit::disable()))
-        .route("/train", post(train::train))
-        .route("/v1/jobs/{id}/events", get(jobs::events));
-    let gate = security::Gate::new(
-        security::Tokens::new(&options.access),
+    let (routes, classes) = routes::routes(limits.request_timeout);
+    let gate = gate::Gate::new(
+        classes,
+        access::Tokens::new(&options.access),
+        options.hosts.clone(),
+        options.cors_origins.clone(),
         listener == Listener::Full,
-        limits.max_concurrent,
+        &limits,
+        budget.clone(),
         state.metrics().in_flight().clone(),
     );
     // One layer call, so that the stack is boxed once per request rather than once per layer.
-    // From the outside in: request id and tracing, panic recovery, the gate (listener, token,
-    // in-flight limit) with the metrics, the body idle timeout, the body size limit.
-    let router = quick.merge(long).fallback(not_found).method_not_allowed_fallback(method_not_allowed).layer(
+    // From the outside in: request id and tracing, panic recovery, the front layer (gate, body,
+    // slots, metrics), the body size limit of the extractors.
+    let router = routes.fallback(not_found).method_not_allowed_fallback(method_not_allowed).layer(
         ServiceBuilder::new()
             .set_x_request_id(tower_http::request_id::MakeRequestUuid)
             .layer(
@@ -126,15 +133,13 @@ pub fn router(state: AppState, options: &HttpOptions, listener: Listener) -> Rou
                 AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
             }))
             .layer(front::FrontLayer::new(gate, state.clone()))
-            .layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout))
-            .map_request(|request: Request<TimeoutBody<Body>>| request.map(Body::new))
-            .layer(DefaultBodyLimit::max(max_body)),
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes)),
     );
-    match security::cors(&options.cors_origins) {
+    match cors(&options.cors_origins) {
         Some(cors) => router.layer(cors),
         None => router,
     }
-    .with_state(state)
+    .with_state(ApiState { app: state, budget })
 }
 
 /// JSON body extractor whose rejections use the service's error shape.
@@ -148,7 +153,7 @@ pub struct AppJson<T>(pub T);
 pub struct AppPath<T>(pub T);
 
 /// `GET /v1`: what this service is and the routes it answers.
-async fn routes() -> Json<serde_json::Value> {
+async fn service_routes() -> Json<serde_json::Value> {
     Json(json!({
         "service": "regserve",
         "version": env!("CARGO_PKG_VERSION"),
@@ -172,4 +177,71 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
         format!("{method} is not allowed on {}", uri.path()),
     )
     .into_response()
+}
+
+/// The answer when a blocking task could not finish.
+pub fn join_error(error: tokio::task::JoinError) -> AppError {
+    AppError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("background task failed: {error}"))
+}
+
+/// Turns the empty 408 of the request timeout into the service's JSON error.
+fn timeout_as_json(timeout: Duration) -> impl Fn(Response) -> Response + Clone {
+    move |response: Response| {
+        if response.status() != StatusCode::REQUEST_TIMEOUT
+            || response.headers().contains_key(header::CONTENT_TYPE)
+        {
+            return response;
+        }
+        let message =
+            format!("the request took longer than {} to answer (--request-timeout)", humanize(timeout));
+        AppError::new(StatusCode::REQUEST_TIMEOUT, message).into_response()
+    }
+}
+
+/// `1.5s`, `250ms`.
+pub fn humanize(duration: Duration) -> String {
+    match duration.subsec_millis() {
+        0 => format!("{}s", duration.as_secs()),
+        _ if duration.as_secs() == 0 => format!("{}ms", duration.as_millis()),
+        _ => format!("{}s", duration.as_secs_f64()),
+    }
+}
+
+/// CORS for the listed origins, or `None` (no CORS headers at all) when there are none.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> =
+        origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()).collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_NONE_MATCH,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                header::LOCATION,
+                header::ETAG,
+                header::RETRY_AFTER,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_flags() {
+        assert_eq!(humanize(Duration::from_secs(30)), "30s");
+        assert_eq!(humanize(Duration::from_millis(250)), "250ms");
+        assert_eq!(humanize(Duration::from_millis(1500)), "1.5s");
+    }
 }

@@ -1,18 +1,33 @@
 //! Reading and choosing the served model: the original's training flag, `/v1/model` (with an
-//! `ETag` so edge devices can poll cheaply), and the stored versions.
+//! `ETag` so edge devices can poll cheaply), and the stored versions. Models are shown with their
+//! loss history sampled down unless `?history=full` (or `none`) asks otherwise.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::budget::{Budget, large_json};
 use super::{AppError, AppPath};
-use crate::model::Model;
+use crate::model::{HistoryDetail, Model};
 use crate::state::AppState;
-use crate::versions::VersionSummary;
+use crate::versions::VersionListing;
+
+/// `?history=sampled|full|none` of the routes that show a loss history.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    #[serde(default)]
+    pub history: HistoryDetail,
+}
+
+/// Bytes of JSON per epoch of a loss history, for reserving an answer's memory.
+pub const BYTES_PER_EPOCH: usize = 24;
 
 /// `GET /training_flag`: `{"training_flag": 1}` once a model exists and no training runs.
 pub async fn training_flag(State(state): State<AppState>) -> Json<Value> {
@@ -21,8 +36,14 @@ pub async fn training_flag(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /v1/model`: the served model; `304 Not Modified` when `If-None-Match` names its version.
 #[tracing::instrument(skip_all)]
-pub async fn current_model(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
-    let model = state.model().ok_or_else(no_model)?;
+pub async fn current_model(
+    State(state): State<AppState>,
+    State(budget): State<Budget>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let Query(query) = query?;
+    let model = state.model().ok_or_else(|| no_model(&state))?;
     let etag = HeaderValue::from_str(&format!("\"v{}\"", model.version())).expect("an ETag is ASCII");
     let unchanged = headers
         .get_all(header::IF_NONE_MATCH)
@@ -36,42 +57,79 @@ pub async fn current_model(State(state): State<AppState>, headers: HeaderMap) ->
     if unchanged {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    Ok((cache, Json(model)).into_response())
+    Ok((cache, model_answer(&budget, model, query.history).await?).into_response())
 }
 
-/// `GET /v1/models`: the stored versions, newest first.
-pub async fn list(State(state): State<AppState>) -> Json<Vec<VersionSummary>> {
+/// `GET /v1/models`: the stored versions, newest first (unreadable ones with their error).
+pub async fn list(State(state): State<AppState>) -> Json<Vec<VersionListing>> {
     Json(state.models().list())
 }
 
 /// `GET /v1/models/{version}`: one stored version, as a model file.
 pub async fn get(
     State(state): State<AppState>,
+    State(budget): State<Budget>,
     AppPath(version): AppPath<u64>,
-) -> Result<Json<Model>, AppError> {
-    let model =
-        tokio::task::spawn_blocking(move || state.models().get(version)).await.map_err(join_error)??;
-    Ok(Json(model))
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, AppError> {
+    let Query(query) = query?;
+    let model = tokio::task::spawn_blocking(move || state.models().get(version))
+        .await
+        .map_err(super::join_error)??;
+    model_answer(&budget, Arc::new(model), query.history).await
 }
 
 /// `POST /v1/models/{version}/activate`: serves a stored version from now on (rollback or
 /// roll-forward), atomically and durably.
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(skip(state, budget))]
 pub async fn activate(
     State(state): State<AppState>,
+    State(budget): State<Budget>,
     AppPath(version): AppPath<u64>,
-) -> Result<Json<Arc<Model>>, AppError> {
-    let model =
-        tokio::task::spawn_blocking(move || state.models().activate(version)).await.map_err(join_error)??;
+) -> Result<Response, AppError> {
+    let model = tokio::task::spawn_blocking(move || state.models().activate(version))
+        .await
+        .map_err(super::join_error)??;
     tracing::info!(version, "model activated");
-    Ok(Json(model))
+    model_answer(&budget, model, HistoryDetail::Sampled).await
 }
 
-/// The answer to any request that needs a model before one was trained.
-pub fn no_model() -> AppError {
-    AppError::new(StatusCode::CONFLICT, "no model has been trained yet: POST /train first")
+/// A model as an answer, its history shaped by `detail`; large ones are built off the workers.
+pub async fn model_answer(
+    budget: &Budget,
+    model: Arc<Model>,
+    detail: HistoryDetail,
+) -> Result<Response, AppError> {
+    large_json(budget, answer_bytes(&model, detail), ModelAnswer { model, detail }).await
 }
 
-pub fn join_error(error: tokio::task::JoinError) -> AppError {
-    AppError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("background task failed: {error}"))
+/// About how many bytes of JSON a model's answer takes.
+pub fn answer_bytes(model: &Model, detail: HistoryDetail) -> usize {
+    let epochs = match detail {
+        HistoryDetail::Full => model.history().len(),
+        HistoryDetail::Sampled => model.history().len().min(crate::model::HISTORY_POINTS) * 2,
+        HistoryDetail::None => 0,
+    };
+    2048 + epochs * BYTES_PER_EPOCH
+}
+
+/// A shared model, serialised as [`Model::view`] shows it.
+pub struct ModelAnswer {
+    pub model: Arc<Model>,
+    pub detail: HistoryDetail,
+}
+
+impl serde::Serialize for ModelAnswer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.model.view(self.detail).serialize(serializer)
+    }
+}
+
+/// The answer to any request that needs the served model when there is none: 503 with the
+/// reason when a version is named active but cannot be served, else 409 (nothing trained yet).
+pub fn no_model(state: &AppState) -> AppError {
+    match state.models().active_unavailable() {
+        Some(reason) => AppError::new(StatusCode::SERVICE_UNAVAILABLE, reason),
+        None => AppError::new(StatusCode::CONFLICT, "no model has been trained yet: POST /train first"),
+    }
 }

@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::AppError;
-use crate::jobs::{JobView, TrainRequest};
-use crate::model::Model;
+use super::budget::{Budget, large_json};
+use super::models::{ModelAnswer, answer_bytes};
+use crate::model::HistoryDetail;
 use crate::state::AppState;
 use crate::train::FitSettings;
+use crate::training::{JobView, TrainRequest};
 
 /// Every field the body may hold.
 const FIELDS: [&str; 14] = [
@@ -42,18 +44,22 @@ const FIELDS: [&str; 14] = [
 pub struct TrainQuery {
     #[serde(default)]
     wait: bool,
+    /// How much of the model's loss history a `?wait=true` answer shows.
+    #[serde(default)]
+    history: HistoryDetail,
 }
 
 /// The answer to `POST /train?wait=true`.
 #[derive(Serialize)]
 pub struct TrainResult {
     job: JobView,
-    model: Arc<Model>,
+    model: ModelAnswer,
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn train(
     State(state): State<AppState>,
+    State(budget): State<Budget>,
     query: Result<Query<TrainQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -63,10 +69,15 @@ pub async fn train(
     let job = state.start_training(request)?;
     if !query.wait {
         let location = [(header::LOCATION, format!("/v1/jobs/{}", job.id()))];
-        return Ok((StatusCode::ACCEPTED, location, Json(job.view(false))).into_response());
+        return Ok((StatusCode::ACCEPTED, location, Json(job.view(HistoryDetail::None))).into_response());
     }
-    let model = job.finished().await.map_err(AppError::JobFailed)?;
-    Ok(Json(TrainResult { job: job.view(false), model }).into_response())
+    let model: Arc<_> = job.finished().await.map_err(AppError::JobFailed)?;
+    let estimate = answer_bytes(&model, query.history);
+    let result = TrainResult {
+        job: job.view(HistoryDetail::None),
+        model: ModelAnswer { model, detail: query.history },
+    };
+    large_json(&budget, estimate, result).await
 }
 
 /// Reads the optional JSON body: `features`, `target` and `warm_start` are about the job, every
@@ -90,7 +101,8 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<TrainRequest, AppError
     };
     if let Some(unknown) = fields.keys().find(|name| !FIELDS.contains(&name.as_str())) {
         return Err(unprocessable(format!(
-            "unknown field `{unknown}`; the fields are {}",
+            "unknown field `{}`; the fields are {}",
+            crate::data::excerpt(unknown),
             FIELDS.join(", ")
         )));
     }

@@ -62,9 +62,8 @@ async fn receive_dataset(state: &AppState, mut field: Field<'_>, limit: u64) -> 
     let mut file =
         tokio::fs::File::from_std(temp.reopen().map_err(DataError::storage("open the temporary file"))?);
     let mut received: u64 = 0;
-    let idle = state.limits().body_idle_timeout;
-    // A client that stops sending must not hold the upload (and its connection) forever.
-    while let Some(chunk) = tokio::time::timeout(idle, field.chunk()).await.map_err(|_| stalled(idle))?? {
+    // A client that sends too slowly is cut off by the paced body under the field.
+    while let Some(chunk) = field.chunk().await? {
         received += chunk.len() as u64;
         if received > limit {
             return Err(too_large(limit));
@@ -75,23 +74,20 @@ async fn receive_dataset(state: &AppState, mut field: Field<'_>, limit: u64) -> 
     drop(file);
     tracing::info!(bytes = received, "upload received");
 
+    // One upload is parsed at a time (parsing uses every core, and holds the numbers of the
+    // file in memory); the others wait here, their files on disk.
+    let turn = state.parse_turn().await;
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let reader = temp.reopen().map_err(DataError::storage("read the upload"))?;
         let dataset = parse_csv(reader)?;
         tracing::info!(rows = dataset.rows(), columns = ?dataset.column_names(), "dataset accepted");
         state.install_dataset(temp, dataset)
     })
     .await
-    .map_err(super::models::join_error)??;
+    .map_err(super::join_error)??;
     Ok(())
-}
-
-fn stalled(idle: std::time::Duration) -> AppError {
-    AppError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        format!("the upload stalled: no data for {} s (--body-idle-timeout)", idle.as_secs_f64()),
-    )
 }
 
 fn too_large(limit: u64) -> AppError {

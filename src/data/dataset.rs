@@ -5,9 +5,6 @@ use serde::Serialize;
 
 use super::DataError;
 
-/// The longest excerpt of a bad value quoted back in an error.
-const QUOTED_VALUE_CHARS: usize = 40;
-
 /// A dataset held in memory as one vector of numbers per column.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -86,8 +83,7 @@ pub struct Selection {
 
 impl BadValue {
     pub fn new(line: u64, column: usize, name: &str, field: &str, reason: &'static str) -> Self {
-        let value: String = field.chars().take(QUOTED_VALUE_CHARS).collect();
-        Self { line, column, name: name.to_owned(), value, reason }
+        Self { line, column, name: super::excerpt(name), value: super::excerpt(field), reason }
     }
 }
 
@@ -96,7 +92,8 @@ impl Column {
         let stats = values.as_ref().ok().and_then(|values| {
             Some(ColumnStats {
                 min: values.iter().copied().reduce(f64::min)?,
-                mean: values.mean()?,
+                // A plain sum of values near f64::MAX would overflow; the mean cannot.
+                mean: crate::train::scaled::mean(values.view())?,
                 max: values.iter().copied().reduce(f64::max)?,
             })
         });
@@ -235,8 +232,8 @@ impl Dataset {
     fn numeric_column(&self, field: &'static str, name: &str) -> Result<&Column, DataError> {
         let column = self.column(name).ok_or_else(|| DataError::UnknownColumn {
             field,
-            name: name.to_owned(),
-            available: self.column_names().join(", "),
+            name: super::excerpt(name),
+            available: listed(&self.column_names()),
         })?;
         match &column.values {
             Ok(_) => Ok(column),
@@ -271,6 +268,17 @@ impl Dataset {
         let features: Vec<&Array1<f64>> = selection.features.iter().map(|name| numbers(name)).collect();
         let x = Array2::from_shape_fn((self.rows, features.len()), |(i, j)| features[j][i]);
         (x, numbers(&selection.target).clone())
+    }
+}
+
+/// The most column names an error message lists.
+const LISTED_NAMES: usize = 20;
+
+/// `a, b, c`, or the first [`LISTED_NAMES`] names and how many more there are.
+fn listed(names: &[&str]) -> String {
+    match names.len() > LISTED_NAMES {
+        true => format!("{}, ... ({} in all)", names[..LISTED_NAMES].join(", "), names.len()),
+        false => names.join(", "),
     }
 }
 

@@ -5,7 +5,7 @@ mod csv;
 mod dataset;
 mod store;
 
-pub use self::csv::{MAX_COLUMNS, parse_csv};
+pub use self::csv::{MAX_COLUMNS, MAX_NAME_BYTES, MAX_ROW_BYTES, MAX_VALUE_BYTES, parse_csv};
 pub use dataset::{
     BadValue, Column, ColumnStats, ColumnSummary, Dataset, DatasetSummary, RowSample, Selection,
 };
@@ -17,6 +17,18 @@ pub const DEFAULT_DATASET_CSV: &[u8] = include_bytes!("../../dataset/Income1.csv
 /// The built-in default dataset, parsed.
 pub fn default_dataset() -> Dataset {
     parse_csv(DEFAULT_DATASET_CSV).expect("the embedded default dataset is valid")
+}
+
+/// The most characters of a value that an error message quotes.
+pub const EXCERPT_CHARS: usize = 40;
+
+/// `text`, or its first [`EXCERPT_CHARS`] characters and `...` when it is longer: what an error
+/// message quotes of a value, so that a bad 100 MB field does not come back as a 100 MB message.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 /// Why a dataset or a column selection was rejected, or could not be stored.
@@ -44,6 +56,15 @@ pub enum DataError {
     BadValue(BadValue),
     #[error("line {line}: malformed CSV: {message}")]
     Malformed { line: u64, message: String },
+    #[error(
+        "line {line}{}: a value longer than {limit} bytes; no number is that long (values are limited to {} KiB)",
+        column.map(|column| format!(", column {column}")).unwrap_or_default(), limit / 1024
+    )]
+    ValueTooLong { line: u64, column: Option<usize>, limit: usize },
+    #[error("line {line}: a row longer than {} MiB", limit >> 20)]
+    RowTooLong { line: u64, limit: usize },
+    #[error("line 1, column {column}: a column name of {bytes} bytes; names are limited to {limit} bytes")]
+    NameTooLong { column: usize, bytes: usize, limit: usize },
     #[error("{field}: no column named {name:?}; the columns are {available}")]
     UnknownColumn { field: &'static str, name: String, available: String },
     #[error("{field}: column {name:?} is not numeric: {bad}")]
@@ -65,7 +86,9 @@ impl DataError {
         match self {
             DataError::NotUtf8 { line }
             | DataError::RaggedRow { line, .. }
-            | DataError::Malformed { line, .. } => Some(*line),
+            | DataError::Malformed { line, .. }
+            | DataError::ValueTooLong { line, .. }
+            | DataError::RowTooLong { line, .. } => Some(*line),
             DataError::BadValue(bad) => Some(bad.line),
             _ => None,
         }

@@ -20,8 +20,10 @@ use super::{Adam, AdamParams, TrainError, Weights};
 pub const MAX_HALVINGS: u32 = 12;
 /// An epoch's loss must beat the best so far by this fraction to count as an improvement.
 const MIN_RELATIVE_IMPROVEMENT: f64 = 1e-9;
-/// Batches between two checks for cancellation, so that even a long epoch stops promptly.
-const CANCEL_POLL_BATCHES: usize = 256;
+/// About how many values (rows times columns) a fit reads between two [`Observer::checkpoint`]
+/// calls: often enough that a cancellation, or a pause for more urgent work, takes effect within
+/// some tens of microseconds, rarely enough that the calls cost nothing measurable.
+const CHECKPOINT_VALUES: usize = 16 * 1024;
 /// How many rows ahead of the one in use a shuffled epoch prefetches, so that the cache misses
 /// of rows visited at random overlap instead of following one another.
 const PREFETCH_ROWS: usize = 32;
@@ -36,9 +38,10 @@ pub trait Observer {
     /// Called after every epoch (1-based); `Break` cancels the fit.
     fn epoch_end(&mut self, epoch: usize, loss: f64) -> ControlFlow<()>;
 
-    /// Polled between batches; `true` cancels the fit mid-epoch.
-    fn cancelled(&self) -> bool {
-        false
+    /// Called often from inside a fit (every few thousand values read); `Break` cancels it. An
+    /// implementation may also wait here, to leave the processor to more urgent work.
+    fn checkpoint(&self) -> ControlFlow<()> {
+        ControlFlow::Continue(())
     }
 }
 
@@ -146,9 +149,10 @@ impl<'a> AdamRun<'a> {
         let xs = self.x.as_slice().expect("standard layout is contiguous");
         let ys = self.y.as_slice().expect("standard layout is contiguous");
         let batch_size = self.params.batch_size;
+        let checkpoint_batches = (CHECKPOINT_VALUES / batch_size.saturating_mul(features + 1)).max(1);
         let mut weighted_loss = 0.0;
         for (index, start) in (0..rows).step_by(batch_size).enumerate() {
-            if index % CANCEL_POLL_BATCHES == 0 && observer.cancelled() {
+            if index % checkpoint_batches == 0 && observer.checkpoint().is_break() {
                 return Err(TrainError::Cancelled { epoch });
             }
             let end = (start + batch_size).min(rows);
@@ -519,8 +523,8 @@ mod tests {
             fn epoch_end(&mut self, _: usize, _: f64) -> ControlFlow<()> {
                 panic!("the fit should stop before any epoch ends");
             }
-            fn cancelled(&self) -> bool {
-                true
+            fn checkpoint(&self) -> ControlFlow<()> {
+                ControlFlow::Break(())
             }
         }
         let x = array![[1.0], [2.0], [3.0]];

@@ -1,14 +1,24 @@
 //! The exact least-squares optimum of `y ≈ x · kernel + bias`.
 //!
-//! Columns are centred (which removes the intercept and the worst of the conditioning) and
-//! scaled to unit length, the small normal-equation system is factorised by Cholesky, and one
-//! step of iterative refinement against the real residuals recovers the accuracy the normal
-//! equations lose. Columns that are constant or a linear combination of earlier ones get a zero
-//! weight; the MSE is still the optimum, and [`LeastSquares::rank`] tells the caller.
+//! Every column is first divided by a power of two that bounds it (exact, see [`super::scaled`]),
+//! so that no sum of squares can overflow or underflow whatever the data's magnitude: values of
+//! `1e154` or `1e-200` are fitted as accurately as values near 1, and the weights are scaled back
+//! at the end (coming out infinite only when the answer itself is beyond `f64`). The scaled
+//! columns are centred (which removes the intercept and the worst of the conditioning), the small
+//! normal-equation system of their correlations is factorised by Cholesky, and one step of
+//! iterative refinement against the real residuals recovers the accuracy the normal equations
+//! lose. Columns that are constant or a linear combination of earlier ones get a zero weight; the
+//! MSE is still the optimum, and [`LeastSquares::rank`] tells the caller.
+//!
+//! The passes over the rows ask the [`Observer`] between blocks whether to go on, so a fit over
+//! a wide dataset can be cancelled within a fraction of a second.
+
+use std::ops::ControlFlow;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use super::Weights;
+use super::scaled::{ldexp, log2_of, scale_for};
+use super::{Observer, TrainError, Weights};
 
 /// A column whose share of variance not explained by earlier columns is below this counts as
 /// collinear (its squared Cholesky pivot on the correlation matrix).
@@ -17,32 +27,45 @@ const COLLINEAR_TOLERANCE: f64 = 1e-12;
 /// The least-squares solution and its mean squared error on the data it was fitted to.
 #[derive(Debug, Clone)]
 pub struct LeastSquares {
+    /// Infinite or NaN when the exact weights are beyond the range of `f64`.
     pub weights: Weights,
+    /// Infinite when the optimum MSE is beyond the range of `f64`.
     pub mse: f64,
     /// Number of linearly independent feature columns; below the feature count the solution is
     /// one of many with the same (optimal) MSE.
     pub rank: usize,
 }
 
-/// Solves the ordinary least-squares problem for `x` (one row per sample) and `y`.
+/// Solves the ordinary least-squares problem for `x` (one row per sample) and `y`; fails only
+/// when `observer` cancels it.
 ///
-/// Two passes over the data: one for the centred cross products (taken around the first row, so
-/// large offsets cancel exactly), one for the refinement, whose residuals also give the MSE.
-pub fn least_squares(x: ArrayView2<f64>, y: ArrayView1<f64>) -> LeastSquares {
+/// Three passes over the data: one for the scales, one for the centred cross products (taken
+/// around the first row, so large offsets cancel exactly), one for the refinement, whose
+/// residuals also give the MSE.
+pub fn least_squares(
+    x: ArrayView2<f64>,
+    y: ArrayView1<f64>,
+    observer: &impl Observer,
+) -> Result<LeastSquares, TrainError> {
     let (rows, features) = x.dim();
     if rows == 0 {
-        return LeastSquares { weights: Weights::new(Array1::zeros(features), 0.0), mse: 0.0, rank: 0 };
+        return Ok(LeastSquares { weights: Weights::new(Array1::zeros(features), 0.0), mse: 0.0, rank: 0 });
     }
     let x = x.as_standard_layout();
     let y = y.as_standard_layout();
     let (xs, ys) = (x.as_slice().expect("standard layout"), y.as_slice().expect("standard layout"));
-    let moments = Moments::of(xs, ys, features);
+    let scales = Scales::of(xs, ys, features);
+    let cancelled = || TrainError::Cancelled { epoch: 0 };
+    let ControlFlow::Continue(moments) = Moments::of(xs, ys, &scales, observer) else {
+        return Err(cancelled());
+    };
     let norms = moments.gram.diag().mapv(f64::sqrt);
-    let factor = Cholesky::of_correlation(&moments.gram, &norms);
+    let factor = Cholesky::of_correlation(&moments.gram, &norms, observer).ok_or_else(cancelled)?;
     let mut kernel = factor.solve_scaled(&moments.cross, &norms);
 
     // One refinement step: solve again for the correction the residuals still ask for.
-    let (residual_cross, residual_squares) = residuals(xs, ys, &moments, &kernel);
+    let (residual_cross, residual_squares) =
+        residuals(xs, ys, &scales, &moments, &kernel, observer).ok_or_else(cancelled)?;
     let correction = factor.solve_scaled(&residual_cross, &norms);
     // Squared residuals after the correction δ: Σr² - 2 δ·(Xᵀr) + δᵀ G δ.
     let squares = residual_squares - 2.0 * correction.dot(&residual_cross)
@@ -50,14 +73,48 @@ pub fn least_squares(x: ArrayView2<f64>, y: ArrayView1<f64>) -> LeastSquares {
     kernel += &correction;
 
     let bias = moments.y_mean - kernel.dot(&moments.x_mean);
-    LeastSquares {
-        weights: Weights::new(kernel, bias),
-        mse: squares.max(0.0) / rows as f64,
+    Ok(LeastSquares {
+        weights: scales.to_original(&kernel, bias),
+        mse: ldexp(squares.max(0.0) / rows as f64, 2 * scales.y_exponent),
         rank: factor.rank(),
+    })
+}
+
+/// The power of two each column is divided by, and its reciprocal.
+struct Scales {
+    x_inverse: Vec<f64>,
+    x_exponents: Vec<i32>,
+    y_inverse: f64,
+    y_exponent: i32,
+}
+
+impl Scales {
+    fn of(xs: &[f64], ys: &[f64], features: usize) -> Self {
+        let mut x_max = vec![0.0f64; features];
+        for row in xs.chunks_exact(features) {
+            x_max.iter_mut().zip(row).for_each(|(max, value)| *max = max.max(value.abs()));
+        }
+        let y_scale = scale_for(super::scaled::max_abs(ys.iter().copied()));
+        let x_scales: Vec<f64> = x_max.into_iter().map(scale_for).collect();
+        Self {
+            x_inverse: x_scales.iter().map(|scale| 1.0 / scale).collect(),
+            x_exponents: x_scales.iter().map(|&scale| log2_of(scale)).collect(),
+            y_inverse: 1.0 / y_scale,
+            y_exponent: log2_of(y_scale),
+        }
+    }
+
+    /// The weights on the original columns, from those on the scaled ones:
+    /// `y / sy = Σ z_j x_j / s_j + b'` gives `kernel_j = z_j sy / s_j` and `bias = b' sy`.
+    fn to_original(&self, kernel: &Array1<f64>, bias: f64) -> Weights {
+        let kernel =
+            kernel.iter().zip(&self.x_exponents).map(|(z, &e)| ldexp(*z, self.y_exponent - e)).collect();
+        Weights::new(kernel, ldexp(bias, self.y_exponent))
     }
 }
 
-/// Means, and the Gram matrix and cross products of the centred columns.
+/// Means, and the Gram matrix and cross products of the centred columns, all of the scaled
+/// columns.
 struct Moments {
     x_mean: Array1<f64>,
     y_mean: f64,
@@ -68,21 +125,29 @@ struct Moments {
 impl Moments {
     /// Accumulates around the first row and centres afterwards: one pass, and no cancellation
     /// from columns whose values sit far from zero.
-    fn of(xs: &[f64], ys: &[f64], features: usize) -> Self {
-        let (x_shift, y_shift) = (&xs[..features], ys[0]);
+    fn of(xs: &[f64], ys: &[f64], scales: &Scales, observer: &impl Observer) -> ControlFlow<(), Self> {
+        let features = scales.x_inverse.len();
+        let x_shift: Vec<f64> = xs[..features].iter().zip(&scales.x_inverse).map(|(x, s)| x * s).collect();
+        let y_shift = ys[0] * scales.y_inverse;
         let (mut sum, mut y_sum) = (vec![0.0; features], 0.0);
         let mut products = Array2::<f64>::zeros((features, features));
         let mut cross = Array1::<f64>::zeros(features);
-        for_each_block(xs, ys, x_shift, y_shift, |columns, y| {
+        let shifts = Shifts { x: &x_shift, y: y_shift };
+        for_each_block(xs, ys, scales, &shifts, observer, |columns, y| {
             y_sum += dot(y, &ONES[..y.len()]);
             for (j, column) in columns.iter().enumerate() {
+                // A wide block is long work: check in between its columns too.
+                if j % 32 == 31 {
+                    observer.checkpoint()?;
+                }
                 sum[j] += dot(column, &ONES[..y.len()]);
                 cross[j] += dot(column, y);
                 for k in 0..=j {
                     products[[j, k]] += dot(column, columns[k]);
                 }
             }
-        });
+            ControlFlow::Continue(())
+        })?;
         let n = ys.len() as f64;
         let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
         let y_mean_shifted = y_sum / n;
@@ -95,18 +160,27 @@ impl Moments {
                 gram[[k, j]] = centred;
             }
         }
-        let x_mean = mean.iter().zip(x_shift).map(|(m, s)| m + s).collect();
-        Self { x_mean, y_mean: y_mean_shifted + y_shift, gram, cross }
+        let x_mean = mean.iter().zip(&x_shift).map(|(m, s)| m + s).collect();
+        ControlFlow::Continue(Self { x_mean, y_mean: y_mean_shifted + y_shift, gram, cross })
     }
 }
 
-/// Products of the centred columns with the residuals of `kernel`, and the squared residuals.
-fn residuals(xs: &[f64], ys: &[f64], moments: &Moments, kernel: &Array1<f64>) -> (Array1<f64>, f64) {
+/// Products of the centred columns with the residuals of `kernel`, and the squared residuals,
+/// all in scaled units; `None` if the observer cancels.
+fn residuals(
+    xs: &[f64],
+    ys: &[f64],
+    scales: &Scales,
+    moments: &Moments,
+    kernel: &Array1<f64>,
+    observer: &impl Observer,
+) -> Option<(Array1<f64>, f64)> {
     let x_mean = moments.x_mean.as_slice().expect("contiguous");
     let mut cross = Array1::<f64>::zeros(kernel.len());
     let mut squares = 0.0;
     let mut residual = Vec::with_capacity(BLOCK_ROWS);
-    for_each_block(xs, ys, x_mean, moments.y_mean, |columns, y| {
+    let shifts = Shifts { x: x_mean, y: moments.y_mean };
+    let flow = for_each_block(xs, ys, scales, &shifts, observer, |columns, y| {
         residual.clear();
         residual.extend_from_slice(y);
         for (column, weight) in columns.iter().zip(kernel) {
@@ -116,40 +190,52 @@ fn residuals(xs: &[f64], ys: &[f64], moments: &Moments, kernel: &Array1<f64>) ->
         for (c, column) in cross.iter_mut().zip(columns) {
             *c += dot(column, &residual);
         }
+        ControlFlow::Continue(())
     });
-    (cross, squares)
+    flow.is_continue().then_some((cross, squares))
+}
+
+/// What [`for_each_block`] subtracts from the scaled columns and the scaled target.
+struct Shifts<'a> {
+    x: &'a [f64],
+    y: f64,
 }
 
 /// Rows per block handed to [`for_each_block`]: a block's columns stay in the core's caches.
 const BLOCK_ROWS: usize = 1024;
 const ONES: [f64; BLOCK_ROWS] = [1.0; BLOCK_ROWS];
 
-/// Calls `visit` on the rows a block at a time, transposed into feature columns and the target,
-/// minus `x_shift` and `y_shift`: every sum over the block is then a dot product of contiguous
-/// columns, which vectorises, where a loop over rows carries each sum from one row to the next.
+/// Calls `visit` on the rows a block at a time, scaled, transposed into feature columns and the
+/// target, minus `shifts`: every sum over the block is then a dot product of contiguous columns,
+/// which vectorises, where a loop over rows carries each sum from one row to the next. Asks the
+/// observer before each block whether to go on; `visit` may stop the pass too.
 fn for_each_block(
     xs: &[f64],
     ys: &[f64],
-    x_shift: &[f64],
-    y_shift: f64,
-    mut visit: impl FnMut(&[&[f64]], &[f64]),
-) {
-    let features = x_shift.len();
+    scales: &Scales,
+    shifts: &Shifts,
+    observer: &impl Observer,
+    mut visit: impl FnMut(&[&[f64]], &[f64]) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    let features = shifts.x.len();
     let mut buffer = vec![0.0; BLOCK_ROWS * (features + 1)];
     for (x_block, y_block) in xs.chunks(BLOCK_ROWS * features).zip(ys.chunks(BLOCK_ROWS)) {
+        observer.checkpoint()?;
         let rows = y_block.len();
         let (x_columns, y_column) = buffer.split_at_mut(BLOCK_ROWS * features);
         for (j, column) in x_columns.chunks_exact_mut(BLOCK_ROWS).enumerate() {
-            let shift = x_shift[j];
+            let (inverse, shift) = (scales.x_inverse[j], shifts.x[j]);
             column
                 .iter_mut()
                 .zip(x_block.chunks_exact(features))
-                .for_each(|(out, row)| *out = row[j] - shift);
+                .for_each(|(out, row)| *out = row[j] * inverse - shift);
         }
-        y_column.iter_mut().zip(y_block).for_each(|(out, y)| *out = y - y_shift);
+        let (inverse, shift) = (scales.y_inverse, shifts.y);
+        y_column.iter_mut().zip(y_block).for_each(|(out, y)| *out = y * inverse - shift);
         let columns: Vec<&[f64]> = x_columns.chunks_exact(BLOCK_ROWS).map(|column| &column[..rows]).collect();
-        visit(&columns, &y_column[..rows]);
+        visit(&columns, &y_column[..rows])?;
     }
+    ControlFlow::Continue(())
 }
 
 /// `Σ a·b` in four interleaved partial sums, so that the additions pipeline and vectorise.
@@ -173,11 +259,15 @@ struct Cholesky {
 }
 
 impl Cholesky {
-    fn of_correlation(gram: &Array2<f64>, norms: &Array1<f64>) -> Self {
+    /// The factor, or `None` if the observer cancels (it is asked once per column).
+    fn of_correlation(gram: &Array2<f64>, norms: &Array1<f64>, observer: &impl Observer) -> Option<Self> {
         let n = gram.nrows();
         let mut lower = Array2::<f64>::zeros((n, n));
         let mut kept = vec![false; n];
         for j in 0..n {
+            if observer.checkpoint().is_break() {
+                return None;
+            }
             if norms[j] == 0.0 || !norms[j].is_finite() {
                 continue;
             }
@@ -197,7 +287,7 @@ impl Cholesky {
                 lower[[i, j]] = (correlation(i, j) - dot) / diagonal;
             }
         }
-        Self { lower, kept }
+        Some(Self { lower, kept })
     }
 
     fn rank(&self) -> usize {
@@ -228,11 +318,19 @@ mod tests {
     use super::*;
     use ndarray::array;
 
+    fn keep_going(_: usize, _: f64) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+
+    fn solve(x: ArrayView2<f64>, y: ArrayView1<f64>) -> LeastSquares {
+        least_squares(x, y, &keep_going).unwrap()
+    }
+
     #[test]
     fn recovers_an_exact_line() {
         let x = array![[1.0], [2.0], [3.0], [4.0]];
         let y = array![5.0, 7.0, 9.0, 11.0];
-        let fit = least_squares(x.view(), y.view());
+        let fit = solve(x.view(), y.view());
         assert!((fit.weights.kernel()[0] - 2.0).abs() < 1e-12);
         assert!((fit.weights.bias() - 3.0).abs() < 1e-12);
         assert!(fit.mse < 1e-20);
@@ -245,7 +343,7 @@ mod tests {
         let x = array![[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];
         let noise = array![0.5, -0.5, -0.5, 0.5];
         let y = x.column(0).mapv(|a| 1.0 + 2.0 * a) - x.column(1).mapv(|b| 3.0 * b) + &noise;
-        let fit = least_squares(x.view(), y.view());
+        let fit = solve(x.view(), y.view());
         assert!((fit.weights.kernel()[0] - 2.0).abs() < 1e-12);
         assert!((fit.weights.kernel()[1] + 3.0).abs() < 1e-12);
         assert!((fit.weights.bias() - 1.0).abs() < 1e-12);
@@ -259,7 +357,7 @@ mod tests {
         let b: Vec<f64> = (0..50).map(|i| 1e12 + 1e9 * (i as f64 * 0.11).cos()).collect();
         let x = Array2::from_shape_fn((50, 2), |(i, j)| if j == 0 { a[i] } else { b[i] });
         let y = Array1::from_shape_fn(50, |i| 4.0 * a[i] + 2e-9 * b[i] - 7.0);
-        let fit = least_squares(x.view(), y.view());
+        let fit = solve(x.view(), y.view());
         assert!((fit.weights.kernel()[0] - 4.0).abs() < 1e-6, "{:?}", fit.weights);
         assert!((fit.weights.kernel()[1] - 2e-9).abs() < 1e-15, "{:?}", fit.weights);
         assert!(fit.mse < 1e-12, "{}", fit.mse);
@@ -269,9 +367,9 @@ mod tests {
     fn collinear_and_constant_columns_are_dropped_but_the_mse_is_optimal() {
         let x = array![[1.0, 2.0, 5.0], [2.0, 4.0, 5.0], [3.0, 6.0, 5.0], [4.0, 8.0, 5.0]];
         let y = array![1.0, 3.0, 2.0, 5.0];
-        let fit = least_squares(x.view(), y.view());
+        let fit = solve(x.view(), y.view());
         assert_eq!(fit.rank, 1);
-        let single = least_squares(x.slice(ndarray::s![.., 0..1]), y.view());
+        let single = solve(x.slice(ndarray::s![.., 0..1]), y.view());
         assert!((fit.mse - single.mse).abs() < 1e-12);
     }
 }

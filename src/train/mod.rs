@@ -6,6 +6,7 @@ mod adam;
 mod fit;
 mod least_squares;
 mod params;
+pub mod scaled;
 mod standardize;
 
 pub use adam::Adam;
@@ -27,7 +28,7 @@ pub enum TrainError {
     InvalidParameter { field: &'static str, reason: String },
     #[error("training diverged: the loss became non-finite at epoch {epoch}; try a smaller learning_rate")]
     Diverged { epoch: usize },
-    #[error("training was cancelled at epoch {epoch}")]
+    #[error("training was cancelled{}", match epoch { 0 => String::new(), n => format!(" at epoch {n}") })]
     Cancelled { epoch: usize },
     #[error("{column} has the same value on every row; this solver needs it to vary")]
     ConstantColumn { column: String },
@@ -38,6 +39,11 @@ pub enum TrainError {
     Singular { rank: usize, features: usize },
     #[error("warm_start: {reason}")]
     WarmStart { reason: String },
+    #[error(
+        "{quantity} is beyond the range of 64-bit floating-point numbers (about ±1.8e308): the \
+         values are too large or too far apart for this fit; divide the column by a power of ten"
+    )]
+    NotRepresentable { quantity: String },
 }
 
 /// Runs the solver `params` names, starting from `warm_start` (or the requested initial weights).
@@ -53,7 +59,7 @@ pub fn fit(
         FitParams::Adam(adam) => fit_adam(x, y, adam, start, observer),
         FitParams::AdamStandardized(adam) => fit_standardized(x, y, adam, start, observer),
         FitParams::LeastSquares => {
-            let solution = least_squares(x, y);
+            let solution = least_squares(x, y, observer)?;
             if solution.rank < x.ncols() {
                 return Err(TrainError::Singular { rank: solution.rank, features: x.ncols() });
             }
@@ -102,18 +108,16 @@ impl Weights {
         row.iter().zip(&self.kernel).map(|(x, w)| x * w).sum::<f64>() + self.bias
     }
 
-    /// Mean squared error of these weights over the rows of `x` against `y`.
+    /// Mean squared error of these weights over the rows of `x` against `y`, scaled before
+    /// squaring: infinite only when the MSE itself, or a prediction, is beyond `f64`.
+    /// Two passes over the rows (the largest residual, then the scaled squares), so that no
+    /// copy of the residuals is kept; a non-finite residual makes it non-finite.
     pub fn mse(&self, x: ArrayView2<f64>, y: ArrayView1<f64>) -> f64 {
-        let sum: f64 = x
-            .rows()
-            .into_iter()
-            .zip(y)
-            .map(|(row, &target)| {
-                let error = row.dot(&self.kernel) + self.bias - target;
-                error * error
-            })
-            .sum();
-        sum / y.len().max(1) as f64
+        let residuals =
+            || x.rows().into_iter().zip(y).map(|(row, &target)| row.dot(&self.kernel) + self.bias - target);
+        let scale = scaled::scale_for(scaled::max_abs(residuals()));
+        let sum: f64 = residuals().map(|r| (r / scale) * (r / scale)).sum();
+        scaled::ldexp(sum / y.len().max(1) as f64, 2 * scaled::log2_of(scale))
     }
 }
 

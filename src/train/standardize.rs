@@ -7,9 +7,10 @@
 
 use std::ops::ControlFlow;
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use super::fit::{FitOutcome, Observer, fit_adam};
+use super::scaled::mean_and_std;
 use super::{AdamParams, TrainError, Weights};
 
 /// Per-column means and standard deviations of the features and the target.
@@ -22,16 +23,20 @@ pub struct Scaling {
 }
 
 impl Scaling {
-    /// Measures `x` and `y`; a constant column cannot be standardized.
+    /// Measures `x` and `y` without overflow (see [`super::scaled`]); a constant column cannot
+    /// be standardized, and a target whose variance (the unit of the losses) exceeds the range of
+    /// `f64` cannot be fitted.
     pub fn of(x: ArrayView2<f64>, y: ArrayView1<f64>) -> Result<Self, TrainError> {
-        let x_mean = x.mean_axis(Axis(0)).expect("a dataset has rows");
-        let x_std = x.std_axis(Axis(0), 0.0);
-        if let Some(index) = x_std.iter().position(|&s| !(s > 0.0 && s.is_finite())) {
-            return Err(TrainError::ConstantColumn { column: format!("feature {}", index + 1) });
+        let mut x_mean = Array1::zeros(x.ncols());
+        let mut x_std = Array1::zeros(x.ncols());
+        for (j, column) in x.columns().into_iter().enumerate() {
+            (x_mean[j], x_std[j]) = spread(column, || format!("feature {}", j + 1))?;
         }
-        let (y_mean, y_std) = (y.mean().expect("a dataset has rows"), y.std(0.0));
-        if !(y_std > 0.0 && y_std.is_finite()) {
-            return Err(TrainError::ConstantColumn { column: "the target".into() });
+        let (y_mean, y_std) = spread(y, || "the target".to_owned())?;
+        if !(y_std * y_std).is_finite() {
+            return Err(TrainError::NotRepresentable {
+                quantity: "the variance of the target, the unit of this solver's losses".into(),
+            });
         }
         Ok(Self { x_mean, x_std, y_mean, y_std })
     }
@@ -55,6 +60,16 @@ impl Scaling {
         let bias = self.y_mean + self.y_std * weights.bias() - kernel.dot(&self.x_mean);
         Weights::new(kernel, bias)
     }
+}
+
+/// The mean and standard deviation of a column that varies, or why it cannot be standardized.
+/// (The deviation of finite values is at most their largest magnitude, so it is finite.)
+fn spread(values: ArrayView1<f64>, name: impl Fn() -> String) -> Result<(f64, f64), TrainError> {
+    let (mean, std) = mean_and_std(values).expect("a dataset has rows");
+    if std == 0.0 {
+        return Err(TrainError::ConstantColumn { column: name() });
+    }
+    Ok((mean, std))
 }
 
 /// Fits with Adam on standardized columns, starting from `start` (in original units) if given.
@@ -89,8 +104,8 @@ impl<O: Observer> Observer for LossInOriginalUnits<'_, O> {
         self.inner.epoch_end(epoch, loss * self.loss_scale)
     }
 
-    fn cancelled(&self) -> bool {
-        self.inner.cancelled()
+    fn checkpoint(&self) -> ControlFlow<()> {
+        self.inner.checkpoint()
     }
 }
 
@@ -126,5 +141,17 @@ mod tests {
         );
         let error = Scaling::of(array![[1.0], [2.0]].view(), array![3.0, 3.0].view()).unwrap_err();
         assert!(error.to_string().starts_with("the target has the same value"));
+    }
+
+    #[test]
+    fn huge_columns_are_measured_or_said_to_be_too_large() {
+        let x = array![[1e299], [2e299], [3e299]];
+        let scaling = Scaling::of(x.view(), array![1.0, 2.0, 4.0].view()).unwrap();
+        assert_eq!(scaling.x_mean[0], 2e299);
+        assert!((scaling.x_std[0] / 8.16496580927726e298 - 1.0).abs() < 1e-12);
+        let spread = Scaling::of(array![[-1.7e308], [1.7e308]].view(), array![1.0, 2.0].view()).unwrap();
+        assert_eq!(spread.x_std[0], 1.7e308, "the deviation of finite values is finite");
+        let error = Scaling::of(array![[1.0], [2.0]].view(), array![-1e200, 1e200].view()).unwrap_err();
+        assert!(error.to_string().starts_with("the variance of the target"), "{error}");
     }
 }

@@ -924,7 +924,7 @@ async fn an_upload_refused_before_its_end_says_the_connection_closes_or_keeps_it
         linear_csv(10_000)
     );
     let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
+        "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
          Transfer-Encoding: chunked\r\n\r\n"
     );
     let sending = tokio::spawn(async move {
@@ -954,7 +954,7 @@ async fn an_upload_refused_before_its_end_says_the_connection_closes_or_keeps_it
         panic!("the connection was cut while the upload was sent")
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let sent = writer.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    let sent = writer.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
     let read = reader.read(&mut buffer).await;
     assert!(
         sent.is_ok() && read.as_ref().is_ok_and(|read| *read > 0),

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use regserve::config::{Config, TrainingPriority};
 use regserve::startup::Application;
+use regserve::state::AppState;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -13,6 +14,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub data_dir: TempDir,
+    /// The server's state, for the few tests that steer it directly.
+    pub state: AppState,
 }
 
 /// Starts a server with default settings in a fresh data directory.
@@ -43,9 +46,9 @@ async fn spawn(configure: impl FnOnce(&mut Config)) -> (TestApp, Option<SocketAd
     config.limits.training_priority = TrainingPriority::Nice(0);
     configure(&mut config);
     let app = Application::build(config).await.expect("server starts");
-    let (addr, admin_addr) = (app.local_addr(), app.admin_addr());
+    let (addr, admin_addr, state) = (app.local_addr(), app.admin_addr(), app.state());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    (TestApp { addr, client: reqwest::Client::new(), data_dir }, admin_addr)
+    (TestApp { addr, client: reqwest::Client::new(), data_dir, state }, admin_addr)
 }
 
 impl TestApp {

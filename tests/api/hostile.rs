@@ -124,8 +124,12 @@ async fn a_declared_2_gib_upload_is_refused_before_its_body_arrives() {
         app.addr,
         2u64 << 30
     );
-    let app_for_thread =
-        TestApp { addr: app.addr, client: app.client.clone(), data_dir: tempfile::tempdir().unwrap() };
+    let app_for_thread = TestApp {
+        addr: app.addr,
+        client: app.client.clone(),
+        data_dir: tempfile::tempdir().unwrap(),
+        state: app.state.clone(),
+    };
     let (status, body) =
         tokio::task::spawn_blocking(move || raw_request(&app_for_thread, head.as_bytes())).await.unwrap();
     assert!(status.contains("413"), "{status}");
@@ -140,8 +144,12 @@ async fn a_stalled_upload_is_timed_out() {
         "POST /upload HTTP/1.1\r\nhost: {}\r\ncontent-type: multipart/form-data; boundary=x\r\ncontent-length: 100000\r\n\r\n--x\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n\r\nx,y\n1,",
         app.addr
     );
-    let app_for_thread =
-        TestApp { addr: app.addr, client: app.client.clone(), data_dir: tempfile::tempdir().unwrap() };
+    let app_for_thread = TestApp {
+        addr: app.addr,
+        client: app.client.clone(),
+        data_dir: tempfile::tempdir().unwrap(),
+        state: app.state.clone(),
+    };
     let started = std::time::Instant::now();
     let (status, body) =
         tokio::task::spawn_blocking(move || raw_request(&app_for_thread, head.as_bytes())).await.unwrap();
@@ -160,7 +168,7 @@ async fn hostile_train_requests_are_rejected_and_start_nothing() {
     let huge_features = json!({ "features": vec!["Education"; 2_000_000] }).to_string();
     let cases: Vec<(String, &str, StatusCode, &str)> = vec![
         (deep_json(10_000), "application/json", StatusCode::BAD_REQUEST, "recursion limit"),
-        (huge_features, "application/json", StatusCode::PAYLOAD_TOO_LARGE, "length limit"),
+        (huge_features, "application/json", StatusCode::PAYLOAD_TOO_LARGE, "larger than the limit"),
         (
             r#"{"epochs": 10, "evil": true}"#.into(),
             "application/json",
@@ -215,7 +223,7 @@ async fn hostile_predict_requests_are_rejected() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "x_predict[0][0]: invalid type",
         ),
-        (huge, "application/json", StatusCode::PAYLOAD_TOO_LARGE, "length limit"),
+        (huge, "application/json", StatusCode::PAYLOAD_TOO_LARGE, "larger than the limit"),
         (
             r#"{"x_predict": [[[1]]]}"#.into(),
             "application/json",

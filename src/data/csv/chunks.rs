@@ -66,6 +66,8 @@ impl<R: Read> Chunker<R> {
                 self.partial_record = bytes.split_off(from + end);
                 return Ok(Some(self.number(bytes)));
             }
+            // No record ends in the block: all of `bytes` is one record, longer than a block.
+            check_long_record(&bytes, self.next_line)?;
         }
         Ok((!bytes.is_empty()).then(|| self.number(bytes)))
     }
@@ -85,6 +87,25 @@ impl<R: Read> Chunker<R> {
         self.next_line += memchr_iter(b'\n', &bytes).count() as u64;
         Chunk { bytes, first_line }
     }
+}
+
+/// Refuses a record (starting on `line`) that is longer than a row may be, or that holds a value
+/// longer than a value may be, before more of it is read. Values are cut at every comma and
+/// newline here, quoted or not: a quoted value can only come out shorter than it is, and the row
+/// limit bounds those.
+fn check_long_record(record: &[u8], line: u64) -> Result<(), DataError> {
+    use crate::data::{MAX_ROW_BYTES, MAX_VALUE_BYTES};
+    if record.len() > MAX_ROW_BYTES {
+        return Err(DataError::RowTooLong { line, limit: MAX_ROW_BYTES });
+    }
+    let mut start = 0;
+    for separator in memchr::memchr2_iter(b',', b'\n', record).chain([record.len()]) {
+        if separator - start > MAX_VALUE_BYTES {
+            return Err(DataError::ValueTooLong { line, column: None, limit: MAX_VALUE_BYTES });
+        }
+        start = separator + 1;
+    }
+    Ok(())
 }
 
 /// Finds where records end by the csv reader's rules: only `\n` ends a record, a `"` opens a

@@ -21,6 +21,14 @@ use super::dataset::{Dataset, Selection};
 
 /// The most named columns a dataset may have.
 pub const MAX_COLUMNS: usize = 1_000;
+/// The longest value (field) accepted: far longer than any number, and than any text a dataset
+/// column should hold. A longer one is refused as soon as it is seen, so a file that is one
+/// huge line costs no more memory than a block of it.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// The longest row accepted (fields separated by commas can still add up).
+pub const MAX_ROW_BYTES: usize = 16 << 20;
+/// The longest column name accepted: names appear in every model, job and error message.
+pub const MAX_NAME_BYTES: usize = 256;
 
 /// Bytes read at a time; a chunk of about this size is the unit of work of a parsing thread.
 const BLOCK_BYTES: usize = 1 << 20;
@@ -135,8 +143,15 @@ fn parse_header(record: &::csv::StringRecord) -> Result<(Layout, Selection), Dat
         if name.is_empty() {
             continue;
         }
+        if name.len() > MAX_NAME_BYTES {
+            return Err(DataError::NameTooLong {
+                column: position,
+                bytes: name.len(),
+                limit: MAX_NAME_BYTES,
+            });
+        }
         if name.parse::<f64>().is_ok() {
-            return Err(DataError::HeaderLooksLikeData { column: position, value: name.into() });
+            return Err(DataError::HeaderLooksLikeData { column: position, value: super::excerpt(name) });
         }
         if let Some((first, _)) = named.iter().find(|(_, existing)| existing == name) {
             return Err(DataError::DuplicateColumn { name: name.into(), first: *first, second: position });
@@ -240,6 +255,27 @@ mod tests {
         assert!(matches!(parse_csv(&b"a,b\n1,2\n\xff,4\n"[..]), Err(DataError::NotUtf8 { line: 3 })));
         let wide = (0..=MAX_COLUMNS).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
         assert!(matches!(parse(&wide), Err(DataError::TooManyColumns { .. })));
+    }
+
+    #[test]
+    fn values_far_longer_than_a_number_are_refused_and_never_quoted_whole() {
+        let long = "9".repeat(MAX_VALUE_BYTES + 1);
+        let error = parse(&format!("a,b\n1,2\n3,{long}\n")).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "line 3, column 2: a value longer than 65536 bytes; no number is that long (values are limited to 64 KiB)"
+        );
+        // One line longer than a block: refused from the chunker, before the line ends.
+        let error =
+            parse_in_chunks(format!("a,b\n1,{long}{long}").as_bytes(), 1024, 2).unwrap_err().to_string();
+        assert!(error.starts_with("line 2: a value longer than"), "{error}");
+        let error = parse(&format!("a,{long}\n1,2\n3,4\n")).unwrap_err().to_string();
+        assert!(error.starts_with("line 1, column 2: a column name of 65537 bytes"), "{error}");
+        let error = parse(&format!("{},b\n1,2\n3,4\n", "1".repeat(200))).unwrap_err().to_string();
+        assert!(error.len() < 200, "the header value is quoted whole: {error}");
+        let many = vec!["1234"; MAX_ROW_BYTES / 4].join(",");
+        let error = parse_in_chunks(format!("a,b\n{many}").as_bytes(), 1 << 20, 2).unwrap_err().to_string();
+        assert!(error.starts_with("line 2: a row longer than 16 MiB"), "{error}");
     }
 
     fn field() -> impl Strategy<Value = String> {

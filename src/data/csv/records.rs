@@ -117,6 +117,10 @@ pub fn parse_records(reader: &mut ChunkReader, layout: &Layout) -> ChunkValues {
             chunk.stopped = Some(error);
             return chunk;
         }
+        if let Some(error) = too_long_value(&record, line) {
+            chunk.stopped = Some(error);
+            return chunk;
+        }
         chunk.push(&record, layout, line);
     }
 }
@@ -195,6 +199,17 @@ impl<'a> Columns<'a> {
             .map(|(spec, values)| Column::new(spec.name.clone(), spec.position, values.map(Into::into)))
             .collect()
     }
+}
+
+/// A value of the record longer than [`MAX_VALUE_BYTES`](crate::data::MAX_VALUE_BYTES), if any.
+fn too_long_value(record: &::csv::StringRecord, line: u64) -> Option<DataError> {
+    use crate::data::MAX_VALUE_BYTES;
+    // Most records are far shorter than one value may be: one comparison for them.
+    if record.as_slice().len() <= MAX_VALUE_BYTES {
+        return None;
+    }
+    let index = record.iter().position(|field| field.len() > MAX_VALUE_BYTES)?;
+    Some(DataError::ValueTooLong { line, column: Some(index + 1), limit: MAX_VALUE_BYTES })
 }
 
 /// Parses one finite number, or says why the field is not one.

@@ -2,17 +2,32 @@
 //!
 //! A [`Model`] is an immutable value. The server shares it as `Arc<Model>` and replaces the
 //! whole `Arc` when a new training finishes, so a reader always sees one model's kernel, bias and
-//! metadata together. The same JSON is the model file that `/v1/models/{version}` serves and
-//! `regserve predict --model` reads.
+//! metadata together. Its JSON is the model file ([`file`] reads and writes it, checking it on
+//! the way in and out); answers show it with its loss history shaped by a [`HistoryDetail`]
+//! ([`history`]).
 
+pub mod file;
+mod history;
+
+pub use history::{HISTORY_POINTS, History, HistoryDetail, HistoryView};
+
+use ndarray::{ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Selection};
-use crate::train::{FitParams, Observer, TrainError, Weights, fit, least_squares};
+use crate::train::{FitParams, Observer, TrainError, Weights, fit, least_squares, scaled};
 
 /// A trained linear-regression model and how it was obtained.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Model {
+    #[serde(flatten)]
+    fit: Fit,
+    history: History,
+}
+
+/// Everything about a model but its loss history, which can be long and is shown in part.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Fit {
     /// Position in the model history, assigned when the model is stored (0 before).
     #[serde(default)]
     version: u64,
@@ -27,7 +42,6 @@ pub struct Model {
     /// The weights the fit started from (absent for the exact solver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     initial: Option<Weights>,
-    history: History,
     #[serde(flatten)]
     metrics: Metrics,
     /// Rows of the dataset the model was trained on.
@@ -41,10 +55,13 @@ pub struct Model {
     job: u64,
 }
 
-/// Loss per epoch, shaped like Keras's `History.history`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct History {
-    pub loss: Vec<f64>,
+/// A model as an answer shows it: its loss history whole, sampled down, or left out.
+#[derive(Debug, Serialize)]
+pub struct ModelView<'a> {
+    #[serde(flatten)]
+    fit: &'a Fit,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<HistoryView<'a>>,
 }
 
 /// How good the fit is, next to the best any line can do on the same data.
@@ -93,11 +110,11 @@ impl Model {
         let start = warm_start.map(|model| model.warm_start_weights(&selection, &params)).transpose()?;
         let (x, y) = dataset.design(&selection);
         let outcome = fit(x.view(), y.view(), &params, start, observer)
-            .map_err(|error| name_columns(error, &selection))?;
-        let optimum = least_squares(x.view(), y.view());
+            .map_err(|error| explain(error, &selection, x.view(), y.view()))?;
+        let optimum = least_squares(x.view(), y.view(), observer)?;
         let mse = outcome.weights.mse(x.view(), y.view());
-        let variance = y.var(0.0);
-        Ok(Self {
+        let variance = scaled::mean_and_variance(y.view()).map_or(0.0, |(_, variance)| variance);
+        let fit = Fit {
             version: 0,
             metrics: Metrics {
                 mse,
@@ -110,16 +127,39 @@ impl Model {
             target: selection.target,
             weights: outcome.weights,
             params,
-            warm_start_from: warm_start.map(|model| model.version),
+            warm_start_from: warm_start.map(|model| model.version()),
             initial: outcome.initial,
-            history: History { loss: outcome.history },
             rows: dataset.rows(),
             dataset_sha256: dataset.sha256().to_owned(),
             started_at,
             trained_at: now_rfc3339(),
             duration_ms: clock.elapsed().as_secs_f64() * 1e3,
             job,
-        })
+        };
+        let model = Self { fit, history: History { loss: outcome.history } };
+        match model.non_finite() {
+            None => Ok(model),
+            Some(quantity) => Err(TrainError::NotRepresentable { quantity: quantity.to_owned() }),
+        }
+    }
+
+    /// The first number of the model that is not finite, named, if any: such a model can be
+    /// neither served nor written to a model file (JSON has no infinities).
+    pub fn non_finite(&self) -> Option<&'static str> {
+        let finite = |values: &[f64]| values.iter().all(|value| value.is_finite());
+        let weights_finite = |weights: &Weights| weights.is_finite();
+        let metrics = &self.fit.metrics;
+        [
+            (weights_finite(&self.fit.weights), "the fitted weights (kernel and bias)"),
+            (metrics.mse.is_finite(), "the mean squared error of the fit (mse)"),
+            (metrics.optimum_mse.is_finite(), "the least-squares optimum's mean squared error (optimum_mse)"),
+            (metrics.gap.is_finite(), "the gap to the optimum (gap)"),
+            (metrics.r2.is_none_or(f64::is_finite), "r2"),
+            (finite(&self.history.loss), "the loss history"),
+            (self.fit.initial.as_ref().is_none_or(weights_finite), "the initial weights"),
+        ]
+        .into_iter()
+        .find_map(|(finite, quantity)| (!finite).then_some(quantity))
     }
 
     /// This model's weights as the start of a new fit on `selection`, if they fit it.
@@ -136,46 +176,52 @@ impl Model {
                 reason: "give either warm_start or initial, not both".into(),
             });
         }
-        if self.features != selection.features {
+        if self.fit.features != selection.features {
             return Err(TrainError::WarmStart {
                 reason: format!(
                     "the current model (version {}) uses features [{}], not [{}]",
-                    self.version,
-                    self.features.join(", "),
+                    self.fit.version,
+                    self.fit.features.join(", "),
                     selection.features.join(", ")
                 ),
             });
         }
-        Ok(self.weights.clone())
+        Ok(self.fit.weights.clone())
     }
 
     /// The same model as stored under `version`.
-    pub fn with_version(self, version: u64) -> Self {
-        Self { version, ..self }
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.fit.version = version;
+        self
+    }
+
+    /// The model with its loss history shaped by `detail`, for an answer.
+    pub fn view(&self, detail: HistoryDetail) -> ModelView<'_> {
+        ModelView { fit: &self.fit, history: HistoryView::of(&self.history.loss, detail) }
     }
 
     pub fn version(&self) -> u64 {
-        self.version
+        self.fit.version
     }
 
     pub fn job(&self) -> u64 {
-        self.job
+        self.fit.job
     }
 
     pub fn features(&self) -> &[String] {
-        &self.features
+        &self.fit.features
     }
 
     pub fn target(&self) -> &str {
-        &self.target
+        &self.fit.target
     }
 
     pub fn weights(&self) -> &Weights {
-        &self.weights
+        &self.fit.weights
     }
 
     pub fn params(&self) -> &FitParams {
-        &self.params
+        &self.fit.params
     }
 
     pub fn history(&self) -> &[f64] {
@@ -183,62 +229,80 @@ impl Model {
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.fit.metrics
     }
 
     pub fn trained_at(&self) -> &str {
-        &self.trained_at
+        &self.fit.trained_at
     }
 
     /// Time since the model was trained (`None` if `trained_at` is not RFC 3339, as in a
     /// hand-edited model file); never negative.
     pub fn age(&self) -> Option<std::time::Duration> {
         let trained_at =
-            time::OffsetDateTime::parse(&self.trained_at, &time::format_description::well_known::Rfc3339)
+            time::OffsetDateTime::parse(&self.fit.trained_at, &time::format_description::well_known::Rfc3339)
                 .ok()?;
         let age = time::OffsetDateTime::now_utc() - trained_at;
         Some(age.try_into().unwrap_or(std::time::Duration::ZERO))
     }
 
     pub fn dataset_sha256(&self) -> &str {
-        &self.dataset_sha256
+        &self.fit.dataset_sha256
     }
 
     /// Predicts one value per row; each row must hold one value per feature.
     pub fn predict<'a>(&self, rows: impl IntoIterator<Item = &'a [f64]>) -> Result<Vec<f64>, PredictError> {
-        let expected = self.features.len();
-        rows.into_iter()
-            .enumerate()
-            .map(|(row, values)| {
-                if values.len() != expected {
-                    return Err(PredictError::WrongWidth {
-                        row,
-                        found: values.len(),
-                        expected,
-                        features: self.features.join(", "),
-                    });
-                }
-                let prediction = self.weights.predict_row(values);
-                if prediction.is_finite() { Ok(prediction) } else { Err(PredictError::NotFinite { row }) }
-            })
-            .collect()
+        rows.into_iter().enumerate().map(|(row, values)| self.predict_row(row, values)).collect()
+    }
+
+    /// Predicts row number `row` (for the error message) from its `values`, one per feature.
+    pub fn predict_row(&self, row: usize, values: &[f64]) -> Result<f64, PredictError> {
+        let expected = self.fit.features.len();
+        if values.len() != expected {
+            let features = self.fit.features.join(", ");
+            return Err(PredictError::WrongWidth { row, found: values.len(), expected, features });
+        }
+        let prediction = self.fit.weights.predict_row(values);
+        if prediction.is_finite() { Ok(prediction) } else { Err(PredictError::NotFinite { row }) }
     }
 }
 
-/// Replaces the numeric core's "feature 2" with the column's name.
-fn name_columns(error: TrainError, selection: &Selection) -> TrainError {
+/// Says what a failed fit means in the dataset's terms: the numeric core's "feature 2" becomes
+/// the column's name, and a loss that overflowed on huge values says so rather than blaming the
+/// learning rate.
+fn explain(error: TrainError, selection: &Selection, x: ArrayView2<f64>, y: ArrayView1<f64>) -> TrainError {
+    let name = |column: String| name_column(column, selection);
     match error {
-        TrainError::ConstantColumn { column } => {
-            let named = column
-                .strip_prefix("feature ")
-                .and_then(|number| number.parse::<usize>().ok())
-                .and_then(|number| selection.features.get(number - 1))
-                .map(|name| format!("feature {name:?}"))
-                .unwrap_or_else(|| format!("target {:?}", selection.target));
-            TrainError::ConstantColumn { column: named }
+        TrainError::ConstantColumn { column } => TrainError::ConstantColumn { column: name(column) },
+        TrainError::NotRepresentable { quantity } => {
+            let quantity = match quantity.split_once(" of feature ") {
+                Some((what, feature)) => format!("{what} of {}", name(format!("feature {feature}"))),
+                None => quantity.replace("of the target", &format!("of the {}", name("the target".into()))),
+            };
+            TrainError::NotRepresentable { quantity }
         }
+        TrainError::Diverged { epoch: 1 } if too_large_to_square(x, y) => TrainError::NotRepresentable {
+            quantity: "the first epoch's loss (the squared errors of values this large)".into(),
+        },
         other => other,
     }
+}
+
+/// "feature 2" -> `feature "Seniority"`, "the target" -> `the target "Income"`.
+fn name_column(column: String, selection: &Selection) -> String {
+    let feature = column
+        .strip_prefix("feature ")
+        .and_then(|number| number.parse::<usize>().ok())
+        .and_then(|number| selection.features.get(number.checked_sub(1)?));
+    match feature {
+        Some(name) => format!("feature {name:?}"),
+        None => format!("target {:?}", selection.target),
+    }
+}
+
+/// Whether some value is so large that its square (and so a squared error) overflows.
+fn too_large_to_square(x: ArrayView2<f64>, y: ArrayView1<f64>) -> bool {
+    scaled::max_abs(x.iter().chain(y.iter()).copied()) > f64::MAX.sqrt()
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -283,11 +347,16 @@ mod tests {
     fn age_counts_from_trained_at() {
         let model = trained();
         assert!(model.age().unwrap() < std::time::Duration::from_secs(60));
-        let old = Model { trained_at: "2020-01-01T00:00:00Z".into(), ..trained() };
-        assert!(old.age().unwrap() > std::time::Duration::from_secs(86_400 * 365));
-        let future = Model { trained_at: "2999-01-01T00:00:00Z".into(), ..trained() };
-        assert_eq!(future.age(), Some(std::time::Duration::ZERO));
-        assert_eq!(Model { trained_at: "yesterday".into(), ..trained() }.age(), None);
+        let trained_at = |at: &str| {
+            let mut model = trained();
+            model.fit.trained_at = at.into();
+            model
+        };
+        assert!(
+            trained_at("2020-01-01T00:00:00Z").age().unwrap() > std::time::Duration::from_secs(86_400 * 365)
+        );
+        assert_eq!(trained_at("2999-01-01T00:00:00Z").age(), Some(std::time::Duration::ZERO));
+        assert_eq!(trained_at("yesterday").age(), None);
     }
 
     #[test]
@@ -320,8 +389,8 @@ mod tests {
         let first = trained().with_version(4);
         let settings = FitSettings { epochs: Some(1), seed: Some(1), ..Default::default() };
         let next = train(&default_dataset(), settings.clone(), Some(&first)).unwrap();
-        assert_eq!(next.initial.as_ref(), Some(first.weights()));
-        assert_eq!(next.warm_start_from, Some(4));
+        assert_eq!(next.fit.initial.as_ref(), Some(first.weights()));
+        assert_eq!(next.fit.warm_start_from, Some(4));
         let exact = FitSettings { solver: Some(Solver::LeastSquares), ..Default::default() };
         assert!(matches!(train(&default_dataset(), exact, Some(&first)), Err(TrainError::WarmStart { .. })));
     }

@@ -1,0 +1,159 @@
+//! The memory budget of requests in flight: bytes of request bodies being received and of answers
+//! waiting to be sent, over [`SMALL`] each, are reserved here first. A client that sends large
+//! bodies, or never reads large answers, can then hold at most the budget, and a request that
+//! would go beyond it is answered 503 instead of growing the process.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::AppError;
+
+/// Bodies and answers up to this size are not counted: the request limit bounds them.
+pub const SMALL: usize = 64 * 1024;
+/// The budget is kept in units of this many bytes.
+const UNIT: u64 = 1024;
+
+/// Shared by every listener; clones share the budget.
+#[derive(Clone)]
+pub struct Budget {
+    units: Arc<Semaphore>,
+    bytes: u64,
+}
+
+/// Bytes held against the budget until dropped.
+pub struct Reservation {
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Budget {
+    pub fn new(bytes: u64) -> Self {
+        let units = (bytes / UNIT).clamp(1, Semaphore::MAX_PERMITS as u64);
+        Self { units: Arc::new(Semaphore::new(units as usize)), bytes }
+    }
+
+    /// Reserves `bytes`, or says the budget is used up (503).
+    pub fn reserve(&self, bytes: usize) -> Result<Reservation, AppError> {
+        let mut reservation = Reservation::none();
+        self.cover(&mut reservation, bytes)?;
+        Ok(reservation)
+    }
+
+    /// Grows `reservation` to cover `bytes` in all (nothing for [`SMALL`] amounts), or says the
+    /// budget is used up (503); a reservation that covers them already stays as it is.
+    pub fn cover(&self, reservation: &mut Reservation, bytes: usize) -> Result<(), AppError> {
+        if bytes <= SMALL {
+            return Ok(());
+        }
+        let wanted = u32::try_from((bytes as u64).div_ceil(UNIT)).unwrap_or(u32::MAX);
+        let held = reservation.permit.as_ref().map_or(0, |permit| permit.num_permits() as u32);
+        if wanted <= held {
+            return Ok(());
+        }
+        let extra = self.units.clone().try_acquire_many_owned(wanted - held).map_err(|_| self.exhausted())?;
+        match &mut reservation.permit {
+            Some(permit) => permit.merge(extra),
+            None => reservation.permit = Some(extra),
+        }
+        Ok(())
+    }
+
+    /// The answer when the budget is used up.
+    pub fn exhausted(&self) -> AppError {
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the server holds its limit of {} MiB of request bodies and answers in memory (--max-buffered); \
+                 try again shortly, or send smaller requests",
+                self.bytes >> 20
+            ),
+        )
+    }
+}
+
+impl Reservation {
+    /// No bytes reserved.
+    pub fn none() -> Self {
+        Self { permit: None }
+    }
+
+    /// `response` with this reservation held until its body has been sent or dropped.
+    pub fn hold_until_sent(self, response: Response) -> Response {
+        if self.permit.is_none() {
+            return response;
+        }
+        response.map(|body| Body::new(Reserved { body, _reservation: self }))
+    }
+}
+
+/// An answer's body that keeps its memory reserved while it is sent.
+struct Reserved {
+    body: Body,
+    _reservation: Reservation,
+}
+
+impl HttpBody for Reserved {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// `value` as a JSON answer. Large ones (by `estimate`, in bytes) are reserved against the
+/// budget and serialised on a blocking thread, so that building them holds up no other request.
+pub async fn large_json<T>(budget: &Budget, estimate: usize, value: T) -> Result<Response, AppError>
+where
+    T: serde::Serialize + Send + 'static,
+{
+    let json = |value: &T| serde_json::to_vec(value).expect("answers serialise");
+    if estimate <= SMALL {
+        return Ok(json_response(json(&value)));
+    }
+    let reservation = budget.reserve(estimate)?;
+    let bytes = tokio::task::spawn_blocking(move || json(&value)).await.map_err(super::join_error)?;
+    Ok(reservation.hold_until_sent(json_response(bytes)))
+}
+
+fn json_response(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_come_back_when_dropped_and_small_ones_are_free() {
+        let budget = Budget::new(1 << 20);
+        let first = budget.reserve(600 << 10).unwrap();
+        assert!(budget.reserve(600 << 10).is_err(), "over the budget");
+        assert!(budget.reserve(SMALL).is_ok(), "small ones are not counted");
+        drop(first);
+        let mut held = budget.reserve(600 << 10).unwrap();
+        assert!(budget.cover(&mut held, 900 << 10).is_ok());
+        assert!(budget.cover(&mut held, 800 << 10).is_ok(), "covered already");
+        assert!(budget.cover(&mut held, 1200 << 10).is_err());
+        drop(held);
+        assert!(budget.reserve(1 << 20).is_ok());
+        assert_eq!(budget.exhausted().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,187 @@
+//! Every route, declared with the [`Class`] that says who may call it and what it may hold: the
+//! one place where a route's access rule and limits are written. The front layer looks the class
+//! up by the route template and method that matched.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::routing::{MethodRouter, delete, get, post};
+use tower::ServiceBuilder;
+use tower_http::timeout::TimeoutLayer;
+
+use super::access::Need;
+use super::{ApiState, dataset, health, jobs, models, observe, page, predict, train, upload};
+
+/// What a route is, for access and limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The page and its assets: open to everyone.
+    Page,
+    /// Health probes and metrics: open, and outside every limit, so that they answer under load.
+    Probe,
+    /// Predictions and the reads: the read token.
+    Read,
+    /// Event streams and downloads: the read token; they hold a stream slot until they end.
+    Stream,
+    /// Quick state changes (activate, cancel): the admin token, from no other site's page.
+    Change,
+    /// `/train`, which may wait for the fit: as [`Class::Change`], without the request timeout.
+    Train,
+    /// `/upload`: as [`Class::Train`], under an upload slot, its body streamed by the handler.
+    Upload,
+}
+
+/// The limit a request of a class counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// A request slot, held until the answer is ready.
+    Request,
+    /// A stream slot, held until the answer has been sent.
+    Stream,
+    /// An upload slot, held until the upload has been stored or refused.
+    Upload,
+}
+
+impl Class {
+    pub fn need(self) -> Need {
+        match self {
+            Class::Page | Class::Probe => Need::Open,
+            Class::Read | Class::Stream => Need::Read,
+            Class::Change | Class::Train | Class::Upload => Need::Admin,
+        }
+    }
+
+    /// Whether the route changes the state: served only on the admin listener when there is
+    /// one, and refused to pages of other origins.
+    pub fn changes_state(self) -> bool {
+        self.need() == Need::Admin
+    }
+
+    /// The limit it counts against, if any.
+    pub fn slot(self) -> Option<Slot> {
+        match self {
+            Class::Probe => None,
+            Class::Stream => Some(Slot::Stream),
+            Class::Upload => Some(Slot::Upload),
+            Class::Page | Class::Read | Class::Change | Class::Train => Some(Slot::Request),
+        }
+    }
+
+    /// Whether the body is received whole before the request takes its slot (so that a client
+    /// sending slowly holds no slot); an upload streams its body to disk instead.
+    pub fn receives_body_first(self) -> bool {
+        self != Class::Upload
+    }
+
+    /// Whether `--request-timeout` bounds the time to answer.
+    fn timed(self) -> bool {
+        matches!(self, Class::Page | Class::Probe | Class::Read | Class::Change)
+    }
+}
+
+/// The class of each route template and method.
+#[derive(Debug, Default)]
+pub struct Classes {
+    by_route: HashMap<&'static str, Vec<(Method, Class)>>,
+}
+
+impl Classes {
+    /// The class of a matched route (`HEAD` is classed as `GET`); `None` for requests no route
+    /// serves (404, 405), which need nothing.
+    pub fn of(&self, method: &Method, route: Option<&str>) -> Option<Class> {
+        let method = if method == Method::HEAD { &Method::GET } else { method };
+        let methods = self.by_route.get(route?)?;
+        methods.iter().find(|(each, _)| each == method).map(|(_, class)| *class)
+    }
+}
+
+/// The routes of the service and their classes.
+pub fn routes(request_timeout: Duration) -> (Router<ApiState>, Arc<Classes>) {
+    let mut table = Table { router: Router::new(), classes: Classes::default(), request_timeout };
+    table.add(Class::Page, Method::GET, "/", get(page::index));
+    table.add(Class::Page, Method::GET, "/static/{file}", get(page::asset));
+    table.add(Class::Probe, Method::GET, "/healthz", get(health::healthz));
+    table.add(Class::Probe, Method::GET, "/readyz", get(health::readyz));
+    table.add(Class::Probe, Method::GET, "/metrics", get(observe::metrics));
+    table.add(Class::Read, Method::GET, "/v1", get(super::service_routes));
+    table.add(Class::Read, Method::GET, "/training_flag", get(models::training_flag));
+    table.add(Class::Read, Method::POST, "/predict", post(predict::predict));
+    table.add(Class::Read, Method::GET, "/v1/model", get(models::current_model));
+    table.add(Class::Read, Method::GET, "/v1/models", get(models::list));
+    table.add(Class::Read, Method::GET, "/v1/models/{version}", get(models::get));
+    table.add(Class::Change, Method::POST, "/v1/models/{version}/activate", post(models::activate));
+    table.add(Class::Read, Method::GET, "/v1/jobs", get(jobs::list));
+    table.add(Class::Read, Method::GET, "/v1/jobs/{id}", get(jobs::get));
+    table.add(Class::Change, Method::DELETE, "/v1/jobs/{id}", delete(jobs::cancel));
+    table.add(Class::Stream, Method::GET, "/v1/jobs/{id}/events", get(jobs::events));
+    table.add(Class::Read, Method::GET, "/v1/dataset", get(dataset::summary));
+    table.add(Class::Stream, Method::GET, "/v1/dataset.csv", get(dataset::download));
+    table.add(Class::Read, Method::GET, "/v1/dataset/rows", get(dataset::rows));
+    table.add(Class::Train, Method::POST, "/train", post(train::train));
+    let upload = post(upload::upload.layer(DefaultBodyLimit::disable()));
+    table.add(Class::Upload, Method::POST, "/upload", upload);
+    (table.router, Arc::new(table.classes))
+}
+
+/// The routes being declared, and their classes.
+struct Table {
+    router: Router<ApiState>,
+    classes: Classes,
+    request_timeout: Duration,
+}
+
+impl Table {
+    fn add(&mut self, class: Class, method: Method, path: &'static str, route: MethodRouter<ApiState>) {
+        self.classes.by_route.entry(path).or_default().push((method, class));
+        let route = match class.timed() {
+            true => route.layer(
+                ServiceBuilder::new()
+                    .map_response(super::timeout_as_json(self.request_timeout))
+                    .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, self.request_timeout)),
+            ),
+            false => route,
+        };
+        self.router = std::mem::take(&mut self.router).route(path, route);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_classed_by_method_and_template() {
+        let (_, classes) = routes(Duration::from_secs(1));
+        let class = |method: Method, route: &str| classes.of(&method, Some(route));
+        assert_eq!(class(Method::POST, "/upload"), Some(Class::Upload));
+        assert_eq!(class(Method::POST, "/train"), Some(Class::Train));
+        assert_eq!(class(Method::DELETE, "/v1/jobs/{id}"), Some(Class::Change));
+        assert_eq!(class(Method::POST, "/v1/models/{version}/activate"), Some(Class::Change));
+        assert_eq!(class(Method::GET, "/v1/jobs/{id}"), Some(Class::Read));
+        assert_eq!(class(Method::HEAD, "/v1/jobs/{id}"), Some(Class::Read));
+        assert_eq!(class(Method::POST, "/predict"), Some(Class::Read));
+        assert_eq!(class(Method::GET, "/upload"), None, "405, not 401");
+        assert_eq!(class(Method::GET, "/healthz"), Some(Class::Probe));
+        assert_eq!(classes.of(&Method::GET, None), None);
+        let changes: Vec<_> = classes
+            .by_route
+            .iter()
+            .flat_map(|(route, methods)| {
+                methods
+                    .iter()
+                    .filter(|(_, class)| class.changes_state())
+                    .map(move |(m, _)| format!("{m} {route}"))
+            })
+            .collect();
+        assert_eq!(
+            changes.len(),
+            4,
+            "exactly upload, train, cancel and activate change the state: {changes:?}"
+        );
+    }
+}

@@ -1,0 +1,156 @@
+//! Statistics that cannot overflow or underflow: values are divided by a power of two that
+//! bounds their magnitude (an exact operation) before they are summed or squared, and the
+//! result is scaled back once at the end. A mean of values near `f64::MAX`, or a sum of squares
+//! of values near `1e154`, is then as accurate as one of ordinary values, and a result that
+//! truly cannot be represented comes out infinite instead of silently wrong.
+
+use ndarray::ArrayView1;
+
+/// The power of two `2^e` with `max_abs < 2^e` (so that `value / scale` lies in `(-1, 1)`),
+/// or `2^1023` for values that large; 1 for 0 or a non-finite bound.
+pub fn scale_for(max_abs: f64) -> f64 {
+    if max_abs == 0.0 || !max_abs.is_finite() {
+        return 1.0;
+    }
+    pow2((exponent_of(max_abs) + 1).clamp(-1022, 1023))
+}
+
+/// `2^e` for `e` in `-1022..=1023`.
+pub fn pow2(e: i32) -> f64 {
+    debug_assert!((-1022..=1023).contains(&e), "2^{e} is not a normal f64");
+    f64::from_bits(((e + 1023) as u64) << 52)
+}
+
+/// The binary exponent `e` of a power of two `2^e` (as [`scale_for`] returns).
+pub fn log2_of(power_of_two: f64) -> i32 {
+    exponent_of(power_of_two)
+}
+
+/// `value * 2^e`, computed in steps so that intermediate powers never overflow: only the result
+/// can (to infinity) or underflow (towards 0).
+pub fn ldexp(mut value: f64, mut e: i32) -> f64 {
+    while e > 1000 {
+        value *= pow2(1000);
+        e -= 1000;
+    }
+    while e < -1000 {
+        value *= pow2(-1000);
+        e += 1000;
+    }
+    value * pow2(e)
+}
+
+/// The largest magnitude among `values` (0 for none).
+pub fn max_abs(values: impl IntoIterator<Item = f64>) -> f64 {
+    values.into_iter().fold(0.0, |max, value| max.max(value.abs()))
+}
+
+/// The mean, accurate for any finite values (it lies between their minimum and maximum).
+pub fn mean(values: ArrayView1<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let scale = scale_for(max_abs(values.iter().copied()));
+    Some(scaled_mean(values, scale) * scale)
+}
+
+/// The mean and the population variance; the variance is infinite when it exceeds `f64::MAX`.
+pub fn mean_and_variance(values: ArrayView1<f64>) -> Option<(f64, f64)> {
+    let (mean, variance, scale) = scaled_mean_and_variance(values)?;
+    Some((mean * scale, ldexp(variance, 2 * log2_of(scale))))
+}
+
+/// The mean and the population standard deviation; the deviation is infinite only when it
+/// exceeds `f64::MAX`.
+pub fn mean_and_std(values: ArrayView1<f64>) -> Option<(f64, f64)> {
+    let (mean, variance, scale) = scaled_mean_and_variance(values)?;
+    Some((mean * scale, variance.sqrt() * scale))
+}
+
+/// `Σ v² / n`: the mean of the squares (the MSE of residuals), infinite only when it exceeds
+/// `f64::MAX`; 0 for no values.
+pub fn mean_square(values: ArrayView1<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let scale = scale_for(max_abs(values.iter().copied()));
+    let sum: f64 = values.iter().map(|v| (v / scale) * (v / scale)).sum();
+    ldexp(sum / values.len() as f64, 2 * log2_of(scale))
+}
+
+/// Mean and variance of `values / scale`, and the scale.
+fn scaled_mean_and_variance(values: ArrayView1<f64>) -> Option<(f64, f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let scale = scale_for(max_abs(values.iter().copied()));
+    let mean = scaled_mean(values, scale);
+    let squares: f64 = values.iter().map(|v| (v / scale - mean).powi(2)).sum();
+    Some((mean, squares / values.len() as f64, scale))
+}
+
+fn scaled_mean(values: ArrayView1<f64>, scale: f64) -> f64 {
+    values.iter().map(|v| v / scale).sum::<f64>() / values.len() as f64
+}
+
+/// The unbiased binary exponent of a positive normal or subnormal number.
+fn exponent_of(value: f64) -> i32 {
+    let biased = ((value.to_bits() >> 52) & 0x7ff) as i32;
+    if biased == 0 {
+        // Subnormal: the exponent of its highest set bit.
+        let mantissa = value.to_bits() & ((1 << 52) - 1);
+        return -1023 - (mantissa.leading_zeros() as i32 - 12);
+    }
+    biased - 1023
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_are_powers_of_two_just_above_the_values() {
+        assert_eq!(scale_for(1.0), 2.0);
+        assert_eq!(scale_for(0.75), 1.0);
+        assert_eq!(scale_for(3.0), 4.0);
+        assert_eq!(scale_for(0.0), 1.0);
+        assert_eq!(scale_for(f64::MAX), pow2(1023));
+        assert_eq!(scale_for(5e-324), pow2(-1022), "subnormals scale to the smallest normal power");
+        assert_eq!(log2_of(pow2(-700)), -700);
+        assert_eq!(ldexp(1.5, 2000), f64::INFINITY);
+        assert_eq!(ldexp(pow2(1000), -1999), pow2(-999));
+    }
+
+    fn view(values: &[f64]) -> ArrayView1<'_, f64> {
+        ArrayView1::from(values)
+    }
+
+    #[test]
+    fn means_of_values_near_the_limit_stay_finite_and_exact() {
+        assert_eq!(mean(view(&[f64::MAX, f64::MAX])), Some(f64::MAX));
+        assert_eq!(mean(view(&[1.7e308, -1.7e308, 1.7e308, -1.7e308])), Some(0.0));
+        assert_eq!(mean(view(&[1e300, 3e300])), Some(2e300));
+        assert_eq!(mean(view(&[])), None);
+    }
+
+    #[test]
+    fn variances_of_large_values_are_right_or_infinite_when_they_must_be() {
+        let (mean, variance) = mean_and_variance(view(&[1e154, 3e154])).unwrap();
+        assert_eq!(mean, 2e154);
+        assert!((variance / 1e308 - 1.0).abs() < 1e-12, "{variance}");
+        let (_, variance) = mean_and_variance(view(&[1e299, 2e299, 3e299])).unwrap();
+        assert!(variance.is_infinite(), "(1e299)^2 is not representable");
+        let (_, std) = mean_and_std(view(&[1e299, 2e299, 3e299])).unwrap();
+        assert!((std / (1e299 * (2.0f64 / 3.0).sqrt()) - 1.0).abs() < 1e-12, "{std}");
+        let (_, tiny) = mean_and_std(view(&[1e-200, 3e-200])).unwrap();
+        assert!((tiny / 1e-200 - 1.0).abs() < 1e-12, "squares of 1e-200 would underflow: {tiny}");
+    }
+
+    #[test]
+    fn mean_squares_scale_before_squaring() {
+        assert!((mean_square(view(&[1e154, -1e154])) / 1e308 - 1.0).abs() < 1e-12);
+        assert_eq!(mean_square(view(&[1.7e308])), f64::INFINITY);
+        assert_eq!(mean_square(view(&[3.0, 4.0])), 12.5);
+        assert_eq!(mean_square(view(&[])), 0.0);
+    }
+}

@@ -1,0 +1,314 @@
+//! Training jobs: the [`Trainer`] runs at most one at a time, on a thread of its own so that the
+//! async workers keep answering requests. A job publishes its progress (epoch, loss history,
+//! ETA) for its watchers ([`job`]), can be cancelled until its model is being stored, shares the
+//! processor as its priority says ([`pace`]), and on success stores its model as the next version,
+//! which goes into service in the same step. The trainer owns the job's thread and waits for it
+//! when it stops, so no fit outlives the server.
+
+pub mod job;
+pub mod pace;
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use job::{CancelOutcome, CancelReason, Job, JobSpec, JobState, JobView, Progress};
+pub use pace::TrainingPriority;
+
+use self::pace::Pacer;
+use crate::data::{DataError, Dataset, Selection};
+use crate::metrics::{Metrics, TrainingOutcome};
+use crate::model::{Model, TrainSpec, now_rfc3339};
+use crate::train::{FitSettings, Observer, TrainError};
+use crate::versions::{ModelStore, VersionError};
+
+/// Finished jobs kept for `GET /v1/jobs`.
+const RECENT_JOBS: usize = 50;
+/// How often a running fit publishes its progress at most.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(25);
+
+/// What a caller asks to train: columns (defaults from the dataset), solver settings, and
+/// whether to start from the current model's weights.
+#[derive(Debug, Clone, Default)]
+pub struct TrainRequest {
+    pub features: Option<Vec<String>>,
+    pub target: Option<String>,
+    pub settings: FitSettings,
+    pub warm_start: bool,
+}
+
+/// Why a job could not start, or how it ended without a model.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(
+        "training job {running} is still running; wait for it to finish or cancel it (DELETE /v1/jobs/{running})"
+    )]
+    Busy { running: u64 },
+    #[error("warm_start: there is no current model to start from")]
+    NoModelToWarmStart,
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error("training job {job} was cancelled {by}")]
+    Cancelled { job: u64, by: CancelReason },
+    #[error("the trained model could not be stored: {0}")]
+    Store(#[from] VersionError),
+    #[error("training job {job} failed unexpectedly: {message}")]
+    Crashed { job: u64, message: String },
+}
+
+/// Runs training jobs, one at a time; clones share everything.
+#[derive(Clone)]
+pub struct Trainer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    models: Arc<ModelStore>,
+    metrics: Arc<Metrics>,
+    priority: TrainingPriority,
+    jobs: Mutex<JobRegistry>,
+    /// The thread of the running job (or of the last one), joined when the trainer stops.
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The running job and the recent ones.
+#[derive(Default)]
+struct JobRegistry {
+    last_id: u64,
+    running: Option<Arc<Job>>,
+    recent: VecDeque<Arc<Job>>,
+}
+
+/// Everything a job's thread needs.
+struct Work {
+    trainer: Trainer,
+    job: Arc<Job>,
+    dataset: Arc<Dataset>,
+    selection: Selection,
+    warm_start: Option<Arc<Model>>,
+}
+
+impl Trainer {
+    /// A trainer that stores its models in `models`; job ids continue after the highest one a
+    /// stored model names.
+    pub fn new(models: Arc<ModelStore>, metrics: Arc<Metrics>, priority: TrainingPriority) -> Self {
+        let jobs = JobRegistry { last_id: models.last_job(), ..JobRegistry::default() };
+        Self {
+            inner: Arc::new(Inner {
+                models,
+                metrics,
+                priority,
+                jobs: Mutex::new(jobs),
+                thread: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Validates `request` against `dataset` and the `current` model, and starts training it.
+    pub fn start(
+        &self,
+        dataset: Arc<Dataset>,
+        request: TrainRequest,
+        current: Option<Arc<Model>>,
+    ) -> Result<Arc<Job>, JobError> {
+        let selection = dataset.select(request.features, request.target)?;
+        let params = request.settings.validate(selection.features.len())?;
+        let warm_start = match request.warm_start {
+            true => Some(current.ok_or(JobError::NoModelToWarmStart)?),
+            false => None,
+        };
+        if let Some(model) = &warm_start {
+            // Checked here too, so a mismatch is a 422 now rather than a failed job later.
+            model.warm_start_weights(&selection, &params)?;
+        }
+        let spec = JobSpec {
+            features: selection.features.clone(),
+            target: selection.target.clone(),
+            rows: dataset.rows(),
+            params,
+            warm_start_from: warm_start.as_ref().map(|model| model.version()),
+        };
+        let job = self.register(spec)?;
+        tracing::info!(job = job.id(), features = ?job.spec().features, target = %job.spec().target,
+            rows = job.spec().rows, solver = ?job.spec().params.solver(), "training started");
+        let work = Work { trainer: self.clone(), job: job.clone(), dataset, selection, warm_start };
+        let spawned =
+            std::thread::Builder::new().name(format!("train-job-{}", job.id())).spawn(move || work.run());
+        match spawned {
+            Ok(thread) => *self.thread() = Some(thread),
+            Err(error) => {
+                let message = format!("no thread to train on: {error}");
+                self.finish(&job, Err(JobError::Crashed { job: job.id(), message }));
+            }
+        }
+        Ok(job)
+    }
+
+    /// A job, running or recent.
+    pub fn job(&self, id: u64) -> Option<Arc<Job>> {
+        self.jobs().recent.iter().find(|job| job.id() == id).cloned()
+    }
+
+    /// Recent jobs, newest first.
+    pub fn recent(&self) -> Vec<Arc<Job>> {
+        self.jobs().recent.iter().rev().cloned().collect()
+    }
+
+    /// Whether a job is running.
+    pub fn is_running(&self) -> bool {
+        self.jobs().running.is_some()
+    }
+
+    /// Asks the running job, if any, to stop.
+    pub fn cancel_running(&self, reason: CancelReason) {
+        if let Some(job) = self.jobs().running.clone() {
+            job.cancel(reason);
+        }
+    }
+
+    /// Cancels the running job and waits for its thread to end. Blocks: the fit notices at its
+    /// next checkpoint, but a model already being stored is stored first.
+    pub fn stop(&self) {
+        self.cancel_running(CancelReason::Shutdown);
+        let thread = self.thread().take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+
+    /// Adds a job to the registry as the running one, unless one runs already.
+    fn register(&self, spec: JobSpec) -> Result<Arc<Job>, JobError> {
+        let mut jobs = self.jobs();
+        if let Some(running) = &jobs.running {
+            return Err(JobError::Busy { running: running.id() });
+        }
+        jobs.last_id += 1;
+        let job = Arc::new(Job::new(jobs.last_id, spec, now_rfc3339()));
+        jobs.running = Some(job.clone());
+        jobs.recent.push_back(job.clone());
+        if jobs.recent.len() > RECENT_JOBS {
+            jobs.recent.pop_front();
+        }
+        Ok(job)
+    }
+
+    /// Ends `job`: counted in the metrics, then out of the running slot (so a watcher that sees
+    /// the end can start the next job), then announced.
+    fn finish(&self, job: &Job, outcome: Result<Arc<Model>, JobError>) {
+        match &outcome {
+            Ok(model) => tracing::info!(
+                job = job.id(),
+                version = model.version(),
+                mse = model.metrics().mse,
+                optimum_mse = model.metrics().optimum_mse,
+                "training succeeded"
+            ),
+            Err(error) => tracing::warn!(job = job.id(), %error, "training did not produce a model"),
+        }
+        let counted = match &outcome {
+            Ok(_) => TrainingOutcome::Succeeded,
+            Err(JobError::Cancelled { .. }) => TrainingOutcome::Cancelled,
+            Err(_) => TrainingOutcome::Failed,
+        };
+        self.inner.metrics.record_training(counted, job.spec().params.solver(), job.age());
+        self.jobs().running = None;
+        job.finish(outcome);
+    }
+
+    fn jobs(&self) -> MutexGuard<'_, JobRegistry> {
+        self.inner.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn thread(&self) -> MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.inner.thread.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Work {
+    /// The body of a job's thread: fit, store, announce; a panic ends the job as crashed.
+    fn run(self) {
+        self.trainer.inner.priority.apply_to_this_thread();
+        self.job.set_running();
+        let id = self.job.id();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.fit_and_store()))
+            .unwrap_or_else(|panic| Err(JobError::Crashed { job: id, message: panic_message(panic) }));
+        self.trainer.finish(&self.job, outcome);
+    }
+
+    fn fit_and_store(&self) -> Result<Arc<Model>, JobError> {
+        let spec = TrainSpec {
+            selection: self.selection.clone(),
+            params: self.job.spec().params.clone(),
+            warm_start: self.warm_start.as_deref(),
+            job: self.job.id(),
+        };
+        let mut publisher = Publisher::new(&self.job, Pacer::new(self.trainer.inner.priority));
+        let trained = Model::train(&self.dataset, spec, &mut publisher);
+        publisher.flush();
+        tracing::debug!(job = self.job.id(), paused = ?publisher.pacer.paused(), "the fit paused for the server's requests");
+        let cancelled = |by| JobError::Cancelled { job: self.job.id(), by };
+        let model = match trained {
+            Ok(model) => model,
+            Err(TrainError::Cancelled { .. }) => {
+                return Err(cancelled(self.job.cancel_reason().unwrap_or(CancelReason::Request)));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.job.begin_storing().map_err(cancelled)?;
+        Ok(self.trainer.inner.models.commit(model)?)
+    }
+}
+
+/// Publishes a running fit's losses to its job, at most every [`PUBLISH_INTERVAL`], and answers
+/// the fit's checkpoints: stop when the job is cancelled, pause as the [`Pacer`] says.
+struct Publisher<'a> {
+    job: &'a Job,
+    pacer: Pacer,
+    pending: Vec<f64>,
+    last_publish: Instant,
+}
+
+impl<'a> Publisher<'a> {
+    fn new(job: &'a Job, pacer: Pacer) -> Self {
+        Self { job, pacer, pending: Vec::new(), last_publish: Instant::now() }
+    }
+
+    fn flush(&mut self) {
+        self.job.publish(std::mem::take(&mut self.pending));
+        self.last_publish = Instant::now();
+    }
+
+    fn cancelled(&self) -> bool {
+        self.job.cancel_reason().is_some()
+    }
+}
+
+impl Observer for Publisher<'_> {
+    fn epoch_end(&mut self, _epoch: usize, loss: f64) -> ControlFlow<()> {
+        self.pending.push(loss);
+        if self.last_publish.elapsed() >= PUBLISH_INTERVAL {
+            self.flush();
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn checkpoint(&self) -> ControlFlow<()> {
+        if self.cancelled() {
+            return ControlFlow::Break(());
+        }
+        self.pacer.pace(|| self.cancelled())
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
