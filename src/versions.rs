@@ -31,6 +31,9 @@ pub enum VersionError {
     NotFound(u64),
     #[error("model file {path} is unreadable: {reason}")]
     Corrupt { path: String, reason: String },
+    /// A version found unreadable when the store was opened.
+    #[error("{0}")]
+    Unreadable(String),
     #[error("the model cannot be stored: {0}")]
     Unstorable(ModelFileError),
     #[error(transparent)]
@@ -175,12 +178,14 @@ impl ModelStore {
         self.read_listed(&self.index(), version)
     }
 
-    /// The highest job number among the stored versions, so new job ids never repeat one.
+    /// The highest job number among the stored versions, so new job ids never repeat one. An
+    /// unreadable version hides its job's number, but each version comes from a later job than
+    /// the one before, so its own number bounds that job's from below.
     pub fn last_job(&self) -> u64 {
         let index = self.index();
-        let jobs = index.versions.values().filter_map(|listing| match listing {
-            VersionListing::Readable(summary) => Some(summary.job),
-            VersionListing::Unreadable(_) => None,
+        let jobs = index.versions.iter().map(|(version, listing)| match listing {
+            VersionListing::Readable(summary) => summary.job,
+            VersionListing::Unreadable(_) => *version,
         });
         jobs.max().unwrap_or(0)
     }
@@ -194,10 +199,9 @@ impl ModelStore {
     fn read_listed(&self, index: &Index, version: u64) -> Result<Model, VersionError> {
         match index.versions.get(&version) {
             None => Err(VersionError::NotFound(version)),
-            Some(VersionListing::Unreadable(unreadable)) => Err(VersionError::Corrupt {
-                path: self.path_of(version).display().to_string(),
-                reason: unreadable.error.clone(),
-            }),
+            Some(VersionListing::Unreadable(unreadable)) => {
+                Err(VersionError::Unreadable(unreadable.error.clone()))
+            }
             Some(VersionListing::Readable(_)) => read_model(&self.path_of(version)),
         }
     }

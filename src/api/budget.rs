@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -66,14 +66,11 @@ impl Budget {
 
     /// The answer when the budget is used up.
     pub fn exhausted(&self) -> AppError {
-        AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "the server holds its limit of {} MiB of request bodies and answers in memory (--max-buffered); \
-                 try again shortly, or send smaller requests",
-                self.bytes >> 20
-            ),
-        )
+        AppError::Busy(format!(
+            "the server holds its limit of {} MiB of request bodies and answers in memory (--max-buffered); \
+             try again shortly, or send smaller requests",
+            self.bytes >> 20
+        ))
     }
 }
 
@@ -154,6 +151,6 @@ mod tests {
         assert!(budget.cover(&mut held, 1200 << 10).is_err());
         drop(held);
         assert!(budget.reserve(1 << 20).is_ok());
-        assert_eq!(budget.exhausted().status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(budget.exhausted().status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -28,6 +28,10 @@ pub enum AppError {
     Version(#[from] VersionError),
     #[error("{message}")]
     Status { status: StatusCode, message: String },
+    /// The server is at a limit: 503 with `Retry-After`, and not logged as an error (under
+    /// overload that would add a log line to every refusal).
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl AppError {
@@ -42,6 +46,7 @@ impl AppError {
             Self::JobFailed(error) => job_status(error),
             Self::Version(error) => version_status(error),
             Self::Status { status, .. } => *status,
+            Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -62,7 +67,9 @@ fn job_status(error: &JobError) -> StatusCode {
 fn version_status(error: &VersionError) -> StatusCode {
     match error {
         VersionError::NotFound(_) => StatusCode::NOT_FOUND,
-        VersionError::Corrupt { .. } | VersionError::Unstorable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        VersionError::Corrupt { .. } | VersionError::Unreadable(_) | VersionError::Unstorable(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
         VersionError::Storage(error) => data_status(error),
     }
 }
@@ -81,12 +88,19 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = self.to_string();
-        if status.is_server_error() {
+        let busy = matches!(self, Self::Busy(_));
+        if status.is_server_error() && !busy {
             tracing::error!(%status, error = %message, "request failed");
         } else {
             tracing::debug!(%status, error = %message, "request rejected");
         }
-        (status, Json(json!({ "error": message }))).into_response()
+        let mut response = (status, Json(json!({ "error": message }))).into_response();
+        if busy {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

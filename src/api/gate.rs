@@ -174,12 +174,7 @@ impl Gate {
             }
             Slot::Upload => format!("its limit of {limit} uploads at once (--max-uploads)"),
         };
-        let message = format!("the server is answering {what}; try again shortly");
-        // Not logged as an error: under overload that would add a log line to every refusal.
-        let body = axum::Json(serde_json::json!({ "error": message }));
-        let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        response
+        AppError::Busy(format!("the server is answering {what}; try again shortly")).into_response()
     }
 
     fn semaphore(&self, slot: Slot) -> &(Arc<Semaphore>, usize) {

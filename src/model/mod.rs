@@ -111,17 +111,19 @@ impl Model {
         let (x, y) = dataset.design(&selection);
         let outcome = fit(x.view(), y.view(), &params, start, observer)
             .map_err(|error| explain(error, &selection, x.view(), y.view()))?;
-        let optimum = least_squares(x.view(), y.view(), observer)?;
+        let optimum_mse = match outcome.optimum_mse {
+            Some(mse) => mse,
+            None => least_squares(x.view(), y.view(), observer)?.mse,
+        };
         let mse = outcome.weights.mse(x.view(), y.view());
-        let variance = scaled::mean_and_variance(y.view()).map_or(0.0, |(_, variance)| variance);
         let fit = Fit {
             version: 0,
             metrics: Metrics {
                 mse,
-                r2: (variance > 0.0).then(|| 1.0 - mse / variance),
-                optimum_mse: optimum.mse,
+                r2: scaled::explained_share(mse, y.view()),
+                optimum_mse,
                 // Rounding can put a converged fit a hair below the optimum; no fit beats it.
-                gap: (mse - optimum.mse).max(0.0),
+                gap: (mse - optimum_mse).max(0.0),
             },
             features: selection.features,
             target: selection.target,

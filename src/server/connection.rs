@@ -166,6 +166,10 @@ pub async fn serve(
             },
             () = activity.close.notified(), if !closing => return,
             () = shutdown.cancelled(), if !closing => {
+                // Nothing in flight (idle, or a head still arriving): nothing to finish.
+                if activity.idle_since().is_some() {
+                    return;
+                }
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }

@@ -60,6 +60,8 @@ pub struct FitOutcome {
     /// Loss per epoch, as Keras's `History.history["loss"]`; shorter than `epochs` when the fit
     /// stopped early.
     pub history: Vec<f64>,
+    /// The least-squares optimum's MSE, when the fit found it on the way (the exact solver).
+    pub optimum_mse: Option<f64>,
 }
 
 /// Fits `x` (row-major, one row per sample) to `y` with Adam.
@@ -86,7 +88,7 @@ pub fn fit_adam(
             break;
         }
     }
-    Ok(FitOutcome { initial: Some(run.initial.clone()), weights: run.weights(), history })
+    Ok(FitOutcome { initial: Some(run.initial.clone()), weights: run.weights(), history, optimum_mse: None })
 }
 
 /// The state of an Adam fit between epochs.

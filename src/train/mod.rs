@@ -63,7 +63,12 @@ pub fn fit(
             if solution.rank < x.ncols() {
                 return Err(TrainError::Singular { rank: solution.rank, features: x.ncols() });
             }
-            Ok(FitOutcome { initial: None, weights: solution.weights, history: Vec::new() })
+            Ok(FitOutcome {
+                initial: None,
+                weights: solution.weights,
+                history: Vec::new(),
+                optimum_mse: Some(solution.mse),
+            })
         }
     }
 }

@@ -78,6 +78,14 @@ pub fn mean_square(values: ArrayView1<f64>) -> f64 {
     ldexp(sum / values.len() as f64, 2 * log2_of(scale))
 }
 
+/// `1 - mse / variance(values)`, the coefficient of determination of a fit with that MSE on
+/// the target `values`, computed on the scaled values so that a variance beyond `f64` still gives
+/// the right share; `None` for a constant target.
+pub fn explained_share(mse: f64, values: ArrayView1<f64>) -> Option<f64> {
+    let (_, variance, scale) = scaled_mean_and_variance(values)?;
+    (variance > 0.0).then(|| 1.0 - ldexp(mse, -2 * log2_of(scale)) / variance)
+}
+
 /// Mean and variance of `values / scale`, and the scale.
 fn scaled_mean_and_variance(values: ArrayView1<f64>) -> Option<(f64, f64, f64)> {
     if values.is_empty() {
@@ -144,6 +152,17 @@ mod tests {
         assert!((std / (1e299 * (2.0f64 / 3.0).sqrt()) - 1.0).abs() < 1e-12, "{std}");
         let (_, tiny) = mean_and_std(view(&[1e-200, 3e-200])).unwrap();
         assert!((tiny / 1e-200 - 1.0).abs() < 1e-12, "squares of 1e-200 would underflow: {tiny}");
+    }
+
+    #[test]
+    fn the_explained_share_is_right_when_the_variance_is_beyond_f64() {
+        // variance = (2e155)^2 * 2/3 = 2.67e310, beyond f64; with an MSE of 2.67e305, r2 = 1 - 1e-5.
+        let y = [1e155, 3e155, 5e155];
+        let mse = 2e155 * (2e155 * 1e-5) * (2.0 / 3.0);
+        let r2 = explained_share(mse, view(&y)).unwrap();
+        assert!((r2 - (1.0 - 1e-5)).abs() < 1e-12, "{r2}");
+        assert_eq!(explained_share(0.0, view(&[2.0, 2.0])), None, "a constant target");
+        assert_eq!(explained_share(1.0, view(&[1.0, 3.0])), Some(0.0));
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Scaling {
         let (y_mean, y_std) = spread(y, || "the target".to_owned())?;
         if !(y_std * y_std).is_finite() {
             return Err(TrainError::NotRepresentable {
-                quantity: "the variance of the target, the unit of this solver's losses".into(),
+                quantity: "the variance of the target (the unit this solver's losses are in)".into(),
             });
         }
         Ok(Self { x_mean, x_std, y_mean, y_std })
@@ -90,6 +90,7 @@ pub fn fit_standardized(
         initial: outcome.initial.map(|weights| scaling.to_original(&weights)),
         weights: scaling.to_original(&outcome.weights),
         history: outcome.history.into_iter().map(|loss| loss * loss_scale).collect(),
+        optimum_mse: None,
     })
 }
 
