@@ -26,6 +26,7 @@ const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(500);
 
 /// Runs the server until Ctrl-C or SIGTERM; only the server logs, and only it needs a runtime.
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    return_large_frees_to_the_system();
     init_logging(args.log_format);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("no async runtime")?;
@@ -35,6 +36,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     served
+}
+
+/// Makes glibc's allocator give large blocks back to the system when they are freed. By default
+/// it raises its threshold for serving blocks from the heap as large ones are freed (up to 32 MiB),
+/// and keeps an arena per thread, so the buffers of each parse and each large answer stay in the
+/// process after use, and many uploads or answers one after another add up. With a fixed
+/// threshold, every block over it is its own mapping, returned on free.
+fn return_large_frees_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
 }
 
 /// Logs to standard output at `RUST_LOG` (default `info`): text for people, or one JSON object

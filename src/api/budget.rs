@@ -1,7 +1,12 @@
-//! The memory budget of requests in flight: bytes of request bodies being received and of answers
-//! waiting to be sent, over [`SMALL`] each, are reserved here first. A client that sends large
-//! bodies, or never reads large answers, can then hold at most the budget, and a request that
-//! would go beyond it is answered 503 instead of growing the process.
+//! The budget of requests in flight: the memory their bodies and answers hold, and the cores
+//! their heavy work takes.
+//!
+//! Bytes of request bodies being received and of answers waiting to be sent, over [`SMALL`] each,
+//! are reserved here first. A client that sends large bodies, or never reads large answers, can
+//! then hold at most the budget, and a request that would go beyond it is answered 503 instead of
+//! growing the process. Work too large for the async workers (parsing a large body, serialising a
+//! large answer) runs on blocking threads, at most one per core at a time: however many such
+//! requests arrive, the workers keep their share of the cores to answer everything else.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,6 +30,8 @@ const UNIT: u64 = 1024;
 pub struct Budget {
     units: Arc<Semaphore>,
     bytes: u64,
+    /// One permit per core for heavy work off the async workers.
+    cores: Arc<Semaphore>,
 }
 
 /// Bytes held against the budget until dropped.
@@ -35,7 +42,18 @@ pub struct Reservation {
 impl Budget {
     pub fn new(bytes: u64) -> Self {
         let units = (bytes / UNIT).clamp(1, Semaphore::MAX_PERMITS as u64);
-        Self { units: Arc::new(Semaphore::new(units as usize)), bytes }
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Self { units: Arc::new(Semaphore::new(units as usize)), bytes, cores: Arc::new(Semaphore::new(cores)) }
+    }
+
+    /// Runs `work` on a blocking thread once a core is free for it (waiting its turn).
+    pub async fn offload<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+        let core = self.cores.clone().acquire_owned().await.expect("the core semaphore is never closed");
+        let done = tokio::task::spawn_blocking(move || {
+            let _core = core;
+            work()
+        });
+        done.await.map_err(super::join_error)
     }
 
     /// Reserves `bytes`, or says the budget is used up (503).
@@ -126,7 +144,7 @@ where
         return Ok(json_response(json(&value)));
     }
     let reservation = budget.reserve(estimate)?;
-    let bytes = tokio::task::spawn_blocking(move || json(&value)).await.map_err(super::join_error)?;
+    let bytes = budget.offload(move || json(&value)).await?;
     Ok(reservation.hold_until_sent(json_response(bytes)))
 }
 

@@ -52,7 +52,7 @@ pub async fn get(
     // The view is built under the job's lock, off the workers when it is large.
     let view = match estimate > super::budget::SMALL {
         true => {
-            tokio::task::spawn_blocking(move || job.view(query.history)).await.map_err(super::join_error)?
+            budget.offload(move || job.view(query.history)).await?
         }
         false => job.view(query.history),
     };

@@ -28,8 +28,9 @@ use crate::state::AppState;
 const PARSE_INLINE_BYTES: usize = 256 * 1024;
 /// Predictions written per chunk of a streamed answer (about 200 KB).
 const ROWS_PER_CHUNK: usize = 8192;
-/// How many more predictions are covered in the budget at a time as they grow.
-const BUDGET_STEP_ROWS: usize = 64 * 1024;
+/// How many more predictions are covered in the budget at a time as they grow: answers up to
+/// this many (64 KiB of them) are small and never counted.
+const BUDGET_STEP_ROWS: usize = SMALL / size_of::<f64>();
 
 #[tracing::instrument(skip_all, fields(bytes = body.len()))]
 pub async fn predict(
@@ -42,9 +43,10 @@ pub async fn predict(
     let model = state.model().ok_or_else(|| no_model(&state))?;
     let predictions = match body.len() <= PARSE_INLINE_BYTES {
         true => predict_body(&body, &model, &budget)?,
-        false => tokio::task::spawn_blocking(move || predict_body(&body, &model, &budget))
-            .await
-            .map_err(super::join_error)??,
+        false => {
+            let work = budget.clone();
+            work.offload(move || predict_body(&body, &model, &budget)).await??
+        }
     };
     Ok(predictions.into_response())
 }
@@ -174,7 +176,7 @@ impl<'de> Visitor<'de> for Rows<'_> {
                 de::Error::custom("stopped")
             };
             let prediction = self.model.predict_row(index, &row).map_err(|error| fail(error.into()))?;
-            if index.is_multiple_of(BUDGET_STEP_ROWS) {
+            if index > 0 && index.is_multiple_of(BUDGET_STEP_ROWS) {
                 let covered = (index + BUDGET_STEP_ROWS) * size_of::<f64>();
                 self.budget.cover(&mut self.out.reservation, covered).map_err(fail)?;
             }

@@ -1,222 +1,17 @@
-//! Faults, with the real binary: SIGKILL in the middle of an upload, a training and an
-//! activation leaves the previous dataset and model whole and served after a restart, with no
-//! stray temporary files; a full disk, a read-only or a vanished data directory give clear JSON
-//! errors while the current model keeps being served; SIGTERM lets in-flight requests finish,
-//! cancels a running training and exits 0.
+//! Faults, with the real binary: SIGKILL in the middle of an upload, a training, an activation
+//! and the storing of models leaves the previous dataset and model whole and served after a
+//! restart, with no stray temporary files.
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-use crate::helpers::{binary_command, linear_csv};
-
-/// The `regserve` binary, started on 127.0.0.1 with a port of its own choosing, its logs kept in
-/// a file. Dropping it kills the process and waits for it to be gone.
-pub(crate) struct Server {
-    child: tokio::process::Child,
-    pid: u32,
-    pub(crate) base: String,
-    pub(crate) client: reqwest::Client,
-    log: PathBuf,
-    _cwd: TempDir,
-}
-
-impl Server {
-    /// Starts the binary on `data_dir` (configured by `REGSERVE_*` variables, from an unrelated
-    /// directory) and waits until it answers.
-    pub(crate) async fn start(data_dir: &Path) -> Self {
-        let cwd = tempfile::tempdir().unwrap();
-        let log = cwd.path().join("server.log");
-        let output = std::fs::File::create(&log).unwrap();
-        let child = tokio::process::Command::from(binary_command(data_dir))
-            .current_dir(cwd.path())
-            .env("REGSERVE_ADDR", "127.0.0.1:0")
-            .env("REGSERVE_LOG_FORMAT", "text")
-            .env("RUST_LOG", "warn,regserve::startup=info")
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let pid = child.id().expect("a just-started child has a pid");
-        let mut server =
-            Self { child, pid, base: String::new(), client: reqwest::Client::new(), log, _cwd: cwd };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while server.base.is_empty() {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("the server exited at start with {status}:\n{}", server.log());
-            }
-            assert!(Instant::now() < deadline, "the server did not start listening:\n{}", server.log());
-            // `listening addr=127.0.0.1:PORT` names the port the system picked.
-            if let Some(line) = server.log().lines().find(|line| line.contains("listening")) {
-                let addr = line.split_whitespace().find_map(|word| word.strip_prefix("addr="));
-                server.base = format!("http://{}", addr.expect("the listening line names its address"));
-            } else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-        for _ in 0..500 {
-            if server.client.get(server.url("/healthz")).send().await.is_ok() {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the server does not answer:\n{}", server.log());
-    }
-
-    /// What the server logged so far.
-    pub(crate) fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Kills the process with SIGKILL, without any chance to clean up, and waits for its end.
-    pub(crate) async fn kill(mut self) {
-        self.child.start_kill().unwrap();
-        let status = self.child.wait().await.unwrap();
-        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
-    }
-
-    /// Sends SIGTERM without waiting.
-    pub(crate) fn send_sigterm(&self) {
-        // SAFETY: kill only reads its integer arguments; the pid is our unreaped child's.
-        assert_eq!(unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) }, 0);
-    }
-
-    /// Waits for the process to exit by itself, for at most `limit`.
-    pub(crate) async fn exit_status(&mut self, limit: Duration) -> ExitStatus {
-        match tokio::time::timeout(limit, self.child.wait()).await {
-            Ok(status) => status.unwrap(),
-            Err(_) => panic!("the server did not exit within {limit:?}:\n{}", self.log()),
-        }
-    }
-
-    /// The resident memory of the process, in KiB (`VmRSS` of /proc/PID/status).
-    pub(crate) fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
-        vm_rss_kib(&status)
-    }
-
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    pub(crate) async fn get(&self, path: &str) -> Response {
-        let response = self.client.get(self.url(path)).send().await;
-        response.unwrap_or_else(|error| panic!("GET {path}: {error:?}\nserver log:\n{}", self.log()))
-    }
-
-    /// `GET path`, which must answer 200 with JSON.
-    pub(crate) async fn json(&self, path: &str) -> Value {
-        let response = self.get(path).await;
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert_eq!(status, StatusCode::OK, "GET {path}: {text}");
-        serde_json::from_str(&text).unwrap()
-    }
-
-    pub(crate) async fn post(&self, path: &str, body: &Value) -> Response {
-        let response = self.client.post(self.url(path)).json(body).send().await;
-        response.unwrap_or_else(|error| panic!("POST {path}: {error:?}\nserver log:\n{}", self.log()))
-    }
-
-    pub(crate) async fn upload(&self, contents: impl Into<Vec<u8>>) -> Response {
-        let part = reqwest::multipart::Part::bytes(contents.into()).file_name("data.csv");
-        let form = reqwest::multipart::Form::new().part("file", part);
-        let response = self.client.post(self.url("/upload")).multipart(form).send().await;
-        response.unwrap_or_else(|error| panic!("POST /upload: {error:?}\nserver log:\n{}", self.log()))
-    }
-
-    /// An upload on a connection of its own: the server closes a connection after refusing an
-    /// upload it has not read to the end, without saying so, and a pooled connection would take
-    /// the next request down with it.
-    pub(crate) async fn upload_alone(&self, contents: impl Into<Vec<u8>>) -> Response {
-        let part = reqwest::multipart::Part::bytes(contents.into()).file_name("data.csv");
-        let form = reqwest::multipart::Form::new().part("file", part);
-        let response = reqwest::Client::new().post(self.url("/upload")).multipart(form).send().await;
-        response.unwrap_or_else(|error| panic!("POST /upload: {error:?}\nserver log:\n{}", self.log()))
-    }
-
-    pub(crate) async fn upload_ok(&self, contents: impl Into<Vec<u8>>) {
-        let response = self.upload(contents).await;
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert_eq!((status, text.as_str()), (StatusCode::OK, "success"));
-    }
-
-    /// `POST /train?wait=true` that must succeed; returns the model.
-    pub(crate) async fn train(&self, body: Value) -> Value {
-        let response = self.post("/train?wait=true", &body).await;
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert_eq!(status, StatusCode::OK, "{text}");
-        serde_json::from_str::<Value>(&text).unwrap()["model"].clone()
-    }
-
-    /// Starts a training without waiting; returns the job id.
-    pub(crate) async fn start_training(&self, body: Value) -> u64 {
-        let response = self.post("/train", &body).await;
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert_eq!(status, StatusCode::ACCEPTED, "{text}");
-        serde_json::from_str::<Value>(&text).unwrap()["id"].as_u64().unwrap()
-    }
-
-    /// Waits until job `id` has finished (at most a minute) and returns it.
-    pub(crate) async fn finished_job(&self, id: u64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let job = self.json(&format!("/v1/jobs/{id}")).await;
-            if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap()) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Predictions that must succeed, flattened from `[[y1], [y2]]`.
-    pub(crate) async fn predict_ok(&self, x: Value) -> Vec<f64> {
-        let response = self.post("/predict", &json!({ "x_predict": x })).await;
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        assert_eq!(status, StatusCode::OK, "{text}");
-        let body: Value = serde_json::from_str(&text).unwrap();
-        body["y_predict"].as_array().unwrap().iter().map(|row| row[0].as_f64().unwrap()).collect()
-    }
-
-    pub(crate) async fn flag(&self) -> u64 {
-        self.json("/training_flag").await["training_flag"].as_u64().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Killed and reaped here rather than in the background, so that a file system the data
-        // directory lives on can be unmounted right after.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.start_kill();
-            for _ in 0..1000 {
-                if !matches!(self.child.try_wait(), Ok(None)) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    }
-}
-
-/// `VmRSS` in KiB from the text of a /proc/PID/status file.
-pub(crate) fn vm_rss_kib(status: &str) -> u64 {
-    let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("VmRSS is reported");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
+use crate::helpers::linear_csv;
+pub(crate) use crate::process::Server;
 
 /// Temporary files (`.tmp-*`) in the data directory or its `models` directory.
 pub(crate) fn temp_files(data_dir: &Path) -> Vec<PathBuf> {
@@ -229,13 +24,13 @@ pub(crate) fn temp_files(data_dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn assert_no_temp_files(data_dir: &Path) {
+pub(crate) fn assert_no_temp_files(data_dir: &Path) {
     let stray = temp_files(data_dir);
     assert!(stray.is_empty(), "temporary files were left behind: {stray:?}");
 }
 
 /// Names in `models/`, sorted.
-fn model_files(data_dir: &Path) -> Vec<String> {
+pub(crate) fn model_files(data_dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(data_dir.join("models"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
@@ -245,14 +40,14 @@ fn model_files(data_dir: &Path) -> Vec<String> {
 }
 
 /// The version `models/active` names.
-fn active_pointer(data_dir: &Path) -> u64 {
+pub(crate) fn active_pointer(data_dir: &Path) -> u64 {
     let text = std::fs::read_to_string(data_dir.join("models/active")).unwrap();
     text.trim().parse().unwrap_or_else(|_| panic!("models/active holds {text:?}"))
 }
 
 /// Checks that `response` is a JSON error with a server-error status and returns the status
 /// and the message.
-async fn server_error(response: Response) -> (StatusCode, String) {
+pub(crate) async fn server_error(response: Response) -> (StatusCode, String) {
     let status = response.status();
     let content_type =
         response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
@@ -265,7 +60,7 @@ async fn server_error(response: Response) -> (StatusCode, String) {
 }
 
 /// A CSV (header `x,y`) sent in `chunks` chunks of 800 rows (about 10 KiB), `pause` apart.
-fn slow_csv_body(chunks: usize, pause: Duration) -> reqwest::Body {
+pub(crate) fn slow_csv_body(chunks: usize, pause: Duration) -> reqwest::Body {
     let rows: String = linear_csv(800).lines().skip(1).map(|line| format!("{line}\n")).collect();
     let stream = futures_util::stream::unfold(0, move |sent| {
         let rows = rows.clone();
@@ -286,13 +81,13 @@ fn slow_csv_body(chunks: usize, pause: Duration) -> reqwest::Body {
 }
 
 /// What [`slow_csv_body`] sends in all.
-fn slow_csv_contents(chunks: usize) -> String {
+pub(crate) fn slow_csv_contents(chunks: usize) -> String {
     let rows: String = linear_csv(800).lines().skip(1).map(|line| format!("{line}\n")).collect();
     format!("x,y\n{}", rows.repeat(chunks))
 }
 
 /// Starts a multipart upload of [`slow_csv_body`] in the background.
-fn start_slow_upload(
+pub(crate) fn start_slow_upload(
     server: &Server,
     chunks: usize,
     pause: Duration,
@@ -310,7 +105,7 @@ fn start_slow_upload(
 }
 
 /// Waits (at most 10 s) until a temporary file in the data directory holds at least `bytes`.
-async fn wait_for_temp_file(data_dir: &Path, bytes: u64) -> PathBuf {
+pub(crate) async fn wait_for_temp_file(data_dir: &Path, bytes: u64) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let grown = temp_files(data_dir)
@@ -552,413 +347,3 @@ async fn sigkill_while_trainings_store_their_models_keeps_every_acknowledged_ver
     assert_eq!(model_files(dir).len(), listed.as_array().unwrap().len() + 1, "the files match the list");
 }
 
-/// A tmpfs mounted on a fresh directory for the length of a test, unmounted on drop (also when
-/// the test fails).
-struct Tmpfs {
-    dir: TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. `1m`), or says why it cannot and returns `None`; under CI
-    /// (the `CI` variable set) not being able to is a failure.
-    fn mount(size: &str) -> Option<Self> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return unavailable("mounting a small file system needs root");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let output = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match output {
-            Ok(output) if output.status.success() => Some(Self { dir }),
-            Ok(output) => unavailable(&format!("mount failed: {}", String::from_utf8_lossy(&output.stderr))),
-            Err(error) => unavailable(&format!("cannot run mount: {error}")),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Changes the mount's options, e.g. `ro` or `rw`.
-    fn remount(&self, options: &str) {
-        let status = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,{options}")])
-            .arg(self.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount,{options} failed");
-    }
-
-    /// Fills the file system with a file `name` until it has no room left.
-    fn fill(&self, name: &str) {
-        use std::io::Write;
-        let mut file = std::fs::File::create(self.path().join(name)).unwrap();
-        let block = vec![0u8; 4096];
-        loop {
-            match file.write(&block) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(error) if error.raw_os_error() == Some(libc::ENOSPC) => break,
-                Err(error) => panic!("filling the disk: {error}"),
-            }
-        }
-        // A last byte-sized write, so no partial page is left free either.
-        while file.write(&[0]).is_ok_and(|written| written == 1) {}
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let unmounted = std::process::Command::new("umount").arg(self.path()).status();
-        if !unmounted.is_ok_and(|status| status.success()) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(self.path()).status();
-        }
-    }
-}
-
-fn unavailable(why: &str) -> Option<Tmpfs> {
-    if std::env::var_os("CI").is_some() {
-        panic!("this test needs a small tmpfs, and under CI it must run: {why}");
-    }
-    eprintln!("skipped: {why} (set CI to make this a failure)");
-    None
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_is_a_clear_error_and_the_current_model_keeps_being_served() {
-    let Some(disk) = Tmpfs::mount("1m") else { return };
-    let dir = disk.path().join("data");
-    let server = Server::start(&dir).await;
-    let small = linear_csv(100);
-    server.upload_ok(small.clone()).await;
-    let model = server.train(json!({ "epochs": 3, "seed": 1 })).await;
-    let dataset = server.json("/v1/dataset").await;
-    let probe = server.predict_ok(json!([1.0, 2.0])).await;
-
-    // Twice the size of the whole file system.
-    let big = linear_csv(150_000);
-    assert!(big.len() > 2 << 20);
-    let response = server.upload_alone(big).await;
-    let (status, message) = server_error(response).await;
-    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{message}");
-    assert!(message.contains("No space left on device"), "{message}");
-    assert_eq!(server.json("/v1/dataset").await, dataset, "the old dataset is still served");
-    assert_eq!(std::fs::read_to_string(dir.join("dataset.csv")).unwrap(), small);
-    assert_eq!(server.predict_ok(json!([1.0, 2.0])).await, probe);
-    assert_no_temp_files(&dir);
-
-    disk.fill("filler");
-    let id = server.start_training(json!({ "epochs": 3, "seed": 2 })).await;
-    let job = server.finished_job(id).await;
-    assert_eq!(job["state"], "failed", "{job}");
-    let error = job["error"].as_str().unwrap();
-    assert!(error.contains("could not be stored") && error.contains("No space left on device"), "{error}");
-    let response = server.post("/train?wait=true", &json!({ "solver": "least-squares" })).await;
-    let (status, message) = server_error(response).await;
-    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{message}");
-    // Even re-activating the active version needs room for the pointer file.
-    let response = server.client.post(server.url("/v1/models/1/activate")).send().await.unwrap();
-    let (status, message) = server_error(response).await;
-    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{message}");
-    let response = server.upload_alone(small.clone()).await;
-    assert_eq!(server_error(response).await.0, StatusCode::INSUFFICIENT_STORAGE);
-
-    assert_eq!(server.json("/v1/model").await, model, "the previous model stays active");
-    assert_eq!(server.json("/v1/models").await.as_array().unwrap().len(), 1);
-    assert_eq!(server.predict_ok(json!([1.0, 2.0])).await, probe);
-    assert_eq!(server.flag().await, 1);
-    assert_eq!(server.json("/readyz").await["model_version"], 1, "still ready: it serves predictions");
-    assert_no_temp_files(&dir);
-    assert_eq!(model_files(&dir), ["active", "v000001.json"]);
-
-    // Room again: the server carries on without a restart.
-    std::fs::remove_file(disk.path().join("filler")).unwrap();
-    let second = server.train(json!({ "epochs": 3, "seed": 2 })).await;
-    assert_eq!(second["version"], 2);
-    assert_eq!(server.json("/v1/model").await, second);
-    server.upload_ok(linear_csv(120)).await;
-    assert_no_temp_files(&dir);
-
-    // A restart on the full disk serves what is stored.
-    disk.fill("filler");
-    server.kill().await;
-    let server = Server::start(&dir).await;
-    assert_eq!(server.json("/v1/model").await, second);
-    assert_eq!(server.json("/v1/dataset").await["rows"], 120);
-    server.predict_ok(json!([1.0, 2.0])).await;
-    let response = server.post("/train?wait=true", &json!({ "solver": "least-squares" })).await;
-    assert_eq!(server_error(response).await.0, StatusCode::INSUFFICIENT_STORAGE);
-    assert_eq!(server.json("/v1/model").await, second);
-    assert_no_temp_files(&dir);
-    drop(server);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replaced_data_directory_is_a_clear_error_and_the_current_model_keeps_being_served() {
-    let data = tempfile::tempdir().unwrap();
-    let dir = data.path().join("data");
-    let server = Server::start(&dir).await;
-    server.upload_ok(linear_csv(100)).await;
-    let model = server.train(json!({ "epochs": 3, "seed": 1 })).await;
-    let dataset = server.json("/v1/dataset").await;
-    let probe = server.predict_ok(json!([3.0])).await;
-
-    // Root ignores permission bits, so the models directory becomes a regular file instead.
-    std::fs::rename(dir.join("models"), data.path().join("models-moved")).unwrap();
-    std::fs::write(dir.join("models"), "not a directory").unwrap();
-    let id = server.start_training(json!({ "epochs": 3, "seed": 2 })).await;
-    let job = server.finished_job(id).await;
-    assert_eq!(job["state"], "failed", "{job}");
-    let error = job["error"].as_str().unwrap();
-    assert!(error.contains("could not be stored") && error.contains("Not a directory"), "{error}");
-    let response = server.client.post(server.url("/v1/models/1/activate")).send().await.unwrap();
-    let (_, message) = server_error(response).await;
-    assert!(message.contains("Not a directory"), "{message}");
-    assert_eq!(server.json("/v1/model").await, model);
-    assert_eq!(server.predict_ok(json!([3.0])).await, probe);
-    assert_eq!(server.flag().await, 1);
-    assert_no_temp_files(&dir);
-    std::fs::remove_file(dir.join("models")).unwrap();
-    std::fs::rename(data.path().join("models-moved"), dir.join("models")).unwrap();
-
-    // The whole data directory replaced by a file.
-    std::fs::rename(&dir, data.path().join("data-moved")).unwrap();
-    std::fs::write(&dir, "not a directory").unwrap();
-    let (_, message) = server_error(server.upload_alone(linear_csv(50)).await).await;
-    assert!(message.contains("data directory") && message.contains("Not a directory"), "{message}");
-    assert_eq!(server.json("/v1/dataset").await, dataset);
-    assert_eq!(server.predict_ok(json!([3.0])).await, probe);
-    let id = server.start_training(json!({ "epochs": 3, "seed": 2 })).await;
-    assert_eq!(server.finished_job(id).await["state"], "failed");
-    assert_eq!(server.json("/v1/model").await, model);
-    std::fs::remove_file(&dir).unwrap();
-    std::fs::rename(data.path().join("data-moved"), &dir).unwrap();
-
-    // Put back, everything works again without a restart.
-    server.upload_ok(linear_csv(50)).await;
-    assert_eq!(server.train(json!({ "epochs": 3, "seed": 3 })).await["version"], 2);
-    assert_no_temp_files(&dir);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_only_data_directory_is_a_clear_error_and_the_current_model_keeps_being_served() {
-    let Some(disk) = Tmpfs::mount("4m") else { return };
-    let dir = disk.path().join("data");
-    let server = Server::start(&dir).await;
-    server.upload_ok(linear_csv(100)).await;
-    let model = server.train(json!({ "epochs": 3, "seed": 1 })).await;
-    let dataset = server.json("/v1/dataset").await;
-    let probe = server.predict_ok(json!([3.0])).await;
-
-    disk.remount("ro");
-    let (_, message) = server_error(server.upload_alone(linear_csv(50)).await).await;
-    assert!(message.contains("Read-only file system"), "{message}");
-    let id = server.start_training(json!({ "epochs": 3, "seed": 2 })).await;
-    let job = server.finished_job(id).await;
-    assert_eq!(job["state"], "failed", "{job}");
-    assert!(job["error"].as_str().unwrap().contains("Read-only file system"), "{job}");
-    let response = server.client.post(server.url("/v1/models/1/activate")).send().await.unwrap();
-    let (_, message) = server_error(response).await;
-    assert!(message.contains("Read-only file system"), "{message}");
-    assert_eq!(server.json("/v1/model").await, model);
-    assert_eq!(server.json("/v1/dataset").await, dataset);
-    assert_eq!(server.predict_ok(json!([3.0])).await, probe);
-    assert_eq!(server.flag().await, 1);
-
-    // A restart on the read-only directory serves what is stored.
-    server.kill().await;
-    let server = Server::start(&dir).await;
-    assert_eq!(server.json("/v1/model").await, model);
-    assert_eq!(server.json("/v1/dataset").await, dataset);
-    assert_eq!(server.predict_ok(json!([3.0])).await, probe);
-    let (_, message) = server_error(server.upload_alone(linear_csv(50)).await).await;
-    assert!(message.contains("Read-only file system"), "{message}");
-
-    disk.remount("rw");
-    assert_eq!(server.train(json!({ "epochs": 3, "seed": 3 })).await["version"], 2);
-    server.upload_ok(linear_csv(50)).await;
-    assert_no_temp_files(&dir);
-    drop(server);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_leftover_on_a_read_only_data_directory_does_not_stop_a_restart() {
-    let Some(disk) = Tmpfs::mount("4m") else { return };
-    let dir = disk.path().join("data");
-    let server = Server::start(&dir).await;
-    server.upload_ok(linear_csv(100)).await;
-    let model = server.train(json!({ "epochs": 3, "seed": 1 })).await;
-    // Killed in the middle of an upload, and the disk then remounted read-only (as ext4 does
-    // after an I/O error with errors=remount-ro).
-    let _upload = start_slow_upload(&server, 10_000, Duration::from_millis(20));
-    wait_for_temp_file(&dir, 16 * 1024).await;
-    server.kill().await;
-    disk.remount("ro");
-
-    let server = Server::start(&dir).await;
-    assert_eq!(server.json("/v1/model").await, model);
-    server.predict_ok(json!([3.0])).await;
-    drop(server);
-}
-
-/// A `/predict` body sent in pieces over about `pieces * pause`.
-fn slow_predict_body(pieces: usize, pause: Duration) -> reqwest::Body {
-    let stream = futures_util::stream::unfold(0, move |sent| async move {
-        let piece = match sent {
-            0 => "{\"x_predict\": [1.5".to_owned(),
-            n if n < pieces => {
-                tokio::time::sleep(pause).await;
-                ", 2.5".to_owned()
-            }
-            n if n == pieces => {
-                tokio::time::sleep(pause).await;
-                "]}".to_owned()
-            }
-            _ => return None,
-        };
-        Some((Ok::<_, std::io::Error>(piece), sent + 1))
-    });
-    reqwest::Body::wrap_stream(stream)
-}
-
-/// Reads a job's event stream to its end; returns the last event's name and data.
-async fn last_event(response: Response) -> (String, Value) {
-    let text = response.text().await.unwrap();
-    let block = text.trim_end().rsplit("\n\n").next().unwrap().to_owned();
-    let field = |name: &str| block.lines().find_map(|line| line.strip_prefix(name)).map(str::trim);
-    let data = field("data:").unwrap_or_else(|| panic!("no data in the last event: {text}"));
-    (field("event:").unwrap_or("").to_owned(), serde_json::from_str(data).unwrap())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_in_flight_uploads_and_predictions_cancels_training_and_exits_0() {
-    let data = tempfile::tempdir().unwrap();
-    let dir = data.path();
-    let mut server = Server::start(dir).await;
-    server.upload_ok(linear_csv(200)).await;
-    let model = server.train(json!({ "epochs": 3, "seed": 1 })).await;
-    let expected = server.predict_ok(json!([1.5, 2.5])).await;
-
-    // A long training somebody waits for, an upload and a prediction still sending their bodies.
-    let training = {
-        let request =
-            server.client.post(server.url("/train?wait=true")).json(&json!({ "epochs": 1_000_000 }));
-        tokio::spawn(async move {
-            let response = request.send().await.unwrap();
-            (response.status(), response.text().await.unwrap())
-        })
-    };
-    let chunks = 60;
-    let upload = start_slow_upload(&server, chunks, Duration::from_millis(40));
-    let prediction = {
-        let request = server
-            .client
-            .post(server.url("/predict"))
-            .header("content-type", "application/json")
-            .body(slow_predict_body(40, Duration::from_millis(50)));
-        tokio::spawn(async move {
-            let response = request.send().await.unwrap();
-            (response.status(), response.text().await.unwrap())
-        })
-    };
-    wait_for_temp_file(dir, 16 * 1024).await;
-    while server.flag().await != 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let job = server.json("/v1/jobs").await[0]["id"].as_u64().unwrap();
-    let events = {
-        let response = server.get(&format!("/v1/jobs/{job}/events")).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        tokio::spawn(last_event(response))
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!upload.is_finished() && !prediction.is_finished(), "the requests are still in flight");
-
-    let signalled = Instant::now();
-    server.send_sigterm();
-    let (status, body) = training.await.unwrap();
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(body.contains("cancelled because the server is shutting down"), "{body}");
-    let (name, data) = events.await.unwrap();
-    assert_eq!((name.as_str(), &data["state"]), ("done", &json!("cancelled")), "{data}");
-    let (status, body) = upload.await.unwrap().expect("the upload is answered, not cut off");
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "success"));
-    let (status, body) = prediction.await.unwrap();
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let y: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(y["y_predict"].as_array().unwrap().len(), 40);
-    assert_eq!(y["y_predict"][0][0].as_f64().unwrap(), expected[0]);
-    assert_eq!(y["y_predict"][39][0].as_f64().unwrap(), expected[1]);
-    let status = server.exit_status(Duration::from_secs(20)).await;
-    assert!(status.success(), "exit status {status}:\n{}", server.log());
-    assert!(signalled.elapsed() < Duration::from_secs(10), "shutdown took {:?}", signalled.elapsed());
-    assert_no_temp_files(dir);
-
-    let server = Server::start(dir).await;
-    let uploaded = slow_csv_contents(chunks);
-    assert_eq!(
-        std::fs::read_to_string(dir.join("dataset.csv")).unwrap(),
-        uploaded,
-        "the upload was installed"
-    );
-    assert_eq!(server.json("/v1/dataset").await["rows"], 800 * chunks);
-    assert_eq!(server.json("/v1/model").await, model, "the cancelled training stored nothing");
-    assert_eq!(server.json("/v1/models").await.as_array().unwrap().len(), 1);
-    assert_eq!(model_files(dir), ["active", "v000001.json"]);
-}
-
-#[tokio::test]
-async fn an_upload_refused_before_its_end_says_the_connection_closes_or_keeps_it_usable() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let app = crate::helpers::spawn_app_with(|config| config.limits.max_upload_bytes = 64 * 1024).await;
-    let stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let (mut reader, mut writer) = stream.into_split();
-    // Chunked: with no Content-Length the server finds the file too large only while reading it.
-    let boundary = "XBOUNDARY";
-    let body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"d.csv\"\r\n\r\n{}\r\n--{boundary}--\r\n",
-        linear_csv(10_000)
-    );
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
-         Transfer-Encoding: chunked\r\n\r\n"
-    );
-    let sending = tokio::spawn(async move {
-        writer.write_all(head.as_bytes()).await?;
-        for chunk in body.as_bytes().chunks(16 * 1024) {
-            writer.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
-            writer.write_all(chunk).await?;
-            writer.write_all(b"\r\n").await?;
-        }
-        writer.write_all(b"0\r\n\r\n").await?;
-        Ok::<_, std::io::Error>(writer)
-    });
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 4096];
-    while !String::from_utf8_lossy(&response).contains("}") {
-        let read = reader.read(&mut buffer).await.unwrap();
-        assert!(read > 0, "the connection closed before the answer: {}", String::from_utf8_lossy(&response));
-        response.extend_from_slice(&buffer[..read]);
-    }
-    let response = String::from_utf8_lossy(&response).to_ascii_lowercase();
-    assert!(response.starts_with("http/1.1 413"), "{response}");
-    if response.contains("\r\nconnection: close\r\n") {
-        return;
-    }
-    // Not announced as closing, so the connection must take another request.
-    let Ok(Ok(mut writer)) = sending.await else {
-        panic!("the connection was cut while the upload was sent")
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let sent = writer.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
-    let read = reader.read(&mut buffer).await;
-    assert!(
-        sent.is_ok() && read.as_ref().is_ok_and(|read| *read > 0),
-        "after a 413 without `Connection: close` the server closed the connection: {sent:?} {read:?}"
-    );
-    assert!(String::from_utf8_lossy(&buffer).starts_with("HTTP/1.1 200"));
-}

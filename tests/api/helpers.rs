@@ -196,10 +196,13 @@ pub fn slow_dataset() -> String {
 }
 
 /// The `regserve` binary on `data_dir`, configured only by what the test adds: no `REGSERVE_*`
-/// variable of the test's own environment leaks in. Its fits run at full priority: other tests
-/// keep the cores busy, and a fit at the default idle priority would wait for them.
+/// variable of the test's own environment leaks in. It is the release binary named by
+/// `REGSERVE_BIN` when that is set (the test script builds it once for all the suites), else the
+/// test build's own. Its fits run at full priority: other tests keep the cores busy, and a fit
+/// that yields to the rest of the process would wait for them.
 pub fn binary_command(data_dir: &Path) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_regserve"));
+    let binary = std::env::var_os("REGSERVE_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_regserve").into());
+    let mut command = std::process::Command::new(binary);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("REGSERVE_") {
             command.env_remove(name);

@@ -116,6 +116,45 @@ async fn cancelling_stops_the_job_and_keeps_the_served_model() {
     error_of(malformed, StatusCode::BAD_REQUEST).await;
 }
 
+/// A CSV of `rows` rows and `features` feature columns (and a target), about `rows * features * 7`
+/// bytes: wide enough that an exact solution takes seconds in a test build.
+fn wide_csv(rows: usize, features: usize) -> String {
+    let header: Vec<String> = (0..features).map(|j| format!("x{j}")).chain(["y".to_owned()]).collect();
+    let mut csv = header.join(",") + "\n";
+    for i in 0..rows {
+        let values: Vec<String> = (0..=features).map(|j| format!("{:.3}", ((i * 31 + j * 17) % 997) as f64 / 97.0)).collect();
+        csv.push_str(&values.join(","));
+        csv.push('\n');
+    }
+    csv
+}
+
+#[tokio::test]
+async fn cancelling_a_least_squares_fit_stops_it_promptly_and_never_activates_its_model() {
+    let app = spawn_app().await;
+    let served = app.train(json!({ "solver": "least-squares" })).await;
+    app.upload_ok(wide_csv(6_000, 400)).await;
+    let id = app.start_training(json!({ "solver": "least-squares" })).await;
+    for _ in 0..500 {
+        if app.json(&format!("/v1/jobs/{id}")).await["state"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let response = app.client.delete(app.url(&format!("/v1/jobs/{id}"))).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert!(started.elapsed() < Duration::from_secs(3), "the cancel took {:?}", started.elapsed());
+    // Give a fit that ignored the cancel the time to finish: it must not have replaced the model.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.json("/v1/model").await["version"], served["version"]);
+    assert_eq!(app.json("/v1/models").await.as_array().unwrap().len(), 1);
+    assert_eq!(app.json(&format!("/v1/jobs/{id}")).await["state"], "cancelled");
+}
+
 #[tokio::test]
 async fn a_waiting_client_learns_that_its_job_was_cancelled() {
     let app = spawn_app().await;

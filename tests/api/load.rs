@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::faults::Server;
+use crate::process::Server;
 use crate::helpers::{linear_csv, spawn_app};
 
 /// Concurrent prediction clients.

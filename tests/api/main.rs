@@ -2,17 +2,25 @@
 
 mod binary;
 mod concurrency;
+mod connections;
 mod dataset;
+mod disk;
 mod errors;
 mod faults;
 mod helpers;
 mod hostile;
 mod jobs;
 mod load;
+mod memory;
 mod model;
+mod numbers;
 mod observability;
+mod origins;
 mod predict;
+mod process;
 mod security;
+mod shutdown;
+mod stored;
 mod train;
 mod upload;
 mod versions;
