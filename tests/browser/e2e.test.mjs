@@ -454,8 +454,11 @@ describe("the regserve page", { timeout: 240000 }, () => {
     await page.waitForFunction(() => document.querySelector(".grid").getBoundingClientRect().width <= 390);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
-    const chart = await page.locator("#fit-chart svg").boundingBox();
-    assert.ok(chart.width <= PHONE.width, "the plot scales down");
+    // The plot is redrawn for the new width, so it is looked up anew until it has scaled down.
+    await page.waitForFunction((width) => {
+      const plot = document.querySelector("#fit-chart svg");
+      return plot && plot.getBoundingClientRect().width <= width;
+    }, PHONE.width);
     await screenshot("08-phone", { fullPage: true });
     await page.setViewportSize(LAPTOP);
   });
