@@ -31,6 +31,9 @@
     job: null,
     source: null,
     losses: [],
+    /** The epoch (1-based) of each of `losses` when the server sampled a long history; null
+     * when there is one loss per epoch from the first. */
+    lossEpochs: null,
     lossCaption: "No loss history yet.",
     lossFrame: 0,
     marker: null,
@@ -334,11 +337,25 @@
     return Boolean(job) && (job.state === "queued" || job.state === "running");
   }
 
+  /** How many epochs a loss history from an answer covers: a long one is sampled down to
+   * fewer losses, and then `length` gives the count. */
+  function historyLength(history) {
+    if (!history) return 0;
+    return history.length ?? history.loss.length;
+  }
+
+  /** Puts a loss history from an answer (or none) in the loss chart. A copy: the events of a
+   * watched job append to it, and the model's own history must stay as it came. */
+  function showLosses(history) {
+    state.losses = history ? history.loss.slice() : [];
+    state.lossEpochs = history && history.epochs ? history.epochs : null;
+  }
+
   /** Follows a job through its event stream until its `done` event. */
   function watchJob(job) {
     if (state.source) state.source.close();
     state.job = job;
-    state.losses = [];
+    showLosses(null);
     state.lossCaption = `Loss per epoch of job ${job.id}.`;
     const source = new EventSource(`/v1/jobs/${job.id}/events`);
     source.addEventListener("progress", (event) => onProgress(JSON.parse(event.data)));
@@ -358,13 +375,25 @@
 
   function onProgress(progress) {
     if (!state.job || progress.id !== state.job.id) return;
-    state.losses.length = Math.min(state.losses.length, progress.first_epoch - 1);
-    for (const loss of progress.losses) state.losses.push(loss);
+    appendLosses(progress);
     // The last progress event of a finished fit already names its final state; the error and
     // the metrics only come with `done`, so the job stays shown as running until then.
     const fields = { ...progress };
     if (!isActive(progress)) delete fields.state;
     updateJob(fields);
+  }
+
+  /** Puts a progress event's losses at their epochs. One event carries at most 10,000 losses,
+   * so a long history comes as several events back to back, each going on from the last; a
+   * reconnected stream starts again from epoch 1 and replaces what came before. */
+  function appendLosses(progress) {
+    const losses = state.losses;
+    const start = progress.first_epoch - 1;
+    losses.length = Math.min(losses.length, start);
+    // Epochs this page never received stay unknown (NaN, not drawn) so the later ones keep
+    // their place on the epoch axis.
+    while (losses.length < start) losses.push(NaN);
+    for (const loss of progress.losses) losses.push(loss);
   }
 
   function onDone(job) {
@@ -383,18 +412,18 @@
   /** Shows a job that finished without this page watching it. */
   function showFinishedJob(job) {
     state.job = job;
-    state.losses = [];
+    showLosses(null);
     state.lossCaption = `Loss per epoch of job ${job.id}.`;
     renderJob();
     loadJobHistory(job.id);
   }
 
-  /** Reads a finished job's whole loss history into the chart. */
+  /** Reads a finished job's loss history (sampled when long) into the chart. */
   async function loadJobHistory(id) {
     try {
       const job = await api("GET", `/v1/jobs/${id}`);
       if (!state.job || state.job.id !== id) return;
-      state.losses = job.history.loss;
+      showLosses(job.history);
       updateJob(job);
     } catch (error) {
       showMessage("train-error", `The loss history of job ${id} could not be read: ${error.message}`);
@@ -539,7 +568,7 @@
       ["R²", num(model.r2, { id: "model-r2" })],
       ["Optimum MSE", num(model.optimum_mse)],
       ["Gap to optimum", el("span", { id: "model-gap", title: String(model.gap) }, gapText(model.gap, model.optimum_mse))],
-      ["Epochs run", integer(model.history.loss.length)],
+      ["Epochs run", integer(historyLength(model.history))],
       ["Rows", integer(model.rows)],
       ["Trained at", el("span", { title: model.trained_at }, timestamp(model.trained_at))],
     ];
@@ -554,7 +583,7 @@
 
   /** Without a job to show, the loss chart shows the served model's history. */
   function showModelHistory() {
-    state.losses = state.model ? state.model.history.loss : [];
+    showLosses(state.model ? state.model.history : null);
     state.lossCaption = state.model ? `Loss per epoch of model v${state.model.version}.` : "No loss history yet.";
     scheduleLossChart();
   }
@@ -770,12 +799,15 @@
   /** The loss per epoch on a log scale, thinned to at most LOSS_POINTS points. */
   function renderLossChart() {
     const container = $("loss-chart");
-    const losses = state.losses;
+    const { losses, lossEpochs } = state;
     const job = state.job;
+    // A sampled history lists the epoch of each of its losses (the first and the last among them).
+    const epochOf = (i) => (lossEpochs ? lossEpochs[i] : i + 1);
+    const last = losses.length - 1;
     const points = [];
     const stride = Math.max(1, Math.ceil(losses.length / LOSS_POINTS));
-    for (let i = 0; i < losses.length; i += stride) points.push([i + 1, losses[i]]);
-    if (losses.length && (losses.length - 1) % stride) points.push([losses.length, losses[losses.length - 1]]);
+    for (let i = 0; i < losses.length; i += stride) points.push([epochOf(i), losses[i]]);
+    if (losses.length && last % stride) points.push([epochOf(last), losses[last]]);
     const drawable = points.filter(([, loss]) => Number.isFinite(loss) && loss > 0);
     if (drawable.length < 2) {
       const exact = job && job.params && job.params.solver === "least-squares";
@@ -783,18 +815,19 @@
       container.replaceChildren();
       return;
     }
-    const lastEpoch = isActive(job) && job.epochs ? job.epochs : losses.length;
+    const lastEpoch = epochOf(last);
+    const axisEnd = isActive(job) && job.epochs ? job.epochs : lastEpoch;
     const values = drawable.map(([, loss]) => loss);
     let [low, high] = [Math.min(...values), Math.max(...values)];
     if (high / low < 1.01) [low, high] = [low / 1.01, high * 1.01];
     const plot = createPlot({
       container,
       label: `Training loss per epoch, log scale, from ${fmt(values[0])} to ${fmt(values[values.length - 1])}`,
-      xDomain: [1, Math.max(2, lastEpoch)], yDomain: [low, high], xLabel: "epoch", yLabel: "loss (MSE, log scale)", logY: true,
+      xDomain: [1, Math.max(2, axisEnd)], yDomain: [low, high], xLabel: "epoch", yLabel: "loss (MSE, log scale)", logY: true,
     });
     plot.layer.append(svgEl("path", { d: path(drawable.map(([e, l]) => [plot.x(e), plot.y(l)])), class: "loss-line" }));
     container.replaceChildren(plot.svg);
-    $("loss-caption").textContent = `${state.lossCaption} Last loss ${fmt(losses[losses.length - 1])} at epoch ${integer(losses.length)}.`;
+    $("loss-caption").textContent = `${state.lossCaption} Last loss ${fmt(losses[last])} at epoch ${integer(lastEpoch)}.`;
   }
 
   /** Sample rows as {x: [...per feature], y} for the model's columns, or null if one is missing. */

@@ -2,10 +2,10 @@
 //
 // Starts `target/release/regserve` (or $REGSERVE_BIN) on a free port with a fresh data
 // directory, drives the page through upload, training with live progress, the fit, prediction,
-// version activation, cancellation, a failed training, a training started by another client and
-// a rejected upload, and compares what the page shows with the HTTP API. Any console error or
-// uncaught exception on the page fails the test. Screenshots of the main states go to
-// `screenshots/` at the repository root.
+// version activation, cancellation, a failed training, a training started by another client, a
+// rejected upload and a loss history long enough to be sampled, and compares what the page shows
+// with the HTTP API. Any console error or uncaught exception on the page fails the test.
+// Screenshots of the main states go to `screenshots/` at the repository root.
 
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -24,6 +24,8 @@ const SCREENSHOTS = join(ROOT, "screenshots");
 const INCOME2 = join(ROOT, "dataset", "Income2.csv");
 const LAPTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
+/** The most losses an answer lists before the server samples a history down. */
+const HISTORY_POINTS = 10000;
 const CHROMIUM_ARGS = [
   "--no-sandbox",
   "--disable-gpu",
@@ -188,6 +190,20 @@ async function train({ features, target = "Income", solver, epochs, learningRate
 async function waitForJobState(id, jobState, timeout = 60000) {
   await page.waitForSelector(`#job[data-state="${jobState}"]`, { timeout });
   assert.match(await page.textContent("#job-title"), new RegExp(`^Job ${id} `));
+}
+
+/** The loss chart's epoch tick labels and the losses its label names ("from A to B"). */
+async function lossChart() {
+  // The x axis's ticks are centred under their grid line; the y axis's end at the axis.
+  const ticks = await page.locator('#loss-chart svg text.tick[text-anchor="middle"]').allTextContents();
+  const label = await page.getAttribute("#loss-chart svg", "aria-label");
+  const [, from, to] = /from (\S+) to (\S+)$/.exec(label);
+  return { ticks, from: Number(from), to: Number(to) };
+}
+
+/** Checks a loss shown to 4 significant digits. */
+function assertLoss(shown, expected, what) {
+  assert.ok(Math.abs(shown - expected) <= Math.abs(expected) * 5e-4, `${what}: shown ${shown}, API ${expected}`);
 }
 
 describe("the regserve page", { timeout: 240000 }, () => {
@@ -410,6 +426,41 @@ describe("the regserve page", { timeout: 240000 }, () => {
     await page.locator("#fit").evaluate((section) => window.scrollTo(0, section.offsetTop - 8));
     await screenshot("trained-1280x900");
     await page.evaluate(() => window.scrollTo(0, 0));
+  });
+
+  test("shows a long, sampled loss history with every epoch counted", async () => {
+    const epochs = 20000;
+    const id = await train({ features: ["Education", "Seniority"], solver: "adam", epochs, learningRate: 0.01, batchSize: 32, seed: 5 });
+    await waitForJobState(id, "succeeded");
+    const job = await api("GET", `/v1/jobs/${id}`);
+    assert.equal(job.history.loss.length, HISTORY_POINTS, "the answer samples the history");
+    assert.equal(job.history.length, epochs);
+    assert.deepEqual([job.history.epochs[0], job.history.epochs.at(-1)], [1, epochs]);
+    const losses = (await api("GET", `/v1/jobs/${id}?history=full`)).history.loss;
+    assert.equal(losses.length, epochs);
+
+    // The page watched the job: its losses came as several progress events, appended in turn.
+    await page.waitForSelector("text=at epoch 20,000.");
+    let chart = await lossChart();
+    assertLoss(chart.from, losses[0], "first loss of the streamed history");
+    assertLoss(chart.to, losses.at(-1), "last loss of the streamed history");
+    assert.equal(chart.ticks.at(-1), "20k", "the epoch axis ends at the last epoch");
+    await page.waitForFunction((v) => document.getElementById("status-model").textContent.includes(`v${v} `), job.model_version);
+    const model = await api("GET", "/v1/model");
+    assert.equal(model.history.length, epochs);
+    assert.match(await page.textContent("#model-facts"), /Epochs run20,000Rows/);
+
+    // A fresh page reads the finished job's sampled history instead.
+    await page.reload();
+    await page.waitForSelector(`#job[data-state="succeeded"]`);
+    assert.match(await page.textContent("#job-title"), new RegExp(`^Job ${id} `));
+    await page.waitForSelector("text=at epoch 20,000.");
+    chart = await lossChart();
+    assertLoss(chart.from, losses[0], "first loss of the sampled history");
+    assertLoss(chart.to, losses.at(-1), "last loss of the sampled history");
+    assert.equal(chart.ticks.at(-1), "20k", "the sampled history's epoch axis ends at the last epoch");
+    await page.waitForSelector("#model-facts dd");
+    assert.match(await page.textContent("#model-facts"), /Epochs run20,000Rows/);
   });
 
   test("shows a rejected upload's error and keeps the data", async () => {
