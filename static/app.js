@@ -26,6 +26,8 @@
     dataset: null,
     sample: null,
     model: null,
+    /** Why the version named active cannot be served (the server's 503), or "". */
+    modelProblem: "",
     models: [],
     modelsKey: null,
     job: null,
@@ -43,7 +45,8 @@
 
   const $ = (id) => document.getElementById(id);
 
-  /** Calls the service; resolves to the parsed body, rejects with the server's error message. */
+  /** Calls the service; resolves to the parsed body, rejects with the server's error message
+   * (the error also has the answer's `status` and `retryAfter` header). */
   async function api(method, path, body) {
     const init = { method, headers: { Accept: "application/json" } };
     if (body instanceof FormData) {
@@ -62,7 +65,10 @@
     const data = type.includes("json") ? await response.json() : await response.text();
     if (!response.ok) {
       const message = data && data.error ? data.error : `${response.status} ${response.statusText}`;
-      throw new Error(message);
+      throw Object.assign(new Error(message), {
+        status: response.status,
+        retryAfter: response.headers.get("Retry-After"),
+      });
     }
     return data;
   }
@@ -494,20 +500,38 @@
       if (key !== state.modelsKey) {
         state.models = models;
         renderModels();
-        const active = models.find((model) => model.active);
-        if (!state.model || !active || active.version !== state.model.version) {
-          state.model = active ? await api("GET", "/v1/model") : null;
-          state.marker = null;
-          renderModel();
-          // A model trained elsewhere may come with a dataset uploaded elsewhere.
-          if (state.model && state.dataset && state.model.dataset_sha256 !== state.dataset.sha256) refreshDataset();
-        }
+        // A version listed with an `error` is unreadable: it is not served even when active.
+        const active = models.find((model) => model.active && !model.error);
+        if (!state.model || !active || active.version !== state.model.version) await loadModel(models.length > 0);
         state.modelsKey = key;
       }
       showMessage("models-error", "");
     } catch (error) {
       showMessage("models-error", `The models could not be read: ${error.message}`);
     }
+  }
+
+  /** Reads the served model, if any version is stored. A version named active that cannot be
+   * served (its file is unreadable) answers 503 with the reason, which the page shows until
+   * the version list changes; 409 means that no version is active. */
+  async function loadModel(stored) {
+    let model = null;
+    let problem = "";
+    if (stored) {
+      try {
+        model = await api("GET", "/v1/model");
+      } catch (error) {
+        // A 503 with Retry-After is an overloaded server, not a verdict: the next poll retries.
+        if (error.status === 503 && !error.retryAfter) problem = error.message;
+        else if (error.status !== 409) throw error;
+      }
+    }
+    state.model = model;
+    state.modelProblem = problem;
+    state.marker = null;
+    renderModel();
+    // A model trained elsewhere may come with a dataset uploaded elsewhere.
+    if (model && state.dataset && model.dataset_sha256 !== state.dataset.sha256) refreshDataset();
   }
 
   async function activate(version) {
@@ -525,17 +549,33 @@
     const models = state.models;
     $("models-empty").hidden = models.length > 0;
     $("models-table").hidden = models.length === 0;
-    $("models-table").tBodies[0].replaceChildren(...models.map((model) => el("tr",
-      { class: model.active ? "active" : "", "data-version": model.version },
-      el("th", { scope: "row" }, `v${model.version}`,
-        model.active ? el("span", { class: "badge" }, "active") : ""),
+    $("models-table").tBodies[0].replaceChildren(...models.map((model) =>
+      (model.error ? unreadableRow(model) : versionRow(model))));
+  }
+
+  function versionHeader(model, ...extra) {
+    return el("th", { scope: "row" }, `v${model.version}`,
+      model.active ? el("span", { class: "badge" }, "active") : "", ...extra);
+  }
+
+  function versionRow(model) {
+    return el("tr", { class: model.active ? "active" : "", "data-version": model.version },
+      versionHeader(model),
       el("td", { class: "wrap", title: model.trained_at }, ...timestampParts(model.trained_at)),
       el("td", {}, model.solver),
       el("td", { class: "wrap" }, `${model.features.join(", ")} → ${model.target}`),
       el("td", { class: "num" }, num(model.mse)),
       el("td", { class: "num" }, num(model.r2)),
       el("td", { class: "num", title: String(model.gap) }, gapText(model.gap, model.optimum_mse)),
-      el("td", {}, model.active ? "" : activateButton(model.version)))));
+      el("td", {}, model.active ? "" : activateButton(model.version)));
+  }
+
+  /** A stored version whose file cannot be read: the server lists only its number and why.
+   * It has no Activate button, since the server would refuse it (500). */
+  function unreadableRow(model) {
+    return el("tr", { class: "unreadable", "data-version": model.version, title: model.error },
+      versionHeader(model, el("span", { class: "badge unreadable-badge" }, "unreadable")),
+      el("td", { class: "wrap unreadable-error", colspan: 7 }, model.error));
   }
 
   function activateButton(version) {
@@ -546,13 +586,19 @@
 
   function renderModel() {
     const model = state.model;
-    $("no-model").hidden = Boolean(model);
+    const problem = state.modelProblem;
+    $("no-model").hidden = Boolean(model || problem);
+    showMessage("model-error", problem ? `No model is served: ${problem}` : "");
     $("model-view").hidden = !model;
     $("predict-empty").hidden = Boolean(model);
+    $("predict-empty").textContent = problem
+      ? "No model is served, so nothing can be predicted (see 3. Model and fit)."
+      : "Train a model to predict.";
     $("predict-form").hidden = !model;
     showMessage("predict-result", "");
+    showMessage("predict-error", "");
     if (!model) {
-      $("status-model").textContent = "Model: none yet";
+      $("status-model").textContent = problem ? `Model: ${unservedVersion()} cannot be served` : "Model: none yet";
       $("predict-inputs").replaceChildren();
       if (!state.job) showModelHistory();
       return;
@@ -579,6 +625,12 @@
     renderPredictForm();
     renderFit();
     if (!state.job) showModelHistory();
+  }
+
+  /** The version named active although it cannot be served, as the version list shows it. */
+  function unservedVersion() {
+    const active = state.models.find((model) => model.active);
+    return active ? `v${active.version}` : "the active version";
   }
 
   /** Without a job to show, the loss chart shows the served model's history. */

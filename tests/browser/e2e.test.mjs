@@ -3,9 +3,10 @@
 // Starts `target/release/regserve` (or $REGSERVE_BIN) on a free port with a fresh data
 // directory, drives the page through upload, training with live progress, the fit, prediction,
 // version activation, cancellation, a failed training, a training started by another client, a
-// rejected upload and a loss history long enough to be sampled, and compares what the page shows
-// with the HTTP API. Any console error or uncaught exception on the page fails the test.
-// Screenshots of the main states go to `screenshots/` at the repository root.
+// rejected upload, a loss history long enough to be sampled, and stored versions damaged on disk
+// (restarting the server on the same data directory), and compares what the page shows with the
+// HTTP API. Any console error or uncaught exception on the page fails the test. Screenshots of
+// the main states go to `screenshots/` at the repository root.
 
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -64,11 +65,11 @@ function freePort() {
   });
 }
 
-/** Starts the binary and waits until it answers. */
-async function startServer() {
+/** Starts the binary on `dataDir` (a fresh one by default) and waits until it answers. */
+async function startServer(dataDir = tempDir("regserve-e2e-data-")) {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const args = ["--addr", `127.0.0.1:${port}`, "--data-dir", tempDir("regserve-e2e-data-")];
+  const args = ["--addr", `127.0.0.1:${port}`, "--data-dir", dataDir];
   // The browser shares the machine; a fit at the default idle priority would wait for it.
   const env = { ...process.env, RUST_LOG: "warn", REGSERVE_TRAINING_PRIORITY: "0" };
   const child = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env });
@@ -94,7 +95,7 @@ async function startServer() {
     if (Date.now() > deadline) throw new Error(`${BINARY} did not answer on ${base} within 20 s:\n${log}`);
     await new Promise((wake) => setTimeout(wake, 100));
   }
-  return { base, child, exited, log: () => log };
+  return { base, child, exited, dataDir, log: () => log };
 }
 
 async function stopServer() {
@@ -103,6 +104,18 @@ async function stopServer() {
   const timer = setTimeout(() => server.child.kill("SIGKILL"), 5000);
   await server.exited;
   clearTimeout(timer);
+}
+
+/** Stops the server, damages stored model files, and starts it again on the same data. The
+ * page leaves first, so its polls do not log the refused connections of the restart. */
+async function restartWithDamagedVersions(versions) {
+  await page.goto("about:blank");
+  await stopServer();
+  for (const version of versions) {
+    const file = join(server.dataDir, "models", `v${String(version).padStart(6, "0")}.json`);
+    writeFileSync(file, "this is not a model file\n");
+  }
+  server = await startServer(server.dataDir);
 }
 
 /** Calls the API from the test (not through the page). */
@@ -461,6 +474,73 @@ describe("the regserve page", { timeout: 240000 }, () => {
     assert.equal(chart.ticks.at(-1), "20k", "the sampled history's epoch axis ends at the last epoch");
     await page.waitForSelector("#model-facts dd");
     assert.match(await page.textContent("#model-facts"), /Epochs run20,000Rows/);
+  });
+
+  test("lists a stored version whose file is unreadable", async () => {
+    const active = (await api("GET", "/v1/model")).version;
+    const damaged = 2;
+    assert.notEqual(active, damaged);
+    await restartWithDamagedVersions([damaged]);
+    const listed = (await api("GET", "/v1/models")).find((entry) => entry.version === damaged);
+    assert.match(listed.error, /is unreadable/);
+    assert.equal(listed.active, false);
+
+    await page.goto(server.base + "/");
+    const row = page.locator(`#models-table tr.unreadable[data-version="${damaged}"]`);
+    await row.waitFor();
+    assert.match(await row.locator("th").textContent(), /^v2\s*unreadable$/);
+    assert.equal((await row.locator("td").textContent()).trim(), listed.error);
+    assert.equal(await row.getAttribute("title"), listed.error);
+    assert.equal(await row.locator("button").count(), 0, "an unreadable version cannot be activated");
+    assert.equal(await page.locator("#models-table tbody tr").count(), (await api("GET", "/v1/models")).length);
+    assert.equal(await page.locator('#models-table tr[data-version="1"] button').count(), 1);
+    await page.waitForSelector(`#models-table tr.active[data-version="${active}"]`);
+    await page.waitForFunction((v) => document.getElementById("status-model").textContent.includes(`v${v} `), active);
+    assert.ok(await page.isVisible("#model-view"));
+    assert.ok(await page.isHidden("#model-error"));
+    await screenshot("10-unreadable-version", { fullPage: true });
+  });
+
+  test("shows why the active version cannot be served, until another is activated", async () => {
+    const active = (await api("GET", "/v1/model")).version;
+    await restartWithDamagedVersions([active]);
+    const answer = await fetch(`${server.base}/v1/model`);
+    assert.equal(answer.status, 503);
+    const { error } = await answer.json();
+    assert.match(error, new RegExp(`^the active model version ${active} cannot be served: .*; activate another version$`));
+    const refused = await fetch(`${server.base}/predict`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ x_predict: [12] }),
+    });
+    assert.equal(refused.status, 503);
+
+    await expectingConsoleErrors(
+      [{ description: "the 503 answer for the served model", text: /status of 503/, url: "/v1/model" }],
+      async () => {
+        await page.goto(server.base + "/");
+        await page.waitForSelector("#model-error:visible");
+        // The version list is read once more with nothing changed: the 503 is not asked again.
+        await page.waitForTimeout(1500);
+      },
+    );
+    assert.equal(await page.textContent("#model-error"), `No model is served: ${error}`);
+    assert.ok(await page.isHidden("#no-model"));
+    assert.ok(await page.isHidden("#model-view"));
+    assert.ok(await page.isHidden("#predict-form"));
+    assert.match(await page.textContent("#predict-empty"), /^No model is served/);
+    assert.equal(await page.textContent("#status-model"), `Model: v${active} cannot be served`);
+    const row = page.locator(`#models-table tr.unreadable[data-version="${active}"]`);
+    assert.match(await row.locator("th").textContent(), new RegExp(`^v${active}\\s*active\\s*unreadable$`));
+    assert.equal(await row.locator("button").count(), 0);
+    await screenshot("11-active-version-unreadable", { fullPage: true });
+
+    const other = active - 1;
+    await page.getByRole("button", { name: `Activate version ${other}` }).click();
+    await page.waitForFunction((v) => document.getElementById("status-model").textContent.includes(`v${v} `), other);
+    assert.equal((await api("GET", "/v1/model")).version, other);
+    assert.ok(await page.isHidden("#model-error"));
+    assert.ok(await page.isVisible("#model-view"));
+    assert.ok(await page.isVisible("#predict-form"));
+    assert.equal(await page.textContent("#predict-empty"), "Train a model to predict.");
   });
 
   test("shows a rejected upload's error and keeps the data", async () => {
