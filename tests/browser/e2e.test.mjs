@@ -4,9 +4,10 @@
 // directory, drives the page through upload, training with live progress, the fit, prediction,
 // version activation, cancellation, a failed training, a training started by another client, a
 // rejected upload, a loss history long enough to be sampled, and stored versions damaged on disk
-// (restarting the server on the same data directory), and compares what the page shows with the
-// HTTP API. Any console error or uncaught exception on the page fails the test. Screenshots of
-// the main states go to `screenshots/` at the repository root.
+// (restarting the server on the same data directory), checks that the numbered sections read in
+// order, and compares what the page shows with the HTTP API. Any console error or uncaught
+// exception on the page fails the test. Screenshots of the main states go to `screenshots/` at
+// the repository root.
 
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -25,6 +26,13 @@ const SCREENSHOTS = join(ROOT, "screenshots");
 const INCOME2 = join(ROOT, "dataset", "Income2.csv");
 const LAPTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
+/** Window sizes at which the sections must read in the order of their numbers. */
+const LAYOUT_SIZES = [
+  { width: 1280, height: 800 },
+  { width: 1440, height: 900 },
+  { width: 1920, height: 1080 },
+  { width: 800, height: 900 },
+];
 /** The most losses an answer lists before the server samples a history down. */
 const HISTORY_POINTS = 10000;
 const CHROMIUM_ARGS = [
@@ -203,6 +211,28 @@ async function train({ features, target = "Income", solver, epochs, learningRate
 async function waitForJobState(id, jobState, timeout = 60000) {
   await page.waitForSelector(`#job[data-state="${jobState}"]`, { timeout });
   assert.match(await page.textContent("#job-title"), new RegExp(`^Job ${id} `));
+}
+
+/** The numbered section headings ("3. Model and fit") with their number and position. */
+async function sectionHeadings() {
+  return page.evaluate(() => [...document.querySelectorAll("main section > h2")].map((heading) => {
+    const box = heading.getBoundingClientRect();
+    return { text: heading.textContent, number: parseInt(heading.textContent, 10), top: box.top, left: box.left };
+  }));
+}
+
+/** Checks that each section comes after the one numbered before it: lower on the page, or on
+ * the same line (within a pixel) and to its right. */
+function assertReadingOrder(headings, size) {
+  const byNumber = [...headings].sort((a, b) => a.number - b.number);
+  assert.deepEqual(byNumber.map((h) => h.number), [1, 2, 3, 4, 5]);
+  for (let i = 1; i < byNumber.length; i += 1) {
+    const [before, next] = [byNumber[i - 1], byNumber[i]];
+    const sameLine = Math.abs(next.top - before.top) <= 1;
+    const follows = sameLine ? next.left > before.left : next.top > before.top;
+    const where = (h) => `"${h.text}" at top ${Math.round(h.top)}, left ${Math.round(h.left)}`;
+    assert.ok(follows, `at ${size.width}x${size.height}, ${where(next)} comes before ${where(before)}`);
+  }
 }
 
 /** The loss chart's epoch tick labels and the losses its label names ("from A to B"). */
@@ -439,6 +469,21 @@ describe("the regserve page", { timeout: 240000 }, () => {
     await page.locator("#fit").evaluate((section) => window.scrollTo(0, section.offsetTop - 8));
     await screenshot("trained-1280x900");
     await page.evaluate(() => window.scrollTo(0, 0));
+  });
+
+  test("numbers the sections in reading order at common widths", async () => {
+    try {
+      for (const size of LAYOUT_SIZES) {
+        await page.setViewportSize(size);
+        // The plots are redrawn for the new width on the next frames.
+        await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+        assertReadingOrder(await sectionHeadings(), size);
+      }
+      await page.setViewportSize(LAYOUT_SIZES[0]);
+      await screenshot("09-layout-1280x800", { fullPage: true });
+    } finally {
+      await page.setViewportSize(LAPTOP);
+    }
   });
 
   test("shows a long, sampled loss history with every epoch counted", async () => {
