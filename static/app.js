@@ -26,11 +26,16 @@
     dataset: null,
     sample: null,
     model: null,
+    /** Why the version named active cannot be served (the server's 503), or "". */
+    modelProblem: "",
     models: [],
     modelsKey: null,
     job: null,
     source: null,
     losses: [],
+    /** The epoch (1-based) of each of `losses` when the server sampled a long history; null
+     * when there is one loss per epoch from the first. */
+    lossEpochs: null,
     lossCaption: "No loss history yet.",
     lossFrame: 0,
     marker: null,
@@ -40,7 +45,8 @@
 
   const $ = (id) => document.getElementById(id);
 
-  /** Calls the service; resolves to the parsed body, rejects with the server's error message. */
+  /** Calls the service; resolves to the parsed body, rejects with the server's error message
+   * (the error also has the answer's `status` and `retryAfter` header). */
   async function api(method, path, body) {
     const init = { method, headers: { Accept: "application/json" } };
     if (body instanceof FormData) {
@@ -59,7 +65,10 @@
     const data = type.includes("json") ? await response.json() : await response.text();
     if (!response.ok) {
       const message = data && data.error ? data.error : `${response.status} ${response.statusText}`;
-      throw new Error(message);
+      throw Object.assign(new Error(message), {
+        status: response.status,
+        retryAfter: response.headers.get("Retry-After"),
+      });
     }
     return data;
   }
@@ -334,11 +343,25 @@
     return Boolean(job) && (job.state === "queued" || job.state === "running");
   }
 
+  /** How many epochs a loss history from an answer covers: a long one is sampled down to
+   * fewer losses, and then `length` gives the count. */
+  function historyLength(history) {
+    if (!history) return 0;
+    return history.length ?? history.loss.length;
+  }
+
+  /** Puts a loss history from an answer (or none) in the loss chart. A copy: the events of a
+   * watched job append to it, and the model's own history must stay as it came. */
+  function showLosses(history) {
+    state.losses = history ? history.loss.slice() : [];
+    state.lossEpochs = history && history.epochs ? history.epochs : null;
+  }
+
   /** Follows a job through its event stream until its `done` event. */
   function watchJob(job) {
     if (state.source) state.source.close();
     state.job = job;
-    state.losses = [];
+    showLosses(null);
     state.lossCaption = `Loss per epoch of job ${job.id}.`;
     const source = new EventSource(`/v1/jobs/${job.id}/events`);
     source.addEventListener("progress", (event) => onProgress(JSON.parse(event.data)));
@@ -358,13 +381,25 @@
 
   function onProgress(progress) {
     if (!state.job || progress.id !== state.job.id) return;
-    state.losses.length = Math.min(state.losses.length, progress.first_epoch - 1);
-    for (const loss of progress.losses) state.losses.push(loss);
+    appendLosses(progress);
     // The last progress event of a finished fit already names its final state; the error and
     // the metrics only come with `done`, so the job stays shown as running until then.
     const fields = { ...progress };
     if (!isActive(progress)) delete fields.state;
     updateJob(fields);
+  }
+
+  /** Puts a progress event's losses at their epochs. One event carries at most 10,000 losses,
+   * so a long history comes as several events back to back, each going on from the last; a
+   * reconnected stream starts again from epoch 1 and replaces what came before. */
+  function appendLosses(progress) {
+    const losses = state.losses;
+    const start = progress.first_epoch - 1;
+    losses.length = Math.min(losses.length, start);
+    // Epochs this page never received stay unknown (NaN, not drawn) so the later ones keep
+    // their place on the epoch axis.
+    while (losses.length < start) losses.push(NaN);
+    for (const loss of progress.losses) losses.push(loss);
   }
 
   function onDone(job) {
@@ -383,18 +418,18 @@
   /** Shows a job that finished without this page watching it. */
   function showFinishedJob(job) {
     state.job = job;
-    state.losses = [];
+    showLosses(null);
     state.lossCaption = `Loss per epoch of job ${job.id}.`;
     renderJob();
     loadJobHistory(job.id);
   }
 
-  /** Reads a finished job's whole loss history into the chart. */
+  /** Reads a finished job's loss history (sampled when long) into the chart. */
   async function loadJobHistory(id) {
     try {
       const job = await api("GET", `/v1/jobs/${id}`);
       if (!state.job || state.job.id !== id) return;
-      state.losses = job.history.loss;
+      showLosses(job.history);
       updateJob(job);
     } catch (error) {
       showMessage("train-error", `The loss history of job ${id} could not be read: ${error.message}`);
@@ -465,20 +500,38 @@
       if (key !== state.modelsKey) {
         state.models = models;
         renderModels();
-        const active = models.find((model) => model.active);
-        if (!state.model || !active || active.version !== state.model.version) {
-          state.model = active ? await api("GET", "/v1/model") : null;
-          state.marker = null;
-          renderModel();
-          // A model trained elsewhere may come with a dataset uploaded elsewhere.
-          if (state.model && state.dataset && state.model.dataset_sha256 !== state.dataset.sha256) refreshDataset();
-        }
+        // A version listed with an `error` is unreadable: it is not served even when active.
+        const active = models.find((model) => model.active && !model.error);
+        if (!state.model || !active || active.version !== state.model.version) await loadModel(models.length > 0);
         state.modelsKey = key;
       }
       showMessage("models-error", "");
     } catch (error) {
       showMessage("models-error", `The models could not be read: ${error.message}`);
     }
+  }
+
+  /** Reads the served model, if any version is stored. A version named active that cannot be
+   * served (its file is unreadable) answers 503 with the reason, which the page shows until
+   * the version list changes; 409 means that no version is active. */
+  async function loadModel(stored) {
+    let model = null;
+    let problem = "";
+    if (stored) {
+      try {
+        model = await api("GET", "/v1/model");
+      } catch (error) {
+        // A 503 with Retry-After is an overloaded server, not a verdict: the next poll retries.
+        if (error.status === 503 && !error.retryAfter) problem = error.message;
+        else if (error.status !== 409) throw error;
+      }
+    }
+    state.model = model;
+    state.modelProblem = problem;
+    state.marker = null;
+    renderModel();
+    // A model trained elsewhere may come with a dataset uploaded elsewhere.
+    if (model && state.dataset && model.dataset_sha256 !== state.dataset.sha256) refreshDataset();
   }
 
   async function activate(version) {
@@ -496,17 +549,33 @@
     const models = state.models;
     $("models-empty").hidden = models.length > 0;
     $("models-table").hidden = models.length === 0;
-    $("models-table").tBodies[0].replaceChildren(...models.map((model) => el("tr",
-      { class: model.active ? "active" : "", "data-version": model.version },
-      el("th", { scope: "row" }, `v${model.version}`,
-        model.active ? el("span", { class: "badge" }, "active") : ""),
+    $("models-table").tBodies[0].replaceChildren(...models.map((model) =>
+      (model.error ? unreadableRow(model) : versionRow(model))));
+  }
+
+  function versionHeader(model, ...extra) {
+    return el("th", { scope: "row" }, `v${model.version}`,
+      model.active ? el("span", { class: "badge" }, "active") : "", ...extra);
+  }
+
+  function versionRow(model) {
+    return el("tr", { class: model.active ? "active" : "", "data-version": model.version },
+      versionHeader(model),
       el("td", { class: "wrap", title: model.trained_at }, ...timestampParts(model.trained_at)),
       el("td", {}, model.solver),
       el("td", { class: "wrap" }, `${model.features.join(", ")} → ${model.target}`),
       el("td", { class: "num" }, num(model.mse)),
       el("td", { class: "num" }, num(model.r2)),
       el("td", { class: "num", title: String(model.gap) }, gapText(model.gap, model.optimum_mse)),
-      el("td", {}, model.active ? "" : activateButton(model.version)))));
+      el("td", {}, model.active ? "" : activateButton(model.version)));
+  }
+
+  /** A stored version whose file cannot be read: the server lists only its number and why.
+   * It has no Activate button, since the server would refuse it (500). */
+  function unreadableRow(model) {
+    return el("tr", { class: "unreadable", "data-version": model.version, title: model.error },
+      versionHeader(model, el("span", { class: "badge unreadable-badge" }, "unreadable")),
+      el("td", { class: "wrap unreadable-error", colspan: 7 }, model.error));
   }
 
   function activateButton(version) {
@@ -517,13 +586,19 @@
 
   function renderModel() {
     const model = state.model;
-    $("no-model").hidden = Boolean(model);
+    const problem = state.modelProblem;
+    $("no-model").hidden = Boolean(model || problem);
+    showMessage("model-error", problem ? `No model is served: ${problem}` : "");
     $("model-view").hidden = !model;
     $("predict-empty").hidden = Boolean(model);
+    $("predict-empty").textContent = problem
+      ? "No model is served, so nothing can be predicted (see 3. Model and fit)."
+      : "Train a model to predict.";
     $("predict-form").hidden = !model;
     showMessage("predict-result", "");
+    showMessage("predict-error", "");
     if (!model) {
-      $("status-model").textContent = "Model: none yet";
+      $("status-model").textContent = problem ? `Model: ${unservedVersion()} cannot be served` : "Model: none yet";
       $("predict-inputs").replaceChildren();
       if (!state.job) showModelHistory();
       return;
@@ -539,7 +614,7 @@
       ["R²", num(model.r2, { id: "model-r2" })],
       ["Optimum MSE", num(model.optimum_mse)],
       ["Gap to optimum", el("span", { id: "model-gap", title: String(model.gap) }, gapText(model.gap, model.optimum_mse))],
-      ["Epochs run", integer(model.history.loss.length)],
+      ["Epochs run", integer(historyLength(model.history))],
       ["Rows", integer(model.rows)],
       ["Trained at", el("span", { title: model.trained_at }, timestamp(model.trained_at))],
     ];
@@ -552,9 +627,15 @@
     if (!state.job) showModelHistory();
   }
 
+  /** The version named active although it cannot be served, as the version list shows it. */
+  function unservedVersion() {
+    const active = state.models.find((model) => model.active);
+    return active ? `v${active.version}` : "the active version";
+  }
+
   /** Without a job to show, the loss chart shows the served model's history. */
   function showModelHistory() {
-    state.losses = state.model ? state.model.history.loss : [];
+    showLosses(state.model ? state.model.history : null);
     state.lossCaption = state.model ? `Loss per epoch of model v${state.model.version}.` : "No loss history yet.";
     scheduleLossChart();
   }
@@ -770,12 +851,15 @@
   /** The loss per epoch on a log scale, thinned to at most LOSS_POINTS points. */
   function renderLossChart() {
     const container = $("loss-chart");
-    const losses = state.losses;
+    const { losses, lossEpochs } = state;
     const job = state.job;
+    // A sampled history lists the epoch of each of its losses (the first and the last among them).
+    const epochOf = (i) => (lossEpochs ? lossEpochs[i] : i + 1);
+    const last = losses.length - 1;
     const points = [];
     const stride = Math.max(1, Math.ceil(losses.length / LOSS_POINTS));
-    for (let i = 0; i < losses.length; i += stride) points.push([i + 1, losses[i]]);
-    if (losses.length && (losses.length - 1) % stride) points.push([losses.length, losses[losses.length - 1]]);
+    for (let i = 0; i < losses.length; i += stride) points.push([epochOf(i), losses[i]]);
+    if (losses.length && last % stride) points.push([epochOf(last), losses[last]]);
     const drawable = points.filter(([, loss]) => Number.isFinite(loss) && loss > 0);
     if (drawable.length < 2) {
       const exact = job && job.params && job.params.solver === "least-squares";
@@ -783,18 +867,19 @@
       container.replaceChildren();
       return;
     }
-    const lastEpoch = isActive(job) && job.epochs ? job.epochs : losses.length;
+    const lastEpoch = epochOf(last);
+    const axisEnd = isActive(job) && job.epochs ? job.epochs : lastEpoch;
     const values = drawable.map(([, loss]) => loss);
     let [low, high] = [Math.min(...values), Math.max(...values)];
     if (high / low < 1.01) [low, high] = [low / 1.01, high * 1.01];
     const plot = createPlot({
       container,
       label: `Training loss per epoch, log scale, from ${fmt(values[0])} to ${fmt(values[values.length - 1])}`,
-      xDomain: [1, Math.max(2, lastEpoch)], yDomain: [low, high], xLabel: "epoch", yLabel: "loss (MSE, log scale)", logY: true,
+      xDomain: [1, Math.max(2, axisEnd)], yDomain: [low, high], xLabel: "epoch", yLabel: "loss (MSE, log scale)", logY: true,
     });
     plot.layer.append(svgEl("path", { d: path(drawable.map(([e, l]) => [plot.x(e), plot.y(l)])), class: "loss-line" }));
     container.replaceChildren(plot.svg);
-    $("loss-caption").textContent = `${state.lossCaption} Last loss ${fmt(losses[losses.length - 1])} at epoch ${integer(losses.length)}.`;
+    $("loss-caption").textContent = `${state.lossCaption} Last loss ${fmt(losses[last])} at epoch ${integer(lastEpoch)}.`;
   }
 
   /** Sample rows as {x: [...per feature], y} for the model's columns, or null if one is missing. */

@@ -2,10 +2,12 @@
 //
 // Starts `target/release/regserve` (or $REGSERVE_BIN) on a free port with a fresh data
 // directory, drives the page through upload, training with live progress, the fit, prediction,
-// version activation, cancellation, a failed training, a training started by another client and
-// a rejected upload, and compares what the page shows with the HTTP API. Any console error or
-// uncaught exception on the page fails the test. Screenshots of the main states go to
-// `screenshots/` at the repository root.
+// version activation, cancellation, a failed training, a training started by another client, a
+// rejected upload, a loss history long enough to be sampled, and stored versions damaged on disk
+// (restarting the server on the same data directory), checks that the numbered sections read in
+// order, and compares what the page shows with the HTTP API. Any console error or uncaught
+// exception on the page fails the test. Screenshots of the main states go to `screenshots/` at
+// the repository root.
 
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -24,6 +26,15 @@ const SCREENSHOTS = join(ROOT, "screenshots");
 const INCOME2 = join(ROOT, "dataset", "Income2.csv");
 const LAPTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
+/** Window sizes at which the sections must read in the order of their numbers. */
+const LAYOUT_SIZES = [
+  { width: 1280, height: 800 },
+  { width: 1440, height: 900 },
+  { width: 1920, height: 1080 },
+  { width: 800, height: 900 },
+];
+/** The most losses an answer lists before the server samples a history down. */
+const HISTORY_POINTS = 10000;
 const CHROMIUM_ARGS = [
   "--no-sandbox",
   "--disable-gpu",
@@ -62,11 +73,11 @@ function freePort() {
   });
 }
 
-/** Starts the binary and waits until it answers. */
-async function startServer() {
+/** Starts the binary on `dataDir` (a fresh one by default) and waits until it answers. */
+async function startServer(dataDir = tempDir("regserve-e2e-data-")) {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const args = ["--addr", `127.0.0.1:${port}`, "--data-dir", tempDir("regserve-e2e-data-")];
+  const args = ["--addr", `127.0.0.1:${port}`, "--data-dir", dataDir];
   // The browser shares the machine; a fit at the default idle priority would wait for it.
   const env = { ...process.env, RUST_LOG: "warn", REGSERVE_TRAINING_PRIORITY: "0" };
   const child = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env });
@@ -92,7 +103,7 @@ async function startServer() {
     if (Date.now() > deadline) throw new Error(`${BINARY} did not answer on ${base} within 20 s:\n${log}`);
     await new Promise((wake) => setTimeout(wake, 100));
   }
-  return { base, child, exited, log: () => log };
+  return { base, child, exited, dataDir, log: () => log };
 }
 
 async function stopServer() {
@@ -101,6 +112,18 @@ async function stopServer() {
   const timer = setTimeout(() => server.child.kill("SIGKILL"), 5000);
   await server.exited;
   clearTimeout(timer);
+}
+
+/** Stops the server, damages stored model files, and starts it again on the same data. The
+ * page leaves first, so its polls do not log the refused connections of the restart. */
+async function restartWithDamagedVersions(versions) {
+  await page.goto("about:blank");
+  await stopServer();
+  for (const version of versions) {
+    const file = join(server.dataDir, "models", `v${String(version).padStart(6, "0")}.json`);
+    writeFileSync(file, "this is not a model file\n");
+  }
+  server = await startServer(server.dataDir);
 }
 
 /** Calls the API from the test (not through the page). */
@@ -188,6 +211,42 @@ async function train({ features, target = "Income", solver, epochs, learningRate
 async function waitForJobState(id, jobState, timeout = 60000) {
   await page.waitForSelector(`#job[data-state="${jobState}"]`, { timeout });
   assert.match(await page.textContent("#job-title"), new RegExp(`^Job ${id} `));
+}
+
+/** The numbered section headings ("3. Model and fit") with their number and position. */
+async function sectionHeadings() {
+  return page.evaluate(() => [...document.querySelectorAll("main section > h2")].map((heading) => {
+    const box = heading.getBoundingClientRect();
+    return { text: heading.textContent, number: parseInt(heading.textContent, 10), top: box.top, left: box.left };
+  }));
+}
+
+/** Checks that each section comes after the one numbered before it: lower on the page, or on
+ * the same line (within a pixel) and to its right. */
+function assertReadingOrder(headings, size) {
+  const byNumber = [...headings].sort((a, b) => a.number - b.number);
+  assert.deepEqual(byNumber.map((h) => h.number), [1, 2, 3, 4, 5]);
+  for (let i = 1; i < byNumber.length; i += 1) {
+    const [before, next] = [byNumber[i - 1], byNumber[i]];
+    const sameLine = Math.abs(next.top - before.top) <= 1;
+    const follows = sameLine ? next.left > before.left : next.top > before.top;
+    const where = (h) => `"${h.text}" at top ${Math.round(h.top)}, left ${Math.round(h.left)}`;
+    assert.ok(follows, `at ${size.width}x${size.height}, ${where(next)} comes before ${where(before)}`);
+  }
+}
+
+/** The loss chart's epoch tick labels and the losses its label names ("from A to B"). */
+async function lossChart() {
+  // The x axis's ticks are centred under their grid line; the y axis's end at the axis.
+  const ticks = await page.locator('#loss-chart svg text.tick[text-anchor="middle"]').allTextContents();
+  const label = await page.getAttribute("#loss-chart svg", "aria-label");
+  const [, from, to] = /from (\S+) to (\S+)$/.exec(label);
+  return { ticks, from: Number(from), to: Number(to) };
+}
+
+/** Checks a loss shown to 4 significant digits. */
+function assertLoss(shown, expected, what) {
+  assert.ok(Math.abs(shown - expected) <= Math.abs(expected) * 5e-4, `${what}: shown ${shown}, API ${expected}`);
 }
 
 describe("the regserve page", { timeout: 240000 }, () => {
@@ -412,6 +471,123 @@ describe("the regserve page", { timeout: 240000 }, () => {
     await page.evaluate(() => window.scrollTo(0, 0));
   });
 
+  test("numbers the sections in reading order at common widths", async () => {
+    try {
+      for (const size of LAYOUT_SIZES) {
+        await page.setViewportSize(size);
+        // The plots are redrawn for the new width on the next frames.
+        await page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+        assertReadingOrder(await sectionHeadings(), size);
+      }
+      await page.setViewportSize(LAYOUT_SIZES[0]);
+      await screenshot("09-layout-1280x800", { fullPage: true });
+    } finally {
+      await page.setViewportSize(LAPTOP);
+    }
+  });
+
+  test("shows a long, sampled loss history with every epoch counted", async () => {
+    const epochs = 20000;
+    const id = await train({ features: ["Education", "Seniority"], solver: "adam", epochs, learningRate: 0.01, batchSize: 32, seed: 5 });
+    await waitForJobState(id, "succeeded");
+    const job = await api("GET", `/v1/jobs/${id}`);
+    assert.equal(job.history.loss.length, HISTORY_POINTS, "the answer samples the history");
+    assert.equal(job.history.length, epochs);
+    assert.deepEqual([job.history.epochs[0], job.history.epochs.at(-1)], [1, epochs]);
+    const losses = (await api("GET", `/v1/jobs/${id}?history=full`)).history.loss;
+    assert.equal(losses.length, epochs);
+
+    // The page watched the job: its losses came as several progress events, appended in turn.
+    await page.waitForSelector("text=at epoch 20,000.");
+    let chart = await lossChart();
+    assertLoss(chart.from, losses[0], "first loss of the streamed history");
+    assertLoss(chart.to, losses.at(-1), "last loss of the streamed history");
+    assert.equal(chart.ticks.at(-1), "20k", "the epoch axis ends at the last epoch");
+    await page.waitForFunction((v) => document.getElementById("status-model").textContent.includes(`v${v} `), job.model_version);
+    const model = await api("GET", "/v1/model");
+    assert.equal(model.history.length, epochs);
+    assert.match(await page.textContent("#model-facts"), /Epochs run20,000Rows/);
+
+    // A fresh page reads the finished job's sampled history instead.
+    await page.reload();
+    await page.waitForSelector(`#job[data-state="succeeded"]`);
+    assert.match(await page.textContent("#job-title"), new RegExp(`^Job ${id} `));
+    await page.waitForSelector("text=at epoch 20,000.");
+    chart = await lossChart();
+    assertLoss(chart.from, losses[0], "first loss of the sampled history");
+    assertLoss(chart.to, losses.at(-1), "last loss of the sampled history");
+    assert.equal(chart.ticks.at(-1), "20k", "the sampled history's epoch axis ends at the last epoch");
+    await page.waitForSelector("#model-facts dd");
+    assert.match(await page.textContent("#model-facts"), /Epochs run20,000Rows/);
+  });
+
+  test("lists a stored version whose file is unreadable", async () => {
+    const active = (await api("GET", "/v1/model")).version;
+    const damaged = 2;
+    assert.notEqual(active, damaged);
+    await restartWithDamagedVersions([damaged]);
+    const listed = (await api("GET", "/v1/models")).find((entry) => entry.version === damaged);
+    assert.match(listed.error, /is unreadable/);
+    assert.equal(listed.active, false);
+
+    await page.goto(server.base + "/");
+    const row = page.locator(`#models-table tr.unreadable[data-version="${damaged}"]`);
+    await row.waitFor();
+    assert.match(await row.locator("th").textContent(), /^v2\s*unreadable$/);
+    assert.equal((await row.locator("td").textContent()).trim(), listed.error);
+    assert.equal(await row.getAttribute("title"), listed.error);
+    assert.equal(await row.locator("button").count(), 0, "an unreadable version cannot be activated");
+    assert.equal(await page.locator("#models-table tbody tr").count(), (await api("GET", "/v1/models")).length);
+    assert.equal(await page.locator('#models-table tr[data-version="1"] button').count(), 1);
+    await page.waitForSelector(`#models-table tr.active[data-version="${active}"]`);
+    await page.waitForFunction((v) => document.getElementById("status-model").textContent.includes(`v${v} `), active);
+    assert.ok(await page.isVisible("#model-view"));
+    assert.ok(await page.isHidden("#model-error"));
+    await screenshot("10-unreadable-version", { fullPage: true });
+  });
+
+  test("shows why the active version cannot be served, until another is activated", async () => {
+    const active = (await api("GET", "/v1/model")).version;
+    await restartWithDamagedVersions([active]);
+    const answer = await fetch(`${server.base}/v1/model`);
+    assert.equal(answer.status, 503);
+    const { error } = await answer.json();
+    assert.match(error, new RegExp(`^the active model version ${active} cannot be served: .*; activate another version$`));
+    const refused = await fetch(`${server.base}/predict`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ x_predict: [12] }),
+    });
+    assert.equal(refused.status, 503);
+
+    await expectingConsoleErrors(
+      [{ description: "the 503 answer for the served model", text: /status of 503/, url: "/v1/model" }],
+      async () => {
+        await page.goto(server.base + "/");
+        await page.waitForSelector("#model-error:visible");
+        // The version list is read once more with nothing changed: the 503 is not asked again.
+        await page.waitForTimeout(1500);
+      },
+    );
+    assert.equal(await page.textContent("#model-error"), `No model is served: ${error}`);
+    assert.ok(await page.isHidden("#no-model"));
+    assert.ok(await page.isHidden("#model-view"));
+    assert.ok(await page.isHidden("#predict-form"));
+    assert.match(await page.textContent("#predict-empty"), /^No model is served/);
+    assert.equal(await page.textContent("#status-model"), `Model: v${active} cannot be served`);
+    const row = page.locator(`#models-table tr.unreadable[data-version="${active}"]`);
+    assert.match(await row.locator("th").textContent(), new RegExp(`^v${active}\\s*active\\s*unreadable$`));
+    assert.equal(await row.locator("button").count(), 0);
+    await screenshot("11-active-version-unreadable", { fullPage: true });
+
+    const other = active - 1;
+    await page.getByRole("button", { name: `Activate version ${other}` }).click();
+    await page.waitForFunction((v) => document.getElementById("status-model").textContent.includes(`v${v} `), other);
+    assert.equal((await api("GET", "/v1/model")).version, other);
+    assert.ok(await page.isHidden("#model-error"));
+    assert.ok(await page.isVisible("#model-view"));
+    assert.ok(await page.isVisible("#predict-form"));
+    assert.equal(await page.textContent("#predict-empty"), "Train a model to predict.");
+  });
+
   test("shows a rejected upload's error and keeps the data", async () => {
     const broken = join(tempDir("regserve-e2e-csv-"), "broken.csv");
     // A bad value in a default column (Education or Income) rejects the file; elsewhere the
@@ -454,8 +630,11 @@ describe("the regserve page", { timeout: 240000 }, () => {
     await page.waitForFunction(() => document.querySelector(".grid").getBoundingClientRect().width <= 390);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
-    const chart = await page.locator("#fit-chart svg").boundingBox();
-    assert.ok(chart.width <= PHONE.width, "the plot scales down");
+    // The plot is redrawn for the new width, so it is looked up anew until it has scaled down.
+    await page.waitForFunction((width) => {
+      const plot = document.querySelector("#fit-chart svg");
+      return plot && plot.getBoundingClientRect().width <= width;
+    }, PHONE.width);
     await screenshot("08-phone", { fullPage: true });
     await page.setViewportSize(LAPTOP);
   });
