@@ -381,6 +381,9 @@ def render(results, markdown):
     add("")
     add("Units: MB = 10^6 bytes, MiB = 2^20 bytes; memory targets are judged in MB, the stricter reading.")
     add("")
+    if meta.get("steps"):
+        add(f"Only these steps ran (`scripts/bench.sh --only {meta['steps']}`); the figures of the others are left out.")
+        add("")
 
     # --- targets -------------------------------------------------------------------------
     add("### Targets")
