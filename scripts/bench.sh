@@ -187,6 +187,7 @@ record load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
 record duration "$DURATION"
 record connections "${CONNECTIONS[*]}"
 record pairs "$PAIRS"
+[[ $QUICK -eq 0 ]] || record quick yes
 [[ $(nproc) -ge 2 ]] || die "the pinned runs need at least 2 cores"
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -351,6 +351,13 @@ def training_rounds(res):
     return rounds
 
 
+def drop_if_empty(lines, mark, header_lines):
+    """Removes a section that got no more than its HEADER_LINES heading and table-head lines (and a
+    closing blank line) since MARK."""
+    if len(lines) - mark <= header_lines + 1:
+        del lines[mark:]
+
+
 def render(results, markdown):
     res = Path(results)
     meta = kv(results)
@@ -381,6 +388,10 @@ def render(results, markdown):
     add("")
     add("Units: MB = 10^6 bytes, MiB = 2^20 bytes; memory targets are judged in MB, the stricter reading.")
     add("")
+    if meta.get("quick") == "yes":
+        add("A short trial run (`scripts/bench.sh --quick`: 2 s wrk runs, few repetitions, small files); "
+            "these figures are not comparable with a full run's.")
+        add("")
     if meta.get("steps"):
         add(f"Only these steps ran (`scripts/bench.sh --only {meta['steps']}`); the figures of the others are left out.")
         add("")
@@ -443,42 +454,46 @@ def render(results, markdown):
     add("")
 
     # --- throughput and latency ----------------------------------------------------------
+    mark = len(lines)
     add("### Throughput and latency on loopback")
     add("")
-    add(f"`wrk` runs of {meta.get('duration', '?')} s after a 2 s warm-up; `-t1` at 1 connection, `-t2` above. "
-        f"For each connection count, {meta.get('pairs', '1')} pairs of runs alternate `/healthz` and `/predict`; "
-        "each row shows the medians over its runs, and the ratio is the median of the per-pair ratios (each pair listed). "
-        "Latencies are wrk's (from request written to response read).")
-    add("")
-    add("| cores | route | connections | req/s | p50 | p90 | p99 | p99.9 | predict / healthz req/s |")
-    add("|---|---|---|---|---|---|---|---|---|")
-    for mode, label in (("shared", "shared"), ("pinned", "pinned")):
-        for c in conns:
-            p, h = wrk(f"{mode}-predict-c{c}"), wrk(f"{mode}-healthz-c{c}")
-            ratios = pair_ratios(res, mode, c)
-            for route, run in (("`GET /healthz`", h), ("`POST /predict`", p)):
-                if not run:
-                    continue
-                lat = run["latency_us"]
-                ratio = ratio_text(ratios)[1] if (run is p and ratios) else ""
-                add(f"| {label} | {route} | {c} | {rate(run):,.0f}{errors(run)} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
-                    f"{ms(lat['p99'])} | {ms(lat['p999'])} | {ratio} |")
-    add("")
-    cpu = {}
-    for route in ("healthz", "predict"):
-        text = (res / "profiles" / f"{route}-path.txt")
-        match = re.search(r"about ([0-9.]+) µs of server CPU per request", text.read_text()) if text.exists() else None
-        if match:
-            cpu[route] = float(match.group(1))
-    if len(cpu) == 2:
-        add(f"Server CPU time per request, from the profiles of the pinned server at 64 connections: `/healthz` "
-            f"{cpu['healthz']:.1f} µs, `/predict` {cpu['predict']:.1f} µs, so a CPU-bound server answers "
-            f"{cpu['healthz'] / cpu['predict']:.0%} as many predicts as `/healthz` calls (less noisy than the wrk ratios, "
-            "which the other load on the machine moves).")
+    throughput = any(wrk(f"{mode}-{route}-c{c}") for mode in ("shared", "pinned") for route in ("healthz", "predict")
+                     for c in conns)
+    if throughput:
+        add(f"`wrk` runs of {meta.get('duration', '?')} s after a 2 s warm-up; `-t1` at 1 connection, `-t2` above. "
+            f"For each connection count, {meta.get('pairs', '1')} pairs of runs alternate `/healthz` and `/predict`; "
+            "each row shows the medians over its runs, and the ratio is the median of the per-pair ratios (each pair listed). "
+            "Latencies are wrk's (from request written to response read).")
         add("")
-    add("*shared*: the server (two runtime workers) and wrk (up to two threads) run unpinned on the same two cores. "
-        "*pinned*: `taskset -c 0` for the server (its runtime then starts one worker) and `taskset -c 1` for wrk.")
-    add("")
+        add("| cores | route | connections | req/s | p50 | p90 | p99 | p99.9 | predict / healthz req/s |")
+        add("|---|---|---|---|---|---|---|---|---|")
+        for mode, label in (("shared", "shared"), ("pinned", "pinned")):
+            for c in conns:
+                p, h = wrk(f"{mode}-predict-c{c}"), wrk(f"{mode}-healthz-c{c}")
+                ratios = pair_ratios(res, mode, c)
+                for route, run in (("`GET /healthz`", h), ("`POST /predict`", p)):
+                    if not run:
+                        continue
+                    lat = run["latency_us"]
+                    ratio = ratio_text(ratios)[1] if (run is p and ratios) else ""
+                    add(f"| {label} | {route} | {c} | {rate(run):,.0f}{errors(run)} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
+                        f"{ms(lat['p99'])} | {ms(lat['p999'])} | {ratio} |")
+        add("")
+        cpu = {}
+        for route in ("healthz", "predict"):
+            text = (res / "profiles" / f"{route}-path.txt")
+            match = re.search(r"about ([0-9.]+) µs of server CPU per request", text.read_text()) if text.exists() else None
+            if match:
+                cpu[route] = float(match.group(1))
+        if len(cpu) == 2:
+            add(f"Server CPU time per request, from the profiles of the pinned server at 64 connections: `/healthz` "
+                f"{cpu['healthz']:.1f} µs, `/predict` {cpu['predict']:.1f} µs, so a CPU-bound server answers "
+                f"{cpu['healthz'] / cpu['predict']:.0%} as many predicts as `/healthz` calls (less noisy than the wrk ratios, "
+                "which the other load on the machine moves).")
+            add("")
+        add("*shared*: the server (two runtime workers) and wrk (up to two threads) run unpinned on the same two cores. "
+            "*pinned*: `taskset -c 0` for the server (its runtime then starts one worker) and `taskset -c 1` for wrk.")
+        add("")
     if syscalls:
         parts = ", ".join(
             f"{name} {syscalls['calls_per_request'][name]:.0f}x = {syscalls['ms_per_request'][name]:.2f} ms"
@@ -489,6 +504,7 @@ def render(results, markdown):
         add(f"One sequential `curl` of `/healthz` (new connection each time) takes {healthz_curl['median'] * 1000:.2f} ms "
             f"median over {healthz_curl['n']} runs: the floor under the `/train?wait=true` figure.")
         add("")
+    drop_if_empty(lines, mark, 2)
 
     # --- training interference -----------------------------------------------------------
     if rounds:
@@ -535,6 +551,7 @@ def render(results, markdown):
             add("")
 
     # --- start-up and memory -------------------------------------------------------------
+    mark = len(lines)
     add("### Start-up and memory")
     add("")
     add("| figure | value |")
@@ -567,6 +584,7 @@ def render(results, markdown):
             points = ", ".join(f"{t:g} s: {kb / 1024:.0f}" for t, kb in timeline[:: max(1, len(timeline) // 12)])
             add(f"| VmRSS during the upload (MiB) | {points} |")
     add("")
+    drop_if_empty(lines, mark, 5)
 
     # --- criterion -----------------------------------------------------------------------
     if crit:
@@ -617,6 +635,7 @@ def render(results, markdown):
         add("")
 
     # --- versus the original -------------------------------------------------------------
+    mark = len(lines)
     add("### Against the original Flask + TensorFlow service")
     add("")
     add("| figure | original (2-core machine) | regserve | factor |")
@@ -641,6 +660,7 @@ def render(results, markdown):
         load_mb = int(meta["after_load_rss_kb"]) * 1024 / mb
         add(f"| resident memory after load | about 630 MB | {load_mb:.1f} MB | {630 / load_mb:,.0f}x smaller |")
     add("")
+    drop_if_empty(lines, mark, 5)
 
     # --- profiles ------------------------------------------------------------------------
     profiles = sorted((res / "profiles").glob("*.txt")) if (res / "profiles").exists() else []
