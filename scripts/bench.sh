@@ -57,7 +57,7 @@ DURATION="${DURATION:-$(quick 2 5)}"
 PORT="${BENCH_PORT:-18471}"
 RUNS="${BENCH_RUNS:-$(quick 3 20)}"
 PROFILER="${BENCH_PROFILER:-auto}"
-TRAIN_ROWS="${BENCH_TRAIN_ROWS:-$(quick 1000000 10000000)}"
+TRAIN_ROWS="${BENCH_TRAIN_ROWS:-$(quick 2000000 10000000)}"
 UPLOAD_BYTES="${BENCH_UPLOAD_BYTES:-$(quick 67108864 1073741824)}"
 ROUNDS="${BENCH_ROUNDS:-$(quick 1 3)}"
 PAIRS="${BENCH_PAIRS:-$(quick 1 3)}"
@@ -124,6 +124,12 @@ cargo build --release --locked
 BIN="$TMP/regserve"
 # A private copy, so a rebuild elsewhere cannot swap the binary in the middle of the run.
 cp "$TARGET_DIR/release/regserve" "$BIN"
+# server_default FLAG: the default of a server flag, as its --help shows it.
+server_default() {
+    "$BIN" --help | awk -v flag="$1" '$1 == flag {found = 1; next}
+        found {if (match($0, /\[default: [^]]*\]/)) print substr($0, RSTART + 10, RLENGTH - 11); exit}'
+}
+DEFAULT_PRIORITY="$(server_default --training-priority)"
 
 APT_UPDATED=0
 apt_install() { # WHAT PACKAGE: installs PACKAGE from Debian; fails without root
@@ -187,16 +193,18 @@ record load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
 record duration "$DURATION"
 record connections "${CONNECTIONS[*]}"
 record pairs "$PAIRS"
+record default_training_priority "$DEFAULT_PRIORITY"
 [[ $QUICK -eq 0 ]] || record quick yes
 [[ $(nproc) -ge 2 ]] || die "the pinned runs need at least 2 cores"
 
 # --- helpers -----------------------------------------------------------------------------------
 http_code() { curl -s -o /dev/null -w '%{http_code}' "$@" || true; }
 
-start_server() { # DATA_DIR [CPU_LIST]
+start_server() { # DATA_DIR [CPU_LIST [SERVER FLAGS...]]
     local dir="$1" cpus="${2:-}"
+    shift $(($# < 2 ? $# : 2))
     [[ $(http_code "$BASE/healthz") == 000 ]] || die "something already answers on port $PORT (set BENCH_PORT)"
-    local -a cmd=("$BIN" --addr "127.0.0.1:$PORT" --data-dir "$dir")
+    local -a cmd=("$BIN" --addr "127.0.0.1:$PORT" --data-dir "$dir" "$@")
     [[ -n $cpus ]] && cmd=(taskset -c "$cpus" "${cmd[@]}")
     local line="${cmd[*]}"
     line="${line//$BIN/target/release/regserve}"
@@ -357,11 +365,13 @@ bench_throughput() {
 
 # --- 5. predict during a long training ---------------------------------------------------------
 bench_training() {
-    # ROUNDS pairs of (idle, training) measurements on the same server and dataset (the training
-    # thread at its default SCHED_IDLE); the last round then moves the training thread to ordinary
-    # scheduling at nice 10 from outside (chrt, renice) and measures once more.
-    step "predict at 16 connections while a training on $TRAIN_ROWS rows runs, $ROUNDS rounds"
-    start_server "$(fresh_copy)"
+    # ROUNDS pairs of (idle, training) measurements on the same server and dataset, the training at
+    # the server's default priority; then one pair on a server started with --training-priority
+    # idle (SCHED_IDLE) and one with --training-priority 10 (nice 10), on the same data.
+    local data
+    data="$(fresh_copy)"
+    step "predict at 16 connections while a training on $TRAIN_ROWS rows runs, $ROUNDS rounds at the default priority ($DEFAULT_PRIORITY)"
+    start_server "$data"
     logcmd "curl -s -F file=@\$TMP/rows-10m.csv http://127.0.0.1:$PORT/upload -w '%{http_code} %{time_total}'"
     read -r code secs < <(curl -s -o "$TMP/upload.out" -w '%{http_code} %{time_total}\n' -F "file=@$TMP/rows-10m.csv" "$BASE/upload")
     [[ $code == 200 ]] || { cat "$TMP/upload.out" >&2; die "uploading the $TRAIN_ROWS-row CSV failed ($code)"; }
@@ -375,11 +385,18 @@ bench_training() {
     job_field() { curl -s "$BASE/v1/jobs/$job" | python3 "$TOOLS" get "$1"; }
     now() { date +%s.%N; }
     per_epoch() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {if (n > 0) printf "%.3f", (b - a) / n}'; }
-    for round in $(seq "$ROUNDS"); do
-        run_wrk "training-r$round-idle" /predict 16 "$PREDICT_BODY"
+    start_training() {
         logcmd "curl -s -X POST http://127.0.0.1:$PORT/train -H 'Content-Type: application/json' -d '{\"epochs\": 1000}'"
         curl -s -X POST "$BASE/train" -H 'Content-Type: application/json' -d '{"epochs": 1000}' >"$TMP/job.json"
         job=$(python3 "$TOOLS" get id <"$TMP/job.json") || { cat "$TMP/job.json" >&2; die "the training did not start"; }
+    }
+    cancel_training() {
+        logcmd "curl -s -X DELETE http://127.0.0.1:$PORT/v1/jobs/<id>"
+        curl -s -o /dev/null -X DELETE "$BASE/v1/jobs/$job"
+    }
+    for round in $(seq "$ROUNDS"); do
+        run_wrk "training-r$round-idle" /predict 16 "$PREDICT_BODY"
+        start_training
         sleep 2
         e1=$(job_field epoch); t1=$(now)
         if [[ $round -eq 1 ]]; then
@@ -393,18 +410,23 @@ bench_training() {
         [[ $round -eq 1 ]] && record epoch_s_loaded "$(per_epoch "$t1" "$t2" $((e2 - e1)))"
         state=$(job_field state)
         [[ $state == running ]] || record train_warning "round $round: the job was $state after the measurement"
-        if [[ $round -eq $ROUNDS ]] && command -v chrt >/dev/null 2>&1; then
-            tid=$(grep -l '^train-job' /proc/"$SERVER_PID"/task/*/comm | head -1 | cut -d/ -f5)
-            logcmd "chrt --other -p 0 <training thread id> && renice -n 10 -p <training thread id>"
-            if chrt --other -p 0 "$tid" 2>/dev/null && renice -n 10 -p "$tid" >/dev/null 2>&1; then
-                e2=$(job_field epoch); t2=$(now)
-                run_wrk "training-nice-10" /predict 16 "$PREDICT_BODY"
-                e3=$(job_field epoch); t3=$(now)
-                record epoch_s_nice_10 "$(per_epoch "$t2" "$t3" $((e3 - e2)))"
-            fi
-        fi
-        logcmd "curl -s -X DELETE http://127.0.0.1:$PORT/v1/jobs/<id>"
-        curl -s -o /dev/null -X DELETE "$BASE/v1/jobs/$job"
+        cancel_training
+    done
+    for priority in idle 10; do
+        step "the same pair with --training-priority $priority"
+        stop_server
+        start_server "$data" "" --training-priority "$priority"
+        warm_up /predict "$PREDICT_BODY"
+        run_wrk "training-priority-$priority-idle" /predict 16 "$PREDICT_BODY"
+        start_training
+        sleep 2
+        e1=$(job_field epoch); t1=$(now)
+        run_wrk "training-priority-$priority-busy" /predict 16 "$PREDICT_BODY"
+        e2=$(job_field epoch); t2=$(now)
+        record "epoch_s_priority_$priority" "$(per_epoch "$t1" "$t2" $((e2 - e1)))"
+        state=$(job_field state)
+        [[ $state == running ]] || record train_warning "--training-priority $priority: the job was $state after the measurement"
+        cancel_training
     done
     # Control: the same measurement next to a plain one-thread busy loop in another process instead
     # of the training, to tell CPU sharing from anything the training does inside the server.
