@@ -10,7 +10,7 @@
 #   --duration N     seconds per wrk measurement (default 5)
 #   --only STEPS     run only these steps, comma-separated, in the usual order; the figures of the
 #                    others are left out of BENCHMARKS.md. The steps: startup, throughput,
-#                    training, trainwait, upload, criterion
+#                    training, trainwait, upload, hostile, criterion
 #   --quick          a short trial of the script itself: 2 s wrk runs, few repetitions, small
 #                    files (its figures are not comparable with a full run's)
 # Environment: BENCH_PORT (default 18471), BENCH_RUNS (repetitions for start-up and /train,
@@ -18,14 +18,16 @@
 #   BENCH_PROFILER (auto, perf, callgrind or none; default auto), BENCH_TRAIN_ROWS (rows of the
 #   training dataset, default 10000000), BENCH_UPLOAD_BYTES (size of the upload, default 1 GiB),
 #   BENCH_ROUNDS (idle/training measurement pairs, default 3), BENCH_PAIRS (alternating
-#   /healthz and /predict measurements per connection count, default 3).
+#   /healthz and /predict measurements per connection count, default 3), BENCH_HOSTILE_CONNS
+#   (hostile connections held, default 2000), BENCH_HOSTILE_ROWS (rows of the dataset they
+#   download, default 200000), BENCH_HOSTILE_SETTLE (seconds held before measuring, default 3).
 # Needs root (or wrk, perf and gcc already installed), python3, curl and about 3 GB of disk.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-ALL_STEPS="startup throughput training trainwait upload criterion"
+ALL_STEPS="startup throughput training trainwait upload hostile criterion"
 SERVICE_ONLY=0
 DURATION=""
 ONLY=""
@@ -61,10 +63,14 @@ TRAIN_ROWS="${BENCH_TRAIN_ROWS:-$(quick 2000000 10000000)}"
 UPLOAD_BYTES="${BENCH_UPLOAD_BYTES:-$(quick 67108864 1073741824)}"
 ROUNDS="${BENCH_ROUNDS:-$(quick 1 3)}"
 PAIRS="${BENCH_PAIRS:-$(quick 1 3)}"
+HOSTILE_CONNS="${BENCH_HOSTILE_CONNS:-2000}"
+HOSTILE_ROWS="${BENCH_HOSTILE_ROWS:-200000}"
+HOSTILE_SETTLE="${BENCH_HOSTILE_SETTLE:-$(quick 1 3)}"
 CONNECTIONS=(1 16 64)
 PREDICT_BODY='{"x_predict":[15.5]}'
 BASE="http://127.0.0.1:$PORT"
 TOOLS="$ROOT/scripts/bench/tools.py"
+HOSTILE="$ROOT/scripts/bench/hostile.py"
 WRK_LUA="$ROOT/scripts/bench/wrk.lua"
 STARTED=$(date +%s)
 # The server is measured with its defaults: no REGSERVE_* settings from the environment.
@@ -94,9 +100,11 @@ TMP="$(mktemp -d "${BENCH_TMP:-/tmp}/regserve-bench.XXXXXX")"
 SERVER_PID=""
 WATCH_PID=""
 BG_PID=""
+HOSTILE_PID=""
+SPIN_PIDS=()
 cleanup() {
     local pid
-    for pid in "$BG_PID" "$WATCH_PID" "$SERVER_PID"; do
+    for pid in ${SPIN_PIDS[@]+"${SPIN_PIDS[@]}"} "$HOSTILE_PID" "$BG_PID" "$WATCH_PID" "$SERVER_PID"; do
         if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
             kill -TERM "$pid" 2>/dev/null || true
             wait "$pid" 2>/dev/null || true
@@ -194,6 +202,10 @@ record duration "$DURATION"
 record connections "${CONNECTIONS[*]}"
 record pairs "$PAIRS"
 record default_training_priority "$DEFAULT_PRIORITY"
+for flag in header-timeout keep-alive-timeout write-timeout body-idle-timeout min-body-rate max-streams \
+    max-uploads max-buffered max-body max-concurrent; do
+    record "default_${flag//-/_}" "$(server_default "--$flag")"
+done
 [[ $QUICK -eq 0 ]] || record quick yes
 [[ $(nproc) -ge 2 ]] || die "the pinned runs need at least 2 cores"
 
@@ -512,6 +524,76 @@ EOF
     rm -rf "$TMP/data-upload" "$TMP/data"
 }
 
+# --- 8. hostile connections ---------------------------------------------------------------------
+# /predict and /healthz measured by wrk from a new client (16 connections), on a quiet server, with
+# a long training running (its event streams are among the hostile connections), and with
+# HOSTILE_CONNS hostile connections held open besides (scripts/bench/hostile.py: trickled bodies
+# and heads, idle keep-alives, answers never read, event streams), the ones the server closes
+# opened again.
+bench_hostile() {
+    step "hostile connections: wrk at 16 connections, quiet, with a training, with $HOSTILE_CONNS hostile connections held"
+    rm -rf "$TMP/data-hostile"
+    start_server "$TMP/data-hostile"
+    logcmd "curl -s -X POST 'http://127.0.0.1:$PORT/train?wait=true' -H 'Content-Type: application/json' -d '{\"solver\": \"least-squares\"}'"
+    [[ $(http_code -X POST "$BASE/train?wait=true" -H 'Content-Type: application/json' -d '{"solver": "least-squares"}') == 200 ]] ||
+        die "training least squares on Income1 failed"
+    # A dataset larger than Income1 (and than a socket's send buffer, 4 MiB at most), so that an
+    # unread download stalls the server's writes, and the long training keeps running.
+    logcmd "\$TMP/gencsv \$TMP/rows-hostile.csv $HOSTILE_ROWS && curl -s -F file=@\$TMP/rows-hostile.csv http://127.0.0.1:$PORT/upload"
+    "$TMP/gencsv" "$TMP/rows-hostile.csv" "$HOSTILE_ROWS" >"$RES/csv_hostile.json"
+    [[ $(http_code -F "file=@$TMP/rows-hostile.csv" "$BASE/upload") == 200 ]] || die "uploading the $HOSTILE_ROWS-row CSV failed"
+    record hostile_csv_bytes "$(stat -c %s "$TMP/rows-hostile.csv")"
+    record hostile_rows "$HOSTILE_ROWS"
+    record hostile_server_open_files "$(awk '/^Max open files/ {print $4}' "/proc/$SERVER_PID/limits")"
+    warm_up /healthz
+    warm_up /predict "$PREDICT_BODY"
+    run_wrk hostile-quiet-predict /predict 16 "$PREDICT_BODY"
+    run_wrk hostile-quiet-healthz /healthz 16
+    logcmd "curl -s -X POST http://127.0.0.1:$PORT/train -H 'Content-Type: application/json' -d '{\"epochs\": 1000000}'"
+    curl -s -X POST "$BASE/train" -H 'Content-Type: application/json' -d '{"epochs": 1000000}' >"$TMP/job.json"
+    job=$(python3 "$TOOLS" get id <"$TMP/job.json") || { cat "$TMP/job.json" >&2; die "the long training did not start"; }
+    sleep 1
+    run_wrk hostile-training-predict /predict 16 "$PREDICT_BODY"
+    run_wrk hostile-training-healthz /healthz 16
+
+    local control="$TMP/hostile"
+    rm -rf "$control"
+    mkdir -p "$control"
+    logcmd "python3 scripts/bench/hostile.py hold \$PORT <server pid> <control dir> $HOSTILE_CONNS <job id> &   # while wrk runs the same two measurements"
+    python3 "$HOSTILE" hold "$PORT" "$SERVER_PID" "$control" "$HOSTILE_CONNS" "$job" >"$RES/hostile.json" 2>"$RES/hostile.log" &
+    HOSTILE_PID=$!
+    local tries=0
+    until [[ -e $control/ready ]]; do
+        kill -0 "$HOSTILE_PID" 2>/dev/null || { cat "$RES/hostile.log" >&2; die "hostile.py exited"; }
+        tries=$((tries + 1))
+        [[ $tries -lt 1200 ]] || die "the hostile connections were not all opened within 60 s"
+        sleep 0.05
+    done
+    sleep "$HOSTILE_SETTLE"
+    touch "$control/measure"
+    run_wrk hostile-held-predict /predict 16 "$PREDICT_BODY"
+    run_wrk hostile-held-healthz /healthz 16
+    # A new client's single requests meanwhile: a /healthz, and an upload (of the same file).
+    read -r code secs < <(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "$BASE/healthz")
+    record hostile_curl_healthz "$code $secs"
+    read -r code secs < <(curl -s -o "$TMP/upload.out" -w '%{http_code} %{time_total}\n' -F "file=@$TMP/rows-hostile.csv" "$BASE/upload")
+    record hostile_curl_upload "$code $secs"
+    rm -f "$control/measure"
+    touch "$control/stop"
+    wait "$HOSTILE_PID" || { cat "$RES/hostile.log" >&2; die "hostile.py failed"; }
+    HOSTILE_PID=""
+    record hostile_training_state "$(curl -s "$BASE/v1/jobs/$job" | python3 "$TOOLS" get state)"
+    curl -s -o /dev/null -X DELETE "$BASE/v1/jobs/$job"
+    python3 - "$RES/hostile.json" >&2 <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"    held {r['held']['median']:.0f} of {r['target']} (min {r['held']['min']}), server files up to "
+      f"{r['server_files']['max']}, VmRSS up to {r['server_rss_kb']['max'] / 1024:.0f} MiB")
+EOF
+    stop_server
+    rm -rf "$TMP/data-hostile"
+}
+
 # --- 9. criterion and the epoch profiles -------------------------------------------------------
 bench_criterion() {
     since=$(date +%s)
@@ -581,6 +663,7 @@ want throughput && bench_throughput
 want training && bench_training
 want trainwait && bench_trainwait
 want upload && bench_upload
+want hostile && bench_hostile
 want criterion && bench_criterion
 want throughput && [[ $PROFILER == callgrind ]] && bench_callgrind_predict
 record profiler_note "$profile_note"

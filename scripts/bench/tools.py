@@ -351,6 +351,21 @@ def training_rounds(res):
     return rounds
 
 
+def answered(run):
+    """Whether a wrk run got answers, with at most 1% of its requests in error."""
+    return bool(run) and run["requests"] > 0 and sum(run["errors"].values()) <= 0.01 * run["requests"]
+
+
+def hostile_runs(res):
+    """The hostile step's wrk runs by route: (quiet, with the training, with the connections held)."""
+    runs = {}
+    for route in ("predict", "healthz"):
+        found = [load(res / "wrk" / f"hostile-{state}-{route}.json") for state in ("quiet", "training", "held")]
+        if found[2]:
+            runs[route] = found
+    return runs
+
+
 def drop_if_empty(lines, mark, header_lines):
     """Removes a section that got no more than its HEADER_LINES heading and table-head lines (and a
     closing blank line) since MARK."""
@@ -418,6 +433,17 @@ def render(results, markdown):
         measured = f"{ratio:.1f}x (p99 {ms(busy_p99)} vs {ms(idle_p99)})"
         add(f"| {label} | ≤ 2x | {measured} | {verdict(ratio <= 2.0)} |")
         add(f"| the same, against the training-priority issue's bound | ≤ 3x | {measured} | {verdict(ratio <= 3.0)} |")
+    held = load(res / "hostile.json")
+    hostile = hostile_runs(res)
+    if held and hostile:
+        parts = []
+        for route, (quiet, training, during) in hostile.items():
+            ratio = f", {during['latency_us']['p99'] / training['latency_us']['p99']:.1f}x" if training else ""
+            parts.append(f"`/{route}` p99 {ms(during['latency_us']['p99'])}{ratio}{errors(during)}")
+        add(f"| `/predict` and `/healthz` from a new client (wrk, 16 connections) while {held['target']:,} hostile "
+            f"connections are held (p99, and its ratio to the same measurement without them) | both answer (≤ 1% errors) | "
+            f"{'; '.join(parts)}; {held['held']['median']:,.0f} held (median) | "
+            f"{verdict(all(answered(runs[2]) for runs in hostile.values()))} |")
     if train_wait:
         t = train_wait
         add(f"| `POST /train?wait=true` on Income1 with defaults, end to end (curl, median of {t['n']}) | < 10 ms | "
@@ -564,6 +590,70 @@ def render(results, markdown):
             add("")
         if meta.get("train_warning"):
             add(f"Warning: {meta['train_warning']}.")
+            add("")
+
+    # --- hostile connections ------------------------------------------------------------
+    if held and hostile:
+        add("### Hostile connections")
+        add("")
+        add(f"A server with its defaults (header timeout {meta.get('default_header_timeout', '?')}, keep-alive timeout "
+            f"{meta.get('default_keep_alive_timeout', '?')}, write timeout {meta.get('default_write_timeout', '?')}, "
+            f"bodies at least {meta.get('default_min_body_rate', '?')} bytes/s over each "
+            f"{meta.get('default_body_idle_timeout', '?')}, {meta.get('default_max_streams', '?')} streams, "
+            f"{meta.get('default_max_uploads', '?')} uploads, {meta.get('default_max_buffered', '?')} of buffered bodies "
+            f"and answers; open-file limit {meta.get('hostile_server_open_files', '?')}) serves a least-squares model of "
+            f"Income1, with a dataset of {int(meta.get('hostile_rows', 0)):,} rows "
+            f"({float(meta.get('hostile_csv_bytes', 0)) / mb:.1f} MB, more than a socket's send buffer) uploaded. "
+            "wrk measures `/predict` and `/healthz` at 16 connections: on the quiet server, then with a "
+            "`{\"epochs\": 1000000}` training running, then with the training still running and "
+            f"{held['target']:,} hostile connections held by `scripts/bench/hostile.py` (on the same two cores). "
+            f"They were opened at {held['target'] / held['ramp_s']:,.0f} a second (all within {held['ramp_s']:.1f} s); "
+            "each one the server closes is opened again 0.3 to 0.8 s later (1 to 2 s after a 503). "
+            "The last column compares with the measurement with the training running and no hostile connections.")
+        add("")
+        add("| route | state | req/s | p50 | p90 | p99 | p99.9 | max | p99 / quiet p99 | p99 / p99 without the hostile connections |")
+        add("|---|---|---|---|---|---|---|---|---|---|")
+        for route, (quiet, training, during) in hostile.items():
+            for label, run in (("quiet", quiet), ("training running", training),
+                               (f"training running, {held['target']:,} hostile connections held", during)):
+                if not run:
+                    continue
+                lat = run["latency_us"]
+                to_quiet = f"{lat['p99'] / quiet['latency_us']['p99']:.1f}x" if (quiet and run is not quiet) else ""
+                to_training = f"{lat['p99'] / training['latency_us']['p99']:.1f}x" if (training and run is during) else ""
+                add(f"| `/{route}` | {label} | {rate(run):,.0f}{errors(run)} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
+                    f"{ms(lat['p99'])} | {ms(lat['p999'])} | {ms(lat['max'])} | {to_quiet} | {to_training} |")
+        add("")
+        add(f"Held during the measurements ({held['samples_measuring']} samples a second apart; held means the "
+            "server's side of the connection is established, from `/proc/net/tcp`):")
+        add("")
+        add("| kind | connections | held: median (min to max) | opened in all | how the closed ones ended |")
+        add("|---|---|---|---|---|")
+        for kind, k in held["kinds"].items():
+            ends = ", ".join(f"{what} {n:,}" for what, n in sorted(k["outcomes"].items(), key=lambda item: -item[1]))
+            if k.get("connect_errors"):
+                ends += f", connect errors {k['connect_errors']:,}"
+            h = k["held"] or {"median": 0, "min": 0, "max": 0}
+            add(f"| `{kind}`: {k['what']} | {k['target']:,} | {h['median']:,.0f} ({h['min']:,} to {h['max']:,}) | "
+                f"{k['opened']:,} | {ends or 'still open'} |")
+        h = held["held"]
+        add(f"| all | {held['target']:,} | {h['median']:,.0f} ({h['min']:,} to {h['max']:,}) | "
+            f"{sum(k['opened'] for k in held['kinds'].values()):,} | |")
+        add("")
+        notes = []
+        if held.get("server_files"):
+            notes.append(f"the server had up to {held['server_files']['max']:,} files open")
+        if held.get("server_rss_kb"):
+            notes.append(f"its VmRSS was {mib(held['server_rss_kb']['min'])} to {mib(held['server_rss_kb']['max'])}")
+        for key, label in (("hostile_curl_healthz", "a `curl` of `/healthz`"),
+                           ("hostile_curl_upload", "an upload of the same dataset")):
+            if meta.get(key):
+                code, seconds = meta[key].split()
+                notes.append(f"{label} from a new client got {code} in {float(seconds) * 1000:.1f} ms")
+        if meta.get("hostile_training_state"):
+            notes.append(f"the training was {meta['hostile_training_state']} at the end")
+        if notes:
+            add("Meanwhile " + "; ".join(notes) + ".")
             add("")
 
     # --- start-up and memory -------------------------------------------------------------
