@@ -10,7 +10,7 @@
 #   --duration N     seconds per wrk measurement (default 5)
 #   --only STEPS     run only these steps, comma-separated, in the usual order; the figures of the
 #                    others are left out of BENCHMARKS.md. The steps: startup, throughput,
-#                    training, trainwait, upload, hostile, criterion
+#                    training, trainwait, upload, hostile, priority, criterion
 #   --quick          a short trial of the script itself: 2 s wrk runs, few repetitions, small
 #                    files (its figures are not comparable with a full run's)
 # Environment: BENCH_PORT (default 18471), BENCH_RUNS (repetitions for start-up and /train,
@@ -20,14 +20,16 @@
 #   BENCH_ROUNDS (idle/training measurement pairs, default 3), BENCH_PAIRS (alternating
 #   /healthz and /predict measurements per connection count, default 3), BENCH_HOSTILE_CONNS
 #   (hostile connections held, default 2000), BENCH_HOSTILE_ROWS (rows of the dataset they
-#   download, default 200000), BENCH_HOSTILE_SETTLE (seconds held before measuring, default 3).
+#   download, default 200000), BENCH_HOSTILE_SETTLE (seconds held before measuring, default 3),
+#   BENCH_FIT_ROWS, BENCH_FIT_EPOCHS (the fit timed beside busy processes: default 1000000 rows,
+#   300 epochs), BENCH_FIT_LIMIT (seconds after which that fit is cancelled, default 60).
 # Needs root (or wrk, perf and gcc already installed), python3, curl and about 3 GB of disk.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-ALL_STEPS="startup throughput training trainwait upload hostile criterion"
+ALL_STEPS="startup throughput training trainwait upload hostile priority criterion"
 SERVICE_ONLY=0
 DURATION=""
 ONLY=""
@@ -66,6 +68,9 @@ PAIRS="${BENCH_PAIRS:-$(quick 1 3)}"
 HOSTILE_CONNS="${BENCH_HOSTILE_CONNS:-2000}"
 HOSTILE_ROWS="${BENCH_HOSTILE_ROWS:-200000}"
 HOSTILE_SETTLE="${BENCH_HOSTILE_SETTLE:-$(quick 1 3)}"
+FIT_ROWS="${BENCH_FIT_ROWS:-1000000}"
+FIT_EPOCHS="${BENCH_FIT_EPOCHS:-$(quick 40 300)}"
+FIT_LIMIT="${BENCH_FIT_LIMIT:-$(quick 10 60)}"
 CONNECTIONS=(1 16 64)
 PREDICT_BODY='{"x_predict":[15.5]}'
 BASE="http://127.0.0.1:$PORT"
@@ -236,6 +241,23 @@ stop_server() {
     kill -TERM "$SERVER_PID"
     wait "$SERVER_PID" || true
     SERVER_PID=""
+}
+# spin_start N: N busy loops beside the server, ordinary processes at the script's own priority
+# (nice 0, like the server, unless the whole run is niced).
+spin_start() {
+    local i
+    for i in $(seq "$1"); do
+        sh -c 'while :; do :; done' &
+        SPIN_PIDS+=("$!")
+    done
+}
+spin_stop() {
+    local pid
+    for pid in ${SPIN_PIDS[@]+"${SPIN_PIDS[@]}"}; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    SPIN_PIDS=()
 }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
@@ -524,7 +546,7 @@ EOF
     rm -rf "$TMP/data-upload" "$TMP/data"
 }
 
-# --- 8. hostile connections ---------------------------------------------------------------------
+# --- 8. hostile connections --------------------------------------------------------------------
 # /predict and /healthz measured by wrk from a new client (16 connections), on a quiet server, with
 # a long training running (its event streams are among the hostile connections), and with
 # HOSTILE_CONNS hostile connections held open besides (scripts/bench/hostile.py: trickled bodies
@@ -594,7 +616,50 @@ EOF
     rm -rf "$TMP/data-hostile"
 }
 
-# --- 9. criterion and the epoch profiles -------------------------------------------------------
+# --- 9. training priority: a fit beside busy programs ------------------------------------------
+# One fit of FIT_EPOCHS epochs on FIT_ROWS rows, timed alone and again beside one busy process per
+# core (nice 0), on servers started with each training priority; a fit still running after
+# FIT_LIMIT seconds is cancelled and reported as longer than that.
+bench_priority() {
+    local cores
+    cores=$(nproc)
+    step "a fit of $FIT_EPOCHS epochs on $FIT_ROWS rows, alone and beside $cores busy processes, at the priorities adaptive, idle and 10"
+    logcmd "\$TMP/gencsv \$TMP/rows-fit.csv $FIT_ROWS"
+    "$TMP/gencsv" "$TMP/rows-fit.csv" "$FIT_ROWS" >"$RES/csv_fit.json"
+    rm -rf "$TMP/data-fit"
+    start_server "$TMP/data-fit"
+    [[ $(http_code -F "file=@$TMP/rows-fit.csv" "$BASE/upload") == 200 ]] || die "uploading the $FIT_ROWS-row CSV failed"
+    stop_server
+    record fit_rows "$FIT_ROWS"
+    record fit_epochs "$FIT_EPOCHS"
+    record fit_limit_s "$FIT_LIMIT"
+    record fit_busy_processes "$cores"
+    local body="{\"epochs\": $FIT_EPOCHS, \"seed\": 1}" priority when
+    for priority in adaptive idle 10; do
+        start_server "$TMP/data-fit" "" --training-priority "$priority"
+        # A short fit first, so that the timed one finds the dataset in memory.
+        python3 "$TOOLS" fit "$BASE" '{"epochs": 2, "seed": 1}' 60 >/dev/null
+        logcmd "python3 scripts/bench/tools.py fit http://127.0.0.1:\$PORT '$body' $FIT_LIMIT   # alone, then beside the busy processes"
+        python3 "$TOOLS" fit "$BASE" "$body" "$FIT_LIMIT" >"$RES/fit-$priority-alone.json"
+        logcmd "sh -c 'while :; do :; done' &   # one per core, nice 0, during the second fit"
+        spin_start "$cores"
+        sleep 0.5
+        python3 "$TOOLS" fit "$BASE" "$body" "$FIT_LIMIT" >"$RES/fit-$priority-busy.json"
+        spin_stop
+        for when in alone busy; do
+            python3 - "$RES/fit-$priority-$when.json" "$priority $when" >&2 <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+done = "" if r["finished"] else f" (cancelled at the limit after {r['epoch']} of {r['epochs']} epochs)"
+print(f"    {sys.argv[2]:<16} {r['seconds']:8.2f} s{done}")
+EOF
+        done
+        stop_server
+    done
+    rm -rf "$TMP/data-fit" "$TMP/rows-fit.csv"
+}
+
+# --- 10. criterion and the epoch profiles ------------------------------------------------------
 bench_criterion() {
     since=$(date +%s)
     for bench in train data predict; do
@@ -642,7 +707,7 @@ bench_criterion() {
     fi
 }
 
-# --- 9b. callgrind profile of the predict path -------------------------------------------------
+# --- 10b. callgrind profile of the predict path ------------------------------------------------
 bench_callgrind_predict() {
     step "callgrind profile of the predict path"
     fresh_copy >/dev/null
@@ -664,13 +729,14 @@ want training && bench_training
 want trainwait && bench_trainwait
 want upload && bench_upload
 want hostile && bench_hostile
+want priority && bench_priority
 want criterion && bench_criterion
 want throughput && [[ $PROFILER == callgrind ]] && bench_callgrind_predict
 record profiler_note "$profile_note"
 want criterion && membw second
 [[ -z $ONLY ]] || record steps "$ONLY"
 
-# --- 10. BENCHMARKS.md -------------------------------------------------------------------------
+# --- 11. BENCHMARKS.md -------------------------------------------------------------------------
 record load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
 elapsed=$(($(date +%s) - STARTED))
 record elapsed "$((elapsed / 60)) min $((elapsed % 60)) s"

@@ -9,6 +9,7 @@
   bench-exe NAME                        the executable of bench target NAME from cargo's JSON messages on stdin
   perf-table DSO SYM RATE SECONDS HZ N  perf report -n rows (by dso, by symbol) as CPU time per request
   strace-sum FILE CALLS                 time per call in FILE (strace -T output) split by syscall, per CALLS requests
+  fit BASE BODY LIMIT                   time one POST /train?wait=true with BODY; past LIMIT seconds, cancel it
   criterion TARGET_DIR SINCE            estimates of every criterion benchmark written after SINCE (epoch s)
   render RESULTS_DIR BENCHMARKS_MD      regenerate the figures between the markers of BENCHMARKS_MD
 """
@@ -24,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 BEGIN = "<!-- figures:begin -->"
@@ -202,6 +205,46 @@ def cmd_strace_sum(path, calls):
     }))
 
 
+def http(method, url, body=None, timeout=30.0):
+    """(status, body bytes) of one request; error statuses are returned, not raised."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def cmd_fit(base, body, limit):
+    """Times POST /train?wait=true with BODY. A fit still running after LIMIT seconds is cancelled
+    and reported with the epochs it had done."""
+    limit = float(limit)
+    start = time.perf_counter()
+    try:
+        status, data = http("POST", f"{base}/train?wait=true", body.encode(), timeout=limit)
+    except (TimeoutError, urllib.error.URLError) as error:
+        if isinstance(error, urllib.error.URLError) and not isinstance(error.reason, TimeoutError):
+            raise
+        seconds = time.perf_counter() - start
+        _, data = http("GET", f"{base}/v1/jobs")
+        running = [job for job in json.loads(data) if job["state"] in ("queued", "running")]
+        if not running:
+            sys.exit("fit: the request timed out, but no job is running")
+        _, data = http("DELETE", f"{base}/v1/jobs/{running[0]['id']}")
+        job = json.loads(data)
+        print(json.dumps({"finished": False, "seconds": seconds, "limit_s": limit, "epoch": job["epoch"],
+                          "epochs": job["epochs"], "job_ms": job["elapsed_ms"]}))
+        return
+    seconds = time.perf_counter() - start
+    if status != 200:
+        sys.exit(f"fit: /train?wait=true answered {status}: {data[:300]!r}")
+    answer = json.loads(data)
+    job = answer["job"]
+    print(json.dumps({"finished": True, "seconds": seconds, "epoch": job["epoch"], "epochs": job["epochs"],
+                      "job_ms": job["elapsed_ms"], "fit_ms": answer["model"]["duration_ms"]}))
+
+
 def cmd_criterion(target_dir, since):
     """Every benchmark whose estimates were written after SINCE: median and mean in ns, the
     median's 95% interval, and the declared throughput."""
@@ -366,6 +409,35 @@ def hostile_runs(res):
     return runs
 
 
+def fit_runs(res):
+    """The priority step's fits: {priority: (alone, beside the busy processes)}, in run order."""
+    fits = {}
+    for priority in ("adaptive", "idle", "10"):
+        alone, busy = load(res / f"fit-{priority}-alone.json"), load(res / f"fit-{priority}-busy.json")
+        if alone and busy:
+            fits[priority] = (alone, busy)
+    return fits
+
+
+def fit_time(fit):
+    if fit["finished"]:
+        return f"{fit['seconds']:.2f} s"
+    pace = ""
+    if fit["epoch"] > 0:
+        pace = f"; about {fit['seconds'] * fit['epochs'] / fit['epoch']:,.0f} s at that pace"
+    return f"over {fit['limit_s']:.0f} s (cancelled after {fit['epoch']:,} of {fit['epochs']:,} epochs{pace})"
+
+
+def fit_ratio(alone, busy):
+    """(ratio, text): a lower bound with "over" when the busy fit was cancelled."""
+    ratio = busy["seconds"] / alone["seconds"]
+    return ratio, (f"{ratio:.1f}x" if busy["finished"] else f"over {ratio:.0f}x")
+
+
+def priority_name(priority):
+    return {"adaptive": "`adaptive`", "idle": "`idle` (`SCHED_IDLE`)", "10": "`10` (nice 10)"}.get(priority, priority)
+
+
 def drop_if_empty(lines, mark, header_lines):
     """Removes a section that got no more than its HEADER_LINES heading and table-head lines (and a
     closing blank line) since MARK."""
@@ -444,6 +516,15 @@ def render(results, markdown):
             f"connections are held (p99, and its ratio to the same measurement without them) | both answer (≤ 1% errors) | "
             f"{'; '.join(parts)}; {held['held']['median']:,.0f} held (median) | "
             f"{verdict(all(answered(runs[2]) for runs in hostile.values()))} |")
+    fits = fit_runs(res)
+    default_priority = meta.get("default_training_priority", "adaptive")
+    if default_priority in fits:
+        alone, busy = fits[default_priority]
+        ratio, text = fit_ratio(alone, busy)
+        add(f"| a fit ({int(meta.get('fit_epochs', 0)):,} epochs on {int(meta.get('fit_rows', 0)):,} rows) beside "
+            f"{meta.get('fit_busy_processes', '?')} busy processes / the same fit alone, default priority "
+            f"(`{default_priority}`) | ≤ 3x | {text} ({fit_time(busy)} vs {fit_time(alone)}) | "
+            f"{verdict(busy['finished'] and ratio <= 3.0)} |")
     if train_wait:
         t = train_wait
         add(f"| `POST /train?wait=true` on Income1 with defaults, end to end (curl, median of {t['n']}) | < 10 ms | "
@@ -591,6 +672,26 @@ def render(results, markdown):
         if meta.get("train_warning"):
             add(f"Warning: {meta['train_warning']}.")
             add("")
+
+    # --- training priority --------------------------------------------------------------
+    if fits:
+        add("### A fit beside busy programs")
+        add("")
+        add(f"`POST /train?wait=true` with `{{\"epochs\": {int(meta.get('fit_epochs', 0))}, \"seed\": 1}}` (Adam, batch 32, "
+            f"shuffled) on {int(meta.get('fit_rows', 0)):,} rows, timed end to end, on an otherwise idle server: alone, then "
+            f"beside {meta.get('fit_busy_processes', '?')} busy processes (`sh -c 'while :; do :; done'`, one per core, "
+            "nice 0), on a server started with each `--training-priority`. A fit still running after "
+            f"{float(meta.get('fit_limit_s', 0)):.0f} s is cancelled (`DELETE /v1/jobs/{{id}}`) and shown as longer "
+            "than that, with the time its pace would have taken if it had done any epochs.")
+        add("")
+        add("| `--training-priority` | fit alone | fit beside the busy processes | ratio (target ≤ 3x) |")
+        add("|---|---|---|---|")
+        for priority, (alone, busy) in fits.items():
+            ratio, text = fit_ratio(alone, busy)
+            default = " (the default)" if priority == default_priority else ""
+            add(f"| {priority_name(priority)}{default} | {fit_time(alone)} | {fit_time(busy)} | "
+                f"{text}: {verdict(busy['finished'] and alone['finished'] and ratio <= 3.0)} |")
+        add("")
 
     # --- hostile connections ------------------------------------------------------------
     if held and hostile:
@@ -829,6 +930,7 @@ def main(argv):
         "get": cmd_get,
         "bench-exe": cmd_bench_exe,
         "strace-sum": cmd_strace_sum,
+        "fit": cmd_fit,
         "perf-table": cmd_perf_table,
         "criterion": cmd_criterion,
         "render": render,
