@@ -10,7 +10,7 @@
 #   --duration N     seconds per wrk measurement (default 5)
 #   --only STEPS     run only these steps, comma-separated, in the usual order; the figures of the
 #                    others are left out of BENCHMARKS.md. The steps: startup, throughput,
-#                    training, trainwait, upload, hostile, priority, criterion
+#                    training, trainwait, upload, hostile, priority, memory, criterion
 #   --quick          a short trial of the script itself: 2 s wrk runs, few repetitions, small
 #                    files (its figures are not comparable with a full run's)
 # Environment: BENCH_PORT (default 18471), BENCH_RUNS (repetitions for start-up and /train,
@@ -22,14 +22,16 @@
 #   (hostile connections held, default 2000), BENCH_HOSTILE_ROWS (rows of the dataset they
 #   download, default 200000), BENCH_HOSTILE_SETTLE (seconds held before measuring, default 3),
 #   BENCH_FIT_ROWS, BENCH_FIT_EPOCHS (the fit timed beside busy processes: default 1000000 rows,
-#   300 epochs), BENCH_FIT_LIMIT (seconds after which that fit is cancelled, default 60).
+#   300 epochs), BENCH_FIT_LIMIT (seconds after which that fit is cancelled, default 60),
+#   BENCH_UNREAD_CLIENTS, BENCH_UNREAD_VALUES, BENCH_UNREAD_SECONDS (clients that send a large
+#   /predict and never read the answer: default 30 clients, 2500000 values, watched for 10 s).
 # Needs root (or wrk, perf and gcc already installed), python3, curl and about 3 GB of disk.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-ALL_STEPS="startup throughput training trainwait upload hostile priority criterion"
+ALL_STEPS="startup throughput training trainwait upload hostile priority memory criterion"
 SERVICE_ONLY=0
 DURATION=""
 ONLY=""
@@ -71,6 +73,9 @@ HOSTILE_SETTLE="${BENCH_HOSTILE_SETTLE:-$(quick 1 3)}"
 FIT_ROWS="${BENCH_FIT_ROWS:-1000000}"
 FIT_EPOCHS="${BENCH_FIT_EPOCHS:-$(quick 40 300)}"
 FIT_LIMIT="${BENCH_FIT_LIMIT:-$(quick 10 60)}"
+UNREAD_CLIENTS="${BENCH_UNREAD_CLIENTS:-30}"
+UNREAD_VALUES="${BENCH_UNREAD_VALUES:-2500000}"
+UNREAD_SECONDS="${BENCH_UNREAD_SECONDS:-$(quick 3 10)}"
 CONNECTIONS=(1 16 64)
 PREDICT_BODY='{"x_predict":[15.5]}'
 BASE="http://127.0.0.1:$PORT"
@@ -659,7 +664,39 @@ EOF
     rm -rf "$TMP/data-fit" "$TMP/rows-fit.csv"
 }
 
-# --- 10. criterion and the epoch profiles ------------------------------------------------------
+# --- 10. memory: answers never read, long loss histories ---------------------------------------
+# UNREAD_CLIENTS clients send a /predict of UNREAD_VALUES values (15 MB) at once and never read the
+# answer, while the server's VmRSS is sampled and /healthz timed; then the size of the answers
+# that show a 1,000,000-epoch loss history, sampled (the default) and full.
+bench_memory() {
+    step "memory: $UNREAD_CLIENTS clients send a /predict of $UNREAD_VALUES values and never read the answer"
+    start_server "$(fresh_copy)"
+    sleep 0.5
+    record unread_rss_before_kb "$(rss_kb "$SERVER_PID")"
+    logcmd "python3 scripts/bench/hostile.py unread \$PORT <server pid> $UNREAD_CLIENTS $UNREAD_VALUES $UNREAD_SECONDS"
+    python3 "$HOSTILE" unread "$PORT" "$SERVER_PID" "$UNREAD_CLIENTS" "$UNREAD_VALUES" "$UNREAD_SECONDS" >"$RES/unread.json"
+    record unread_hwm_kb "$(hwm_kb "$SERVER_PID")"
+    python3 - "$RES/unread.json" >&2 <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"    peak VmRSS {r['max_rss_kb'] / 1024:.0f} MiB, answers {r['statuses']}, "
+      f"/healthz at most {r['healthz']['max_s'] * 1000:.1f} ms over {r['healthz']['probes']} probes")
+EOF
+    step "a 1,000,000-epoch fit on Income1: the answers with its loss history, sampled and full"
+    logcmd "curl -s -X POST 'http://127.0.0.1:$PORT/train?wait=true' -H 'Content-Type: application/json' -d '{\"epochs\": 1000000}'"
+    read -r code secs size < <(curl -s -o "$TMP/long.json" -w '%{http_code} %{time_total} %{size_download}\n' \
+        -X POST "$BASE/train?wait=true" -H 'Content-Type: application/json' -d '{"epochs": 1000000}')
+    [[ $code == 200 ]] || { head -c 300 "$TMP/long.json" >&2; die "the 1,000,000-epoch fit answered $code"; }
+    record long_fit_s "$secs"
+    record long_fit_answer_bytes "$size"
+    job=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["job"]["id"])' "$TMP/long.json")
+    logcmd "curl -s http://127.0.0.1:$PORT/v1/jobs/<id>[?history=full] && curl -s http://127.0.0.1:$PORT/v1/model[?history=full]"
+    python3 "$TOOLS" history-sizes "$BASE" "$job" >"$RES/history_sizes.json"
+    record long_fit_hwm_kb "$(hwm_kb "$SERVER_PID")"
+    stop_server
+}
+
+# --- 11. criterion and the epoch profiles ------------------------------------------------------
 bench_criterion() {
     since=$(date +%s)
     for bench in train data predict; do
@@ -707,7 +744,7 @@ bench_criterion() {
     fi
 }
 
-# --- 10b. callgrind profile of the predict path ------------------------------------------------
+# --- 11b. callgrind profile of the predict path ------------------------------------------------
 bench_callgrind_predict() {
     step "callgrind profile of the predict path"
     fresh_copy >/dev/null
@@ -730,13 +767,14 @@ want trainwait && bench_trainwait
 want upload && bench_upload
 want hostile && bench_hostile
 want priority && bench_priority
+want memory && bench_memory
 want criterion && bench_criterion
 want throughput && [[ $PROFILER == callgrind ]] && bench_callgrind_predict
 record profiler_note "$profile_note"
 want criterion && membw second
 [[ -z $ONLY ]] || record steps "$ONLY"
 
-# --- 11. BENCHMARKS.md -------------------------------------------------------------------------
+# --- 12. BENCHMARKS.md -------------------------------------------------------------------------
 record load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
 elapsed=$(($(date +%s) - STARTED))
 record elapsed "$((elapsed / 60)) min $((elapsed % 60)) s"

@@ -10,6 +10,7 @@
   perf-table DSO SYM RATE SECONDS HZ N  perf report -n rows (by dso, by symbol) as CPU time per request
   strace-sum FILE CALLS                 time per call in FILE (strace -T output) split by syscall, per CALLS requests
   fit BASE BODY LIMIT                   time one POST /train?wait=true with BODY; past LIMIT seconds, cancel it
+  history-sizes BASE JOB                size of job JOB and of the served model, loss history sampled and full
   criterion TARGET_DIR SINCE            estimates of every criterion benchmark written after SINCE (epoch s)
   render RESULTS_DIR BENCHMARKS_MD      regenerate the figures between the markers of BENCHMARKS_MD
 """
@@ -243,6 +244,19 @@ def cmd_fit(base, body, limit):
     job = answer["job"]
     print(json.dumps({"finished": True, "seconds": seconds, "epoch": job["epoch"], "epochs": job["epochs"],
                       "job_ms": job["elapsed_ms"], "fit_ms": answer["model"]["duration_ms"]}))
+
+
+def cmd_history_sizes(base, job):
+    """Bytes, loss points and time of the job's and the model's answers, sampled and full."""
+    out = {}
+    for name, path in (("job", f"/v1/jobs/{job}"), ("job_full", f"/v1/jobs/{job}?history=full"),
+                       ("model", "/v1/model"), ("model_full", "/v1/model?history=full")):
+        start = time.perf_counter()
+        status, data = http("GET", base + path, timeout=120)
+        elapsed = time.perf_counter() - start
+        points = len(json.loads(data)["history"]["loss"]) if status == 200 else None
+        out[name] = {"path": path, "status": status, "bytes": len(data), "points": points, "ms": elapsed * 1000}
+    print(json.dumps(out))
 
 
 def cmd_criterion(target_dir, since):
@@ -525,6 +539,16 @@ def render(results, markdown):
             f"{meta.get('fit_busy_processes', '?')} busy processes / the same fit alone, default priority "
             f"(`{default_priority}`) | ≤ 3x | {text} ({fit_time(busy)} vs {fit_time(alone)}) | "
             f"{verdict(busy['finished'] and ratio <= 3.0)} |")
+    unread = load(res / "unread.json")
+    if unread:
+        peak_kb = max(unread["max_rss_kb"] or 0, int(meta.get("unread_hwm_kb", 0)))
+        add(f"| peak RSS while {unread['clients']} clients send a {unread['body_bytes'] / mb:.0f} MB `/predict` each and never "
+            f"read the answer (VmHWM) | < 1.5 GB | {peak_kb * 1024 / mb:,.0f} MB | {verdict(peak_kb * 1024 < 1.5e9)} |")
+        probes = unread["healthz"]
+        if probes["probes"]:
+            failed = f" ({probes['failed']} failed)" if probes["failed"] else ""
+            add(f"| slowest `/healthz` meanwhile (new connection every 100 ms, {probes['probes']} probes) | < 1 s | "
+                f"{probes['max_s'] * 1000:,.1f} ms{failed} | {verdict(probes['max_s'] < 1.0 and probes['failed'] == 0)} |")
     if train_wait:
         t = train_wait
         add(f"| `POST /train?wait=true` on Income1 with defaults, end to end (curl, median of {t['n']}) | < 10 ms | "
@@ -692,6 +716,62 @@ def render(results, markdown):
             add(f"| {priority_name(priority)}{default} | {fit_time(alone)} | {fit_time(busy)} | "
                 f"{text}: {verdict(busy['finished'] and alone['finished'] and ratio <= 3.0)} |")
         add("")
+
+    # --- memory: unread answers, long histories -----------------------------------------
+    histories = load(res / "history_sizes.json")
+    if unread or histories:
+        add("### Answers never read, and long loss histories")
+        add("")
+    if unread:
+        statuses = ", ".join(f"{status} {n}" for status, n in sorted(unread["statuses"].items()))
+        refused = ", ".join(f"{n} {error}" for error, n in sorted(unread["send_errors"].items()))
+        add(f"{unread['clients']} clients connect at once with a small receive buffer (`SO_RCVBUF` 4 KiB) and each send a "
+            f"`/predict` of {unread['values']:,} values ({unread['body_bytes'] / mb:.1f} MB; `--max-body` is "
+            f"{meta.get('default_max_body', '?')}), then never read the answer (about 22 bytes a value). The server's "
+            f"VmRSS is sampled every 100 ms and `/healthz` timed on a new connection every 100 ms for "
+            f"{unread['seconds']:g} s; then the first bytes of each answer are peeked at (`MSG_PEEK`, nothing is taken from "
+            f"the socket). The server holds answers in flight within `--max-buffered` ({meta.get('default_max_buffered', '?')}; "
+            f"more is 503) and closes a connection whose answer goes unread for `--write-timeout` "
+            f"({meta.get('default_write_timeout', '?')}), longer than the window watched here.")
+        add("")
+        add("| figure | value |")
+        add("|---|---|")
+        add(f"| answers (status line peeked at the end) | {statuses} |")
+        add(f"| bodies sent whole | {unread['sent']} of {unread['clients']}"
+            + (f" (the others: {refused}, the server answered before their body was read)" if refused else "") + " |")
+        before = int(meta.get("unread_rss_before_kb", 0))
+        add(f"| VmRSS before, peak sampled, VmHWM | {mib(before)}, {mib(unread['max_rss_kb'])}, "
+            f"{mib(int(meta.get('unread_hwm_kb', 0)))} |")
+        add(f"| VmRSS at the end of the window, 1 s after the clients closed | {mib(unread['rss_end_kb'])}, "
+            f"{mib(unread['rss_after_close_kb'])} |")
+        probes = unread["healthz"]
+        if probes["ok"]:
+            add(f"| `/healthz` meanwhile: probes, failed, median, max | {probes['probes']}, {probes['failed']}, "
+                f"{probes['median_s'] * 1000:.2f} ms, {probes['max_s'] * 1000:.1f} ms |")
+        timeline = unread.get("timeline") or []
+        if timeline:
+            points = ", ".join(f"{t:g} s: {kb / 1024:.0f}" for t, kb in timeline[:: max(1, len(timeline) // 12)])
+            add(f"| VmRSS over the window (MiB) | {points} |")
+        add("")
+    if histories:
+        add("A fit of 1,000,000 epochs on Income1 (`POST /train?wait=true` with `{\"epochs\": 1000000}`), then the "
+            "answers that show its loss history: sampled (the default) and with `?history=full`.")
+        add("")
+        add("| answer | bytes | loss points | time |")
+        add("|---|---|---|---|")
+        if meta.get("long_fit_answer_bytes"):
+            add(f"| `POST /train?wait=true` (the job and the model; the time includes the fit) | "
+                f"{int(meta['long_fit_answer_bytes']):,} | | {float(meta.get('long_fit_s', 0)):.2f} s |")
+        for key in ("job", "job_full", "model", "model_full"):
+            h = histories.get(key)
+            if h:
+                points = f"{h['points']:,}" if h["points"] is not None else f"status {h['status']}"
+                add(f"| `GET {h['path']}` | {h['bytes']:,} | {points} | {h['ms']:.1f} ms |")
+        add("")
+        if meta.get("long_fit_hwm_kb"):
+            add(f"VmHWM of that server afterwards (it also served the unread answers above): "
+                f"{mib(int(meta['long_fit_hwm_kb']))}.")
+            add("")
 
     # --- hostile connections ------------------------------------------------------------
     if held and hostile:
@@ -931,6 +1011,7 @@ def main(argv):
         "bench-exe": cmd_bench_exe,
         "strace-sum": cmd_strace_sum,
         "fit": cmd_fit,
+        "history-sizes": cmd_history_sizes,
         "perf-table": cmd_perf_table,
         "criterion": cmd_criterion,
         "render": render,
