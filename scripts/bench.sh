@@ -10,7 +10,8 @@
 #   --duration N     seconds per wrk measurement (default 5)
 #   --only STEPS     run only these steps, comma-separated, in the usual order; the figures of the
 #                    others are left out of BENCHMARKS.md. The steps: startup, throughput,
-#                    training, trainwait, upload, hostile, priority, memory, criterion
+#                    training, trainwait, upload, hostile, priority, memory, uploads,
+#                    criterion
 #   --quick          a short trial of the script itself: 2 s wrk runs, few repetitions, small
 #                    files (its figures are not comparable with a full run's)
 # Environment: BENCH_PORT (default 18471), BENCH_RUNS (repetitions for start-up and /train,
@@ -24,14 +25,16 @@
 #   BENCH_FIT_ROWS, BENCH_FIT_EPOCHS (the fit timed beside busy processes: default 1000000 rows,
 #   300 epochs), BENCH_FIT_LIMIT (seconds after which that fit is cancelled, default 60),
 #   BENCH_UNREAD_CLIENTS, BENCH_UNREAD_VALUES, BENCH_UNREAD_SECONDS (clients that send a large
-#   /predict and never read the answer: default 30 clients, 2500000 values, watched for 10 s).
+#   /predict and never read the answer: default 30 clients, 2500000 values, watched for 10 s),
+#   BENCH_WIDE_BYTES (the 200-column upload, default 256 MiB), BENCH_LINE_BYTES (the single-line
+#   uploads, default 1 GiB), BENCH_LINES_BYTES (each of the 4 concurrent ones, default 200000000).
 # Needs root (or wrk, perf and gcc already installed), python3, curl and about 3 GB of disk.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-ALL_STEPS="startup throughput training trainwait upload hostile priority memory criterion"
+ALL_STEPS="startup throughput training trainwait upload hostile priority memory uploads criterion"
 SERVICE_ONLY=0
 DURATION=""
 ONLY=""
@@ -76,11 +79,15 @@ FIT_LIMIT="${BENCH_FIT_LIMIT:-$(quick 10 60)}"
 UNREAD_CLIENTS="${BENCH_UNREAD_CLIENTS:-30}"
 UNREAD_VALUES="${BENCH_UNREAD_VALUES:-2500000}"
 UNREAD_SECONDS="${BENCH_UNREAD_SECONDS:-$(quick 3 10)}"
+WIDE_BYTES="${BENCH_WIDE_BYTES:-$(quick 33554432 268435456)}"
+LINE_BYTES="${BENCH_LINE_BYTES:-$(quick 134217728 1073741824)}"
+LINES_BYTES="${BENCH_LINES_BYTES:-$(quick 33554432 200000000)}"
 CONNECTIONS=(1 16 64)
 PREDICT_BODY='{"x_predict":[15.5]}'
 BASE="http://127.0.0.1:$PORT"
 TOOLS="$ROOT/scripts/bench/tools.py"
 HOSTILE="$ROOT/scripts/bench/hostile.py"
+UPLOADS="$ROOT/scripts/bench/uploads.py"
 WRK_LUA="$ROOT/scripts/bench/wrk.lua"
 STARTED=$(date +%s)
 # The server is measured with its defaults: no REGSERVE_* settings from the environment.
@@ -696,7 +703,52 @@ EOF
     stop_server
 }
 
-# --- 11. criterion and the epoch profiles ------------------------------------------------------
+# --- 11. upload memory by shape ----------------------------------------------------------------
+# Each upload goes to a freshly started server, whose VmHWM afterwards is the peak; the files are
+# generated on the fly by scripts/bench/uploads.py and streamed, never written on this side.
+upload_shape() { # NAME KIND BYTES COUNT
+    local name="$1" kind="$2" bytes="$3" count="$4" before hwm after
+    rm -rf "$TMP/data-upload"
+    start_server "$TMP/data-upload"
+    sleep 0.5
+    before=$(rss_kb "$SERVER_PID")
+    rm -f "$TMP/watch.stop"
+    python3 "$TOOLS" rss-watch "$SERVER_PID" "$TMP/watch.stop" >"$TMP/watch.json" &
+    WATCH_PID=$!
+    logcmd "python3 scripts/bench/uploads.py send \$PORT $kind $bytes $count   # to a fresh server; its VmHWM afterwards"
+    python3 "$UPLOADS" send "$PORT" "$kind" "$bytes" "$count" >"$TMP/shape.json"
+    touch "$TMP/watch.stop"
+    wait "$WATCH_PID"
+    WATCH_PID=""
+    hwm=$(hwm_kb "$SERVER_PID")
+    sleep 1
+    after=$(rss_kb "$SERVER_PID")
+    python3 - "$TMP/shape.json" "$TMP/watch.json" "$before" "$hwm" "$after" >"$RES/uploads/$name.json" <<'EOF'
+import json, sys
+shape, watch = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+shape.update(rss_before_kb=int(sys.argv[3]), hwm_kb=int(sys.argv[4]), rss_after_kb=int(sys.argv[5]), watch=watch)
+print(json.dumps(shape))
+EOF
+    python3 - "$RES/uploads/$name.json" "$name" >&2 <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+answers = ", ".join(f"{u['status']} in {u['seconds']:.2f} s" for u in r["uploads"])
+print(f"    {sys.argv[2]:<12} {r['file_bytes'] / 2**20:7.0f} MiB x {r['count']}: VmHWM {r['hwm_kb'] / 1024:.0f} MiB; {answers}")
+EOF
+    stop_server
+    rm -rf "$TMP/data-upload"
+}
+bench_uploads() {
+    step "upload memory by shape: a wide file, single lines of $LINE_BYTES bytes, 4 single lines of $LINES_BYTES bytes at once"
+    mkdir -p "$RES/uploads"
+    upload_shape wide wide "$WIDE_BYTES" 1
+    upload_shape line line "$LINE_BYTES" 1
+    upload_shape line-fields line-fields "$LINE_BYTES" 1
+    upload_shape line-quoted line-quoted "$LINE_BYTES" 1
+    upload_shape lines-x4 line "$LINES_BYTES" 4
+}
+
+# --- 12. criterion and the epoch profiles ------------------------------------------------------
 bench_criterion() {
     since=$(date +%s)
     for bench in train data predict; do
@@ -744,7 +796,7 @@ bench_criterion() {
     fi
 }
 
-# --- 11b. callgrind profile of the predict path ------------------------------------------------
+# --- 12b. callgrind profile of the predict path ------------------------------------------------
 bench_callgrind_predict() {
     step "callgrind profile of the predict path"
     fresh_copy >/dev/null
@@ -768,13 +820,14 @@ want upload && bench_upload
 want hostile && bench_hostile
 want priority && bench_priority
 want memory && bench_memory
+want uploads && bench_uploads
 want criterion && bench_criterion
 want throughput && [[ $PROFILER == callgrind ]] && bench_callgrind_predict
 record profiler_note "$profile_note"
 want criterion && membw second
 [[ -z $ONLY ]] || record steps "$ONLY"
 
-# --- 12. BENCHMARKS.md -------------------------------------------------------------------------
+# --- 13. BENCHMARKS.md -------------------------------------------------------------------------
 record load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
 elapsed=$(($(date +%s) - STARTED))
 record elapsed "$((elapsed / 60)) min $((elapsed % 60)) s"

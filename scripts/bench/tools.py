@@ -452,6 +452,30 @@ def priority_name(priority):
     return {"adaptive": "`adaptive`", "idle": "`idle` (`SCHED_IDLE`)", "10": "`10` (nice 10)"}.get(priority, priority)
 
 
+UPLOAD_SHAPES = ("wide", "line", "line-fields", "line-quoted", "lines-x4")
+
+
+def size_text(n):
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 1e6:.0f} MB"
+
+
+def shape_label(name, r):
+    size = size_text(r["file_bytes"])
+    return {
+        "wide": f"a {size} CSV of {r['columns']} numeric columns ({r['rows']:,} rows)",
+        "line": f"one line of {size}: a single value, no newline",
+        "line-fields": f"a header, then one line of {size} of short fields (`1,1,1,...`)",
+        "line-quoted": f"a header, then a quoted value of {size} that never closes",
+        "lines-x4": f"{r['count']} files at once, each one line of {size} (a single value)",
+    }.get(name, name)
+
+
+def upload_ok(r):
+    """Whether every upload of a shape got the answer it should: 200 for data, 422 for the single lines."""
+    expected = 200 if r["numeric_bytes"] else 422
+    return all(u.get("status") == expected for u in r["uploads"])
+
+
 def drop_if_empty(lines, mark, header_lines):
     """Removes a section that got no more than its HEADER_LINES heading and table-head lines (and a
     closing blank line) since MARK."""
@@ -574,6 +598,19 @@ def render(results, markdown):
         add(f"| peak RSS while uploading a {upload['bytes'] / 2**30:.2f} GiB CSV ({upload['rows']:,} rows) | "
             f"≤ numeric data ({numeric / mb:.0f} MB) + 64 MB = {allowed / mb:.0f} MB | "
             f"{peak / mb:.0f} MB ({(peak - numeric) / mb:+.0f} MB over the numeric data) | {verdict(peak <= allowed)} |")
+    shapes = {name: load(res / "uploads" / f"{name}.json") for name in UPLOAD_SHAPES}
+    shapes = {name: r for name, r in shapes.items() if r}
+    for name, r in shapes.items():
+        numeric = r["numeric_bytes"]
+        peak = r["hwm_kb"] * 1024
+        allowed = numeric + 64 * mb
+        if numeric:
+            target = f"≤ numeric data ({numeric / mb:.0f} MB) + 64 MB = {allowed / mb:.0f} MB"
+        else:
+            target = "refused (422); ≤ 64 MB (nothing to parse)"
+        statuses = ", ".join(sorted({str(u.get("status")) for u in r["uploads"]}))
+        add(f"| peak RSS uploading {shape_label(name, r)} | {target} | {peak / mb:.0f} MB; answered {statuses} | "
+            f"{verdict(peak <= allowed and upload_ok(r))} |")
     idle = meta.get("idle_rss_kb")
     if idle:
         idle_b = int(idle) * 1024
@@ -872,6 +909,38 @@ def render(results, markdown):
             add(f"| VmRSS during the upload (MiB) | {points} |")
     add("")
     drop_if_empty(lines, mark, 5)
+
+    # --- upload memory by shape ---------------------------------------------------------
+    if shapes:
+        add("### Upload memory by shape")
+        add("")
+        add("Each upload goes to a freshly started server, whose VmHWM afterwards is the peak. The files are made on the fly "
+            "by `scripts/bench/uploads.py` and streamed as a multipart body with its `Content-Length`. The allowance is the "
+            "parsed numeric data (rows x numeric columns x 8 bytes) + 64 MB; a file that must be refused parses nothing. "
+            "The server receives a whole upload into a temporary file before it parses it, so a refusal comes after the "
+            "last byte; the time after it is the parse up to the error.")
+        add("")
+        add("| upload | numeric data | answer | time to the answer (after the last byte) | error message | "
+            "VmHWM | peak VmRSS sampled every 5 ms | result |")
+        add("|---|---|---|---|---|---|---|---|")
+        if upload:
+            numeric = upload["rows"] * 2 * 8
+            add(f"| many short rows: the {upload['bytes'] / 2**30:.2f} GiB upload above ({upload['rows']:,} rows) | "
+                f"{numeric / mb:.0f} MB | 200 | {upload['seconds']:.2f} s | | {mib(upload['hwm_kb'])} | "
+                f"{mib(upload['watch']['max_rss_kb'])} | {verdict(upload['hwm_kb'] * 1024 <= numeric + 64 * mb)} |")
+        for name, r in shapes.items():
+            answers, times, messages = [], [], []
+            for u in r["uploads"]:
+                answers.append(str(u.get("status")) + (f" ({u['error']})" if u.get("error") else ""))
+                after = f" ({u['after_last_byte_s'] * 1000:.0f} ms)" if u.get("after_last_byte_s") is not None else " (before)"
+                times.append(f"{u['seconds']:.2f} s{after}")
+                if u.get("message") and u.get("status") != 200:
+                    messages.append(f"{u['message_chars']} characters: \"{u['message']}\"")
+            numeric = r["numeric_bytes"]
+            add(f"| {shape_label(name, r)} | {numeric / mb:.0f} MB | {', '.join(answers)} | {', '.join(times)} | "
+                f"{'; '.join(sorted(set(messages)))} | {mib(r['hwm_kb'])} | {mib(r['watch']['max_rss_kb'])} | "
+                f"{verdict(r['hwm_kb'] * 1024 <= numeric + 64 * mb and upload_ok(r))} |")
+        add("")
 
     # --- criterion -----------------------------------------------------------------------
     if crit:
