@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Service benchmark: builds the release binary, runs it on loopback, measures throughput and
 # latency (predict against /healthz), predict latency during a 10M-row training, /train?wait=true,
-# a 1 GiB upload, memory and start-up time, runs the criterion micro-benchmarks, profiles the
-# predict path and an epoch, and writes the figures into BENCHMARKS.md between the
-# <!-- figures:begin --> and <!-- figures:end --> markers (the text around them is kept).
+# a 1 GiB upload, memory and start-up time, a new client's latency while 2,000 hostile connections
+# are held, a fit beside busy programs at each training priority, memory with answers nobody
+# reads and with long loss histories, and memory for uploads of several shapes; runs the criterion
+# micro-benchmarks, profiles the predict path and an epoch, and writes the figures into
+# BENCHMARKS.md between the <!-- figures:begin --> and <!-- figures:end --> markers (the text
+# around them is kept).
 #
 # Usage: scripts/bench.sh [--service-only] [--duration SECONDS] [--only STEPS] [--quick]
 #   --service-only   skip `cargo bench` and the epoch profiles (about half the run time)
 #   --duration N     seconds per wrk measurement (default 5)
-#   --only STEPS     run only these steps, comma-separated, in the usual order; the figures of the
-#                    others are left out of BENCHMARKS.md. The steps: startup, throughput,
-#                    training, trainwait, upload, hostile, priority, memory, uploads,
-#                    criterion
+#   --only STEPS     run only these steps, comma-separated (they run in the usual order; the
+#                    figures of the others are left out of BENCHMARKS.md), e.g.
+#                    --only hostile,priority,memory,uploads. The steps: startup, throughput,
+#                    training, trainwait, upload, hostile, priority, memory, uploads, criterion
 #   --quick          a short trial of the script itself: 2 s wrk runs, few repetitions, small
 #                    files (its figures are not comparable with a full run's)
 # Environment: BENCH_PORT (default 18471), BENCH_RUNS (repetitions for start-up and /train,

@@ -734,6 +734,70 @@ def render(results, markdown):
             add(f"Warning: {meta['train_warning']}.")
             add("")
 
+    # --- hostile connections ------------------------------------------------------------
+    if held and hostile:
+        add("### Hostile connections")
+        add("")
+        add(f"A server with its defaults (header timeout {meta.get('default_header_timeout', '?')}, keep-alive timeout "
+            f"{meta.get('default_keep_alive_timeout', '?')}, write timeout {meta.get('default_write_timeout', '?')}, "
+            f"bodies at least {meta.get('default_min_body_rate', '?')} bytes/s over each "
+            f"{meta.get('default_body_idle_timeout', '?')}, {meta.get('default_max_streams', '?')} streams, "
+            f"{meta.get('default_max_uploads', '?')} uploads, {meta.get('default_max_buffered', '?')} of buffered bodies "
+            f"and answers; open-file limit {meta.get('hostile_server_open_files', '?')}) serves a least-squares model of "
+            f"Income1, with a dataset of {int(meta.get('hostile_rows', 0)):,} rows "
+            f"({float(meta.get('hostile_csv_bytes', 0)) / mb:.1f} MB, more than a socket's send buffer) uploaded. "
+            "wrk measures `/predict` and `/healthz` at 16 connections: on the quiet server, then with a "
+            "`{\"epochs\": 1000000}` training running, then with the training still running and "
+            f"{held['target']:,} hostile connections held by `scripts/bench/hostile.py` (on the same two cores). "
+            f"They were opened at {held['target'] / held['ramp_s']:,.0f} a second (all within {held['ramp_s']:.1f} s); "
+            "each one the server closes is opened again 0.3 to 0.8 s later (1 to 2 s after a 503). "
+            "The last column compares with the measurement with the training running and no hostile connections.")
+        add("")
+        add("| route | state | req/s | p50 | p90 | p99 | p99.9 | max | p99 / quiet p99 | p99 / p99 without the hostile connections |")
+        add("|---|---|---|---|---|---|---|---|---|---|")
+        for route, (quiet, training, during) in hostile.items():
+            for label, run in (("quiet", quiet), ("training running", training),
+                               (f"training running, {held['target']:,} hostile connections held", during)):
+                if not run:
+                    continue
+                lat = run["latency_us"]
+                to_quiet = f"{lat['p99'] / quiet['latency_us']['p99']:.1f}x" if (quiet and run is not quiet) else ""
+                to_training = f"{lat['p99'] / training['latency_us']['p99']:.1f}x" if (training and run is during) else ""
+                add(f"| `/{route}` | {label} | {rate(run):,.0f}{errors(run)} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
+                    f"{ms(lat['p99'])} | {ms(lat['p999'])} | {ms(lat['max'])} | {to_quiet} | {to_training} |")
+        add("")
+        add(f"Held during the measurements ({held['samples_measuring']} samples a second apart; held means the "
+            "server's side of the connection is established, from `/proc/net/tcp`):")
+        add("")
+        add("| kind | connections | held: median (min to max) | opened in all | how the closed ones ended |")
+        add("|---|---|---|---|---|")
+        for kind, k in held["kinds"].items():
+            ends = ", ".join(f"{what} {n:,}" for what, n in sorted(k["outcomes"].items(), key=lambda item: -item[1]))
+            if k.get("connect_errors"):
+                ends += f", connect errors {k['connect_errors']:,}"
+            h = k["held"] or {"median": 0, "min": 0, "max": 0}
+            add(f"| `{kind}`: {k['what']} | {k['target']:,} | {h['median']:,.0f} ({h['min']:,} to {h['max']:,}) | "
+                f"{k['opened']:,} | {ends or 'still open'} |")
+        h = held["held"]
+        add(f"| all | {held['target']:,} | {h['median']:,.0f} ({h['min']:,} to {h['max']:,}) | "
+            f"{sum(k['opened'] for k in held['kinds'].values()):,} | |")
+        add("")
+        notes = []
+        if held.get("server_files"):
+            notes.append(f"the server had up to {held['server_files']['max']:,} files open")
+        if held.get("server_rss_kb"):
+            notes.append(f"its VmRSS was {mib(held['server_rss_kb']['min'])} to {mib(held['server_rss_kb']['max'])}")
+        for key, label in (("hostile_curl_healthz", "a `curl` of `/healthz`"),
+                           ("hostile_curl_upload", "an upload of the same dataset")):
+            if meta.get(key):
+                code, seconds = meta[key].split()
+                notes.append(f"{label} from a new client got {code} in {float(seconds) * 1000:.1f} ms")
+        if meta.get("hostile_training_state"):
+            notes.append(f"the training was {meta['hostile_training_state']} at the end")
+        if notes:
+            add("Meanwhile " + "; ".join(notes) + ".")
+            add("")
+
     # --- training priority --------------------------------------------------------------
     if fits:
         add("### A fit beside busy programs")
@@ -808,70 +872,6 @@ def render(results, markdown):
         if meta.get("long_fit_hwm_kb"):
             add(f"VmHWM of that server afterwards (it also served the unread answers above): "
                 f"{mib(int(meta['long_fit_hwm_kb']))}.")
-            add("")
-
-    # --- hostile connections ------------------------------------------------------------
-    if held and hostile:
-        add("### Hostile connections")
-        add("")
-        add(f"A server with its defaults (header timeout {meta.get('default_header_timeout', '?')}, keep-alive timeout "
-            f"{meta.get('default_keep_alive_timeout', '?')}, write timeout {meta.get('default_write_timeout', '?')}, "
-            f"bodies at least {meta.get('default_min_body_rate', '?')} bytes/s over each "
-            f"{meta.get('default_body_idle_timeout', '?')}, {meta.get('default_max_streams', '?')} streams, "
-            f"{meta.get('default_max_uploads', '?')} uploads, {meta.get('default_max_buffered', '?')} of buffered bodies "
-            f"and answers; open-file limit {meta.get('hostile_server_open_files', '?')}) serves a least-squares model of "
-            f"Income1, with a dataset of {int(meta.get('hostile_rows', 0)):,} rows "
-            f"({float(meta.get('hostile_csv_bytes', 0)) / mb:.1f} MB, more than a socket's send buffer) uploaded. "
-            "wrk measures `/predict` and `/healthz` at 16 connections: on the quiet server, then with a "
-            "`{\"epochs\": 1000000}` training running, then with the training still running and "
-            f"{held['target']:,} hostile connections held by `scripts/bench/hostile.py` (on the same two cores). "
-            f"They were opened at {held['target'] / held['ramp_s']:,.0f} a second (all within {held['ramp_s']:.1f} s); "
-            "each one the server closes is opened again 0.3 to 0.8 s later (1 to 2 s after a 503). "
-            "The last column compares with the measurement with the training running and no hostile connections.")
-        add("")
-        add("| route | state | req/s | p50 | p90 | p99 | p99.9 | max | p99 / quiet p99 | p99 / p99 without the hostile connections |")
-        add("|---|---|---|---|---|---|---|---|---|---|")
-        for route, (quiet, training, during) in hostile.items():
-            for label, run in (("quiet", quiet), ("training running", training),
-                               (f"training running, {held['target']:,} hostile connections held", during)):
-                if not run:
-                    continue
-                lat = run["latency_us"]
-                to_quiet = f"{lat['p99'] / quiet['latency_us']['p99']:.1f}x" if (quiet and run is not quiet) else ""
-                to_training = f"{lat['p99'] / training['latency_us']['p99']:.1f}x" if (training and run is during) else ""
-                add(f"| `/{route}` | {label} | {rate(run):,.0f}{errors(run)} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
-                    f"{ms(lat['p99'])} | {ms(lat['p999'])} | {ms(lat['max'])} | {to_quiet} | {to_training} |")
-        add("")
-        add(f"Held during the measurements ({held['samples_measuring']} samples a second apart; held means the "
-            "server's side of the connection is established, from `/proc/net/tcp`):")
-        add("")
-        add("| kind | connections | held: median (min to max) | opened in all | how the closed ones ended |")
-        add("|---|---|---|---|---|")
-        for kind, k in held["kinds"].items():
-            ends = ", ".join(f"{what} {n:,}" for what, n in sorted(k["outcomes"].items(), key=lambda item: -item[1]))
-            if k.get("connect_errors"):
-                ends += f", connect errors {k['connect_errors']:,}"
-            h = k["held"] or {"median": 0, "min": 0, "max": 0}
-            add(f"| `{kind}`: {k['what']} | {k['target']:,} | {h['median']:,.0f} ({h['min']:,} to {h['max']:,}) | "
-                f"{k['opened']:,} | {ends or 'still open'} |")
-        h = held["held"]
-        add(f"| all | {held['target']:,} | {h['median']:,.0f} ({h['min']:,} to {h['max']:,}) | "
-            f"{sum(k['opened'] for k in held['kinds'].values()):,} | |")
-        add("")
-        notes = []
-        if held.get("server_files"):
-            notes.append(f"the server had up to {held['server_files']['max']:,} files open")
-        if held.get("server_rss_kb"):
-            notes.append(f"its VmRSS was {mib(held['server_rss_kb']['min'])} to {mib(held['server_rss_kb']['max'])}")
-        for key, label in (("hostile_curl_healthz", "a `curl` of `/healthz`"),
-                           ("hostile_curl_upload", "an upload of the same dataset")):
-            if meta.get(key):
-                code, seconds = meta[key].split()
-                notes.append(f"{label} from a new client got {code} in {float(seconds) * 1000:.1f} ms")
-        if meta.get("hostile_training_state"):
-            notes.append(f"the training was {meta['hostile_training_state']} at the end")
-        if notes:
-            add("Meanwhile " + "; ".join(notes) + ".")
             add("")
 
     # --- start-up and memory -------------------------------------------------------------
