@@ -260,8 +260,8 @@ stop_server() {
 # spin_start N: N busy loops beside the server, ordinary processes at the script's own priority
 # (nice 0, like the server, unless the whole run is niced).
 spin_start() {
-    local i
-    for i in $(seq "$1"); do
+    local _
+    for _ in $(seq "$1"); do
         sh -c 'while :; do :; done' &
         SPIN_PIDS+=("$!")
     done
