@@ -1,47 +1,96 @@
 #!/usr/bin/env bash
 # Service benchmark: builds the release binary, runs it on loopback, measures throughput and
 # latency (predict against /healthz), predict latency during a 10M-row training, /train?wait=true,
-# a 1 GiB upload, memory and start-up time, runs the criterion micro-benchmarks, profiles the
-# predict path and an epoch, and writes the figures into BENCHMARKS.md between the
-# <!-- figures:begin --> and <!-- figures:end --> markers (the text around them is kept).
+# a 1 GiB upload, memory and start-up time, a new client's latency while 2,000 hostile connections
+# are held, a fit beside busy programs at each training priority, memory with answers nobody
+# reads and with long loss histories, and memory for uploads of several shapes; runs the criterion
+# micro-benchmarks, profiles the predict path and an epoch, and writes the figures into
+# BENCHMARKS.md between the <!-- figures:begin --> and <!-- figures:end --> markers (the text
+# around them is kept).
 #
-# Usage: scripts/bench.sh [--service-only] [--duration SECONDS]
+# Usage: scripts/bench.sh [--service-only] [--duration SECONDS] [--only STEPS] [--quick]
 #   --service-only   skip `cargo bench` and the epoch profiles (about half the run time)
 #   --duration N     seconds per wrk measurement (default 5)
+#   --only STEPS     run only these steps, comma-separated (they run in the usual order; the
+#                    figures of the others are left out of BENCHMARKS.md), e.g.
+#                    --only hostile,priority,memory,uploads. The steps: startup, throughput,
+#                    training, trainwait, upload, hostile, priority, memory, uploads, criterion
+#   --quick          a short trial of the script itself: 2 s wrk runs, few repetitions, small
+#                    files (its figures are not comparable with a full run's)
 # Environment: BENCH_PORT (default 18471), BENCH_RUNS (repetitions for start-up and /train,
 #   default 20), BENCH_TMP (scratch space for about 3 GB of CSV files, default /tmp),
 #   BENCH_PROFILER (auto, perf, callgrind or none; default auto), BENCH_TRAIN_ROWS (rows of the
 #   training dataset, default 10000000), BENCH_UPLOAD_BYTES (size of the upload, default 1 GiB),
 #   BENCH_ROUNDS (idle/training measurement pairs, default 3), BENCH_PAIRS (alternating
-#   /healthz and /predict measurements per connection count, default 3).
+#   /healthz and /predict measurements per connection count, default 3), BENCH_HOSTILE_CONNS
+#   (hostile connections held, default 2000), BENCH_HOSTILE_ROWS (rows of the dataset they
+#   download, default 200000), BENCH_HOSTILE_SETTLE (seconds held before measuring, default 3),
+#   BENCH_FIT_ROWS, BENCH_FIT_EPOCHS (the fit timed beside busy processes: default 1000000 rows,
+#   300 epochs), BENCH_FIT_LIMIT (seconds after which that fit is cancelled, default 60),
+#   BENCH_UNREAD_CLIENTS, BENCH_UNREAD_VALUES, BENCH_UNREAD_SECONDS (clients that send a large
+#   /predict and never read the answer: default 30 clients, 2500000 values, watched for 10 s),
+#   BENCH_WIDE_BYTES (the 200-column upload, default 256 MiB), BENCH_LINE_BYTES (the single-line
+#   uploads, default 1 GiB), BENCH_LINES_BYTES (each of the 4 concurrent ones, default 200000000).
 # Needs root (or wrk, perf and gcc already installed), python3, curl and about 3 GB of disk.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+ALL_STEPS="startup throughput training trainwait upload hostile priority memory uploads criterion"
 SERVICE_ONLY=0
-DURATION=5
+DURATION=""
+ONLY=""
+QUICK=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --service-only) SERVICE_ONLY=1 ;;
         --duration) DURATION="$2"; shift ;;
-        -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --only) ONLY="$2"; shift ;;
+        --quick) QUICK=1 ;;
+        -h | --help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
 done
+if [[ -n $ONLY ]]; then
+    for name in ${ONLY//,/ }; do
+        [[ " $ALL_STEPS " == *" $name "* ]] || { echo "bench.sh: unknown step $name (the steps: $ALL_STEPS)" >&2; exit 2; }
+    done
+    STEPS=" ${ONLY//,/ } "
+else
+    STEPS=" $ALL_STEPS "
+    [[ $SERVICE_ONLY -eq 1 ]] && STEPS="${STEPS/ criterion / }"
+fi
+want() { [[ $STEPS == *" $1 "* ]]; }
+# quick DEFAULT FULL: the default of a setting, smaller with --quick.
+quick() { if [[ $QUICK -eq 1 ]]; then echo "$1"; else echo "$2"; fi; }
+DURATION="${DURATION:-$(quick 2 5)}"
 PORT="${BENCH_PORT:-18471}"
-RUNS="${BENCH_RUNS:-20}"
+RUNS="${BENCH_RUNS:-$(quick 3 20)}"
 PROFILER="${BENCH_PROFILER:-auto}"
-TRAIN_ROWS="${BENCH_TRAIN_ROWS:-10000000}"
-UPLOAD_BYTES="${BENCH_UPLOAD_BYTES:-1073741824}"
-ROUNDS="${BENCH_ROUNDS:-3}"
-PAIRS="${BENCH_PAIRS:-3}"
+TRAIN_ROWS="${BENCH_TRAIN_ROWS:-$(quick 2000000 10000000)}"
+UPLOAD_BYTES="${BENCH_UPLOAD_BYTES:-$(quick 67108864 1073741824)}"
+ROUNDS="${BENCH_ROUNDS:-$(quick 1 3)}"
+PAIRS="${BENCH_PAIRS:-$(quick 1 3)}"
+HOSTILE_CONNS="${BENCH_HOSTILE_CONNS:-2000}"
+HOSTILE_ROWS="${BENCH_HOSTILE_ROWS:-200000}"
+HOSTILE_SETTLE="${BENCH_HOSTILE_SETTLE:-$(quick 1 3)}"
+FIT_ROWS="${BENCH_FIT_ROWS:-1000000}"
+FIT_EPOCHS="${BENCH_FIT_EPOCHS:-$(quick 40 300)}"
+FIT_LIMIT="${BENCH_FIT_LIMIT:-$(quick 10 60)}"
+UNREAD_CLIENTS="${BENCH_UNREAD_CLIENTS:-30}"
+UNREAD_VALUES="${BENCH_UNREAD_VALUES:-2500000}"
+UNREAD_SECONDS="${BENCH_UNREAD_SECONDS:-$(quick 3 10)}"
+WIDE_BYTES="${BENCH_WIDE_BYTES:-$(quick 33554432 268435456)}"
+LINE_BYTES="${BENCH_LINE_BYTES:-$(quick 134217728 1073741824)}"
+LINES_BYTES="${BENCH_LINES_BYTES:-$(quick 33554432 200000000)}"
 CONNECTIONS=(1 16 64)
 PREDICT_BODY='{"x_predict":[15.5]}'
 BASE="http://127.0.0.1:$PORT"
 TOOLS="$ROOT/scripts/bench/tools.py"
+HOSTILE="$ROOT/scripts/bench/hostile.py"
+UPLOADS="$ROOT/scripts/bench/uploads.py"
 WRK_LUA="$ROOT/scripts/bench/wrk.lua"
 STARTED=$(date +%s)
 # The server is measured with its defaults: no REGSERVE_* settings from the environment.
@@ -71,9 +120,11 @@ TMP="$(mktemp -d "${BENCH_TMP:-/tmp}/regserve-bench.XXXXXX")"
 SERVER_PID=""
 WATCH_PID=""
 BG_PID=""
+HOSTILE_PID=""
+SPIN_PIDS=()
 cleanup() {
     local pid
-    for pid in "$BG_PID" "$WATCH_PID" "$SERVER_PID"; do
+    for pid in ${SPIN_PIDS[@]+"${SPIN_PIDS[@]}"} "$HOSTILE_PID" "$BG_PID" "$WATCH_PID" "$SERVER_PID"; do
         if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
             kill -TERM "$pid" 2>/dev/null || true
             wait "$pid" 2>/dev/null || true
@@ -101,6 +152,12 @@ cargo build --release --locked
 BIN="$TMP/regserve"
 # A private copy, so a rebuild elsewhere cannot swap the binary in the middle of the run.
 cp "$TARGET_DIR/release/regserve" "$BIN"
+# server_default FLAG: the default of a server flag, as its --help shows it.
+server_default() {
+    "$BIN" --help | awk -v flag="$1" '$1 == flag {found = 1; next}
+        found {if (match($0, /\[default: [^]]*\]/)) print substr($0, RSTART + 10, RLENGTH - 11); exit}'
+}
+DEFAULT_PRIORITY="$(server_default --training-priority)"
 
 APT_UPDATED=0
 apt_install() { # WHAT PACKAGE: installs PACKAGE from Debian; fails without root
@@ -164,15 +221,22 @@ record load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
 record duration "$DURATION"
 record connections "${CONNECTIONS[*]}"
 record pairs "$PAIRS"
+record default_training_priority "$DEFAULT_PRIORITY"
+for flag in header-timeout keep-alive-timeout write-timeout body-idle-timeout min-body-rate max-streams \
+    max-uploads max-buffered max-body max-concurrent; do
+    record "default_${flag//-/_}" "$(server_default "--$flag")"
+done
+[[ $QUICK -eq 0 ]] || record quick yes
 [[ $(nproc) -ge 2 ]] || die "the pinned runs need at least 2 cores"
 
 # --- helpers -----------------------------------------------------------------------------------
 http_code() { curl -s -o /dev/null -w '%{http_code}' "$@" || true; }
 
-start_server() { # DATA_DIR [CPU_LIST]
+start_server() { # DATA_DIR [CPU_LIST [SERVER FLAGS...]]
     local dir="$1" cpus="${2:-}"
+    shift $(($# < 2 ? $# : 2))
     [[ $(http_code "$BASE/healthz") == 000 ]] || die "something already answers on port $PORT (set BENCH_PORT)"
-    local -a cmd=("$BIN" --addr "127.0.0.1:$PORT" --data-dir "$dir")
+    local -a cmd=("$BIN" --addr "127.0.0.1:$PORT" --data-dir "$dir" "$@")
     [[ -n $cpus ]] && cmd=(taskset -c "$cpus" "${cmd[@]}")
     local line="${cmd[*]}"
     line="${line//$BIN/target/release/regserve}"
@@ -192,6 +256,23 @@ stop_server() {
     kill -TERM "$SERVER_PID"
     wait "$SERVER_PID" || true
     SERVER_PID=""
+}
+# spin_start N: N busy loops beside the server, ordinary processes at the script's own priority
+# (nice 0, like the server, unless the whole run is niced).
+spin_start() {
+    local _
+    for _ in $(seq "$1"); do
+        sh -c 'while :; do :; done' &
+        SPIN_PIDS+=("$!")
+    done
+}
+spin_stop() {
+    local pid
+    for pid in ${SPIN_PIDS[@]+"${SPIN_PIDS[@]}"}; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    SPIN_PIDS=()
 }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
@@ -218,6 +299,8 @@ print(f"    {sys.argv[2]:<32} {r['requests'] / (r['duration_us'] / 1e6):>10,.0f}
       f"p50 {l['p50'] / 1000:.3f} ms  p99 {l['p99'] / 1000:.3f} ms" + (f"  ERRORS {r['errors']}" if bad else ""))
 EOF
 }
+# perf report rows, without the empty IPC columns and the padding.
+perf_rows() { grep -v '^#' | grep -v '^$' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//; s/[[:space:]]+$//'; }
 warm_up() { # PATH [BODY] [CPU_LIST]
     local -a cmd=(wrk -t2 -c16 -d2s -s "$WRK_LUA" "$BASE$1")
     [[ -n ${3:-} ]] && cmd=(taskset -c "$3" "${cmd[@]}")
@@ -225,7 +308,7 @@ warm_up() { # PATH [BODY] [CPU_LIST]
 }
 
 # --- 2. test data and helpers ------------------------------------------------------------------
-step "compiling the helpers and generating the CSV files"
+step "compiling the helpers"
 logcmd "gcc -O2 -o \$TMP/gencsv scripts/bench/gencsv.c && gcc -O2 -o \$TMP/membw scripts/bench/membw.c"
 gcc -O2 -o "$TMP/gencsv" "$ROOT/scripts/bench/gencsv.c"
 gcc -O2 -o "$TMP/membw" "$ROOT/scripts/bench/membw.c"
@@ -236,13 +319,19 @@ membw() {
     "$TMP/membw" 1024 9 >"$RES/membw-$1.json"
     cat "$RES/membw-$1.json" >&2
 }
-membw first
+want criterion && membw first
 avail_kb=$(df -Pk "$TMP" | awk 'NR == 2 {print $4}')
 [[ $avail_kb -gt $((4 * 1024 * 1024)) ]] || die "need about 4 GB free under ${BENCH_TMP:-/tmp} (set BENCH_TMP)"
-logcmd "\$TMP/gencsv \$TMP/rows-10m.csv $TRAIN_ROWS"
-"$TMP/gencsv" "$TMP/rows-10m.csv" "$TRAIN_ROWS" >"$RES/csv_10m.json"
-logcmd "\$TMP/gencsv \$TMP/one-gib.csv 0 $UPLOAD_BYTES"
-"$TMP/gencsv" "$TMP/one-gib.csv" 0 "$UPLOAD_BYTES" >"$RES/csv_1g.json"
+if want training; then
+    step "generating the $TRAIN_ROWS-row CSV"
+    logcmd "\$TMP/gencsv \$TMP/rows-10m.csv $TRAIN_ROWS"
+    "$TMP/gencsv" "$TMP/rows-10m.csv" "$TRAIN_ROWS" >"$RES/csv_10m.json"
+fi
+if want upload; then
+    step "generating the $UPLOAD_BYTES-byte CSV"
+    logcmd "\$TMP/gencsv \$TMP/one-gib.csv 0 $UPLOAD_BYTES"
+    "$TMP/gencsv" "$TMP/one-gib.csv" 0 "$UPLOAD_BYTES" >"$RES/csv_1g.json"
+fi
 
 # A data directory holding a trained model (Income1, defaults), copied for every fresh start.
 step "preparing a data directory with a trained model"
@@ -255,205 +344,415 @@ ls "$TEMPLATE"/models/v*.json >/dev/null || die "no model was stored in $TEMPLAT
 fresh_copy() { rm -rf "$TMP/data"; cp -a "$TEMPLATE" "$TMP/data"; echo "$TMP/data"; }
 
 # --- 3. start-up to ready ----------------------------------------------------------------------
-step "start-up to the first 200 from /readyz, $RUNS runs"
-logcmd "python3 scripts/bench/tools.py ready target/release/regserve \$DATA $RUNS \$PORT"
-python3 "$TOOLS" ready "$BIN" "$TEMPLATE" "$RUNS" "$PORT" >"$RES/startup.json"
-python3 -c 'import json,sys,statistics as s; d=json.load(open(sys.argv[1]))["ms"]; print(f"    min {min(d):.1f} ms, median {s.median(d):.1f} ms")' "$RES/startup.json" >&2
+bench_startup() {
+    step "start-up to the first 200 from /readyz, $RUNS runs"
+    logcmd "python3 scripts/bench/tools.py ready target/release/regserve \$DATA $RUNS \$PORT"
+    python3 "$TOOLS" ready "$BIN" "$TEMPLATE" "$RUNS" "$PORT" >"$RES/startup.json"
+    python3 -c 'import json,sys,statistics as s; d=json.load(open(sys.argv[1]))["ms"]; print(f"    min {min(d):.1f} ms, median {s.median(d):.1f} ms")' "$RES/startup.json" >&2
+}
 
 # --- 4. throughput and latency -----------------------------------------------------------------
-step "wrk: /healthz and /predict at ${CONNECTIONS[*]} connections, cores shared"
-start_server "$(fresh_copy)"
-sleep 1
-record idle_rss_kb "$(rss_kb "$SERVER_PID")"
-warm_up /healthz
-warm_up /predict "$PREDICT_BODY"
-for c in "${CONNECTIONS[@]}"; do
-    for pair in $(seq "$PAIRS"); do
-        run_wrk "shared-healthz-c$c-p$pair" /healthz "$c"
-        run_wrk "shared-predict-c$c-p$pair" /predict "$c" "$PREDICT_BODY"
+bench_throughput() {
+    step "wrk: /healthz and /predict at ${CONNECTIONS[*]} connections, cores shared"
+    start_server "$(fresh_copy)"
+    sleep 1
+    record idle_rss_kb "$(rss_kb "$SERVER_PID")"
+    warm_up /healthz
+    warm_up /predict "$PREDICT_BODY"
+    for c in "${CONNECTIONS[@]}"; do
+        for pair in $(seq "$PAIRS"); do
+            run_wrk "shared-healthz-c$c-p$pair" /healthz "$c"
+            run_wrk "shared-predict-c$c-p$pair" /predict "$c" "$PREDICT_BODY"
+        done
     done
-done
-record after_load_rss_kb "$(rss_kb "$SERVER_PID")"
-record after_load_hwm_kb "$(hwm_kb "$SERVER_PID")"
+    record after_load_rss_kb "$(rss_kb "$SERVER_PID")"
+    record after_load_hwm_kb "$(hwm_kb "$SERVER_PID")"
 
-stop_server
+    stop_server
 
-step "wrk: the same, server pinned to core 0 and wrk to core 1"
-start_server "$(fresh_copy)" 0
-sleep 1
-warm_up /healthz "" 1
-warm_up /predict "$PREDICT_BODY" 1
-for c in "${CONNECTIONS[@]}"; do
-    for pair in $(seq "$PAIRS"); do
-        run_wrk "pinned-healthz-c$c-p$pair" /healthz "$c" "" 1
-        run_wrk "pinned-predict-c$c-p$pair" /predict "$c" "$PREDICT_BODY" 1
+    step "wrk: the same, server pinned to core 0 and wrk to core 1"
+    start_server "$(fresh_copy)" 0
+    sleep 1
+    warm_up /healthz "" 1
+    warm_up /predict "$PREDICT_BODY" 1
+    for c in "${CONNECTIONS[@]}"; do
+        for pair in $(seq "$PAIRS"); do
+            run_wrk "pinned-healthz-c$c-p$pair" /healthz "$c" "" 1
+            run_wrk "pinned-predict-c$c-p$pair" /predict "$c" "$PREDICT_BODY" 1
+        done
     done
-done
 
-# Profiles of the predict path and of the ceiling route, on this pinned server (so every sample
-# is the server's own work on its core) under 64 connections from wrk on the other core; the
-# sample counts divided by the requests served give CPU time per request.
-profile_note=""
-# perf report rows, without the empty IPC columns and the padding.
-perf_rows() { grep -v '^#' | grep -v '^$' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//; s/[[:space:]]+$//'; }
-if [[ $PROFILER == perf ]]; then
-    for route in healthz predict; do
-        step "perf profile of the pinned server under /$route load"
-        body=""
-        [[ $route == predict ]] && body="$PREDICT_BODY"
-        WRK_BODY="$body" taskset -c 1 wrk -t2 -c64 -d8s -s "$WRK_LUA" "$BASE/$route" >"$TMP/wrk-profile.txt" 2>&1 &
-        BG_PID=$!
-        sleep 1.5
-        logcmd "perf record -e cpu-clock -F 999 -g -p <server pid> -- sleep 5   # while taskset -c 1 wrk -t2 -c64 runs /healthz, then /predict"
-        perf record -e cpu-clock -F 999 -g -p "$SERVER_PID" -o "$TMP/perf-$route.data" -- sleep 5 >/dev/null 2>&1
-        wait "$BG_PID" || true
-        BG_PID=""
-        logcmd "perf report --stdio --no-children -n -g none --sort dso,symbol"
-        perf report -i "$TMP/perf-$route.data" --stdio --no-children -n -g none --sort dso 2>/dev/null |
-            perf_rows >"$TMP/perf-dso.txt" || true
-        perf report -i "$TMP/perf-$route.data" --stdio --no-children -n -g none --sort dso,symbol \
-            --percent-limit 0.5 2>/dev/null | perf_rows >"$TMP/perf-sym.txt" || true
-        rate=$(sed -n 's/^WRKJSON //p' "$TMP/wrk-profile.txt" |
-            python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["requests"] / (r["duration_us"] / 1e6))')
-        python3 "$TOOLS" perf-table "$TMP/perf-dso.txt" "$TMP/perf-sym.txt" "$rate" 5 999 35 \
-            >"$RES/profiles/$route-path.txt"
-    done
-    profile_note="Profiles are \`perf record -e cpu-clock -F 999 -g\` samples (this virtual machine exposes no hardware counters), shown as \`perf report --no-children\` (self time), trimmed. For the server, each sample is about 1 ms of its CPU time, so samples divided by the requests served in the 5 s window give CPU time per request."
-fi
-stop_server
+    # Profiles of the predict path and of the ceiling route, on this pinned server (so every sample
+    # is the server's own work on its core) under 64 connections from wrk on the other core; the
+    # sample counts divided by the requests served give CPU time per request.
+    if [[ $PROFILER == perf ]]; then
+        for route in healthz predict; do
+            step "perf profile of the pinned server under /$route load"
+            body=""
+            [[ $route == predict ]] && body="$PREDICT_BODY"
+            WRK_BODY="$body" taskset -c 1 wrk -t2 -c64 -d8s -s "$WRK_LUA" "$BASE/$route" >"$TMP/wrk-profile.txt" 2>&1 &
+            BG_PID=$!
+            sleep 1.5
+            logcmd "perf record -e cpu-clock -F 999 -g -p <server pid> -- sleep 5   # while taskset -c 1 wrk -t2 -c64 runs /healthz, then /predict"
+            perf record -e cpu-clock -F 999 -g -p "$SERVER_PID" -o "$TMP/perf-$route.data" -- sleep 5 >/dev/null 2>&1
+            wait "$BG_PID" || true
+            BG_PID=""
+            logcmd "perf report --stdio --no-children -n -g none --sort dso,symbol"
+            perf report -i "$TMP/perf-$route.data" --stdio --no-children -n -g none --sort dso 2>/dev/null |
+                perf_rows >"$TMP/perf-dso.txt" || true
+            perf report -i "$TMP/perf-$route.data" --stdio --no-children -n -g none --sort dso,symbol \
+                --percent-limit 0.5 2>/dev/null | perf_rows >"$TMP/perf-sym.txt" || true
+            rate=$(sed -n 's/^WRKJSON //p' "$TMP/wrk-profile.txt" |
+                python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["requests"] / (r["duration_us"] / 1e6))')
+            python3 "$TOOLS" perf-table "$TMP/perf-dso.txt" "$TMP/perf-sym.txt" "$rate" 5 999 35 \
+                >"$RES/profiles/$route-path.txt"
+        done
+        profile_note="Profiles are \`perf record -e cpu-clock -F 999 -g\` samples (this virtual machine exposes no hardware counters), shown as \`perf report --no-children\` (self time), trimmed. For the server, each sample is about 1 ms of its CPU time, so samples divided by the requests served in the 5 s window give CPU time per request."
+    fi
+    stop_server
+}
 
 # --- 5. predict during a long training ---------------------------------------------------------
-# ROUNDS pairs of (idle, training) measurements on the same server and dataset (the training
-# thread at its default SCHED_IDLE); the last round then moves the training thread to ordinary
-# scheduling at nice 10 from outside (chrt, renice) and measures once more.
-step "predict at 16 connections while a training on $TRAIN_ROWS rows runs, $ROUNDS rounds"
-start_server "$(fresh_copy)"
-logcmd "curl -s -F file=@\$TMP/rows-10m.csv http://127.0.0.1:$PORT/upload -w '%{http_code} %{time_total}'"
-read -r code secs < <(curl -s -o "$TMP/upload.out" -w '%{http_code} %{time_total}\n' -F "file=@$TMP/rows-10m.csv" "$BASE/upload")
-[[ $code == 200 ]] || { cat "$TMP/upload.out" >&2; die "uploading the $TRAIN_ROWS-row CSV failed ($code)"; }
-bytes=$(stat -c %s "$TMP/rows-10m.csv")
-record train_rows "$(python3 "$TOOLS" get rows <"$RES/csv_10m.json")"
-record train_csv_bytes "$bytes"
-record train_upload_s "$secs"
-record train_upload_mbs "$(awk -v b="$bytes" -v s="$secs" 'BEGIN {printf "%.0f", b / s / 1e6}')"
-record rounds "$ROUNDS"
-warm_up /predict "$PREDICT_BODY"
-job_field() { curl -s "$BASE/v1/jobs/$job" | python3 "$TOOLS" get "$1"; }
-now() { date +%s.%N; }
-per_epoch() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {if (n > 0) printf "%.3f", (b - a) / n}'; }
-for round in $(seq "$ROUNDS"); do
-    run_wrk "training-r$round-idle" /predict 16 "$PREDICT_BODY"
-    logcmd "curl -s -X POST http://127.0.0.1:$PORT/train -H 'Content-Type: application/json' -d '{\"epochs\": 1000}'"
-    curl -s -X POST "$BASE/train" -H 'Content-Type: application/json' -d '{"epochs": 1000}' >"$TMP/job.json"
-    job=$(python3 "$TOOLS" get id <"$TMP/job.json") || { cat "$TMP/job.json" >&2; die "the training did not start"; }
-    sleep 2
-    e1=$(job_field epoch); t1=$(now)
-    if [[ $round -eq 1 ]]; then
-        sleep 6
-        e0=$e1; t0=$t1
+bench_training() {
+    # ROUNDS pairs of (idle, training) measurements on the same server and dataset, the training at
+    # the server's default priority; then one pair on a server started with --training-priority
+    # idle (SCHED_IDLE) and one with --training-priority 10 (nice 10), on the same data.
+    local data
+    data="$(fresh_copy)"
+    step "predict at 16 connections while a training on $TRAIN_ROWS rows runs, $ROUNDS rounds at the default priority ($DEFAULT_PRIORITY)"
+    start_server "$data"
+    logcmd "curl -s -F file=@\$TMP/rows-10m.csv http://127.0.0.1:$PORT/upload -w '%{http_code} %{time_total}'"
+    read -r code secs < <(curl -s -o "$TMP/upload.out" -w '%{http_code} %{time_total}\n' -F "file=@$TMP/rows-10m.csv" "$BASE/upload")
+    [[ $code == 200 ]] || { cat "$TMP/upload.out" >&2; die "uploading the $TRAIN_ROWS-row CSV failed ($code)"; }
+    bytes=$(stat -c %s "$TMP/rows-10m.csv")
+    record train_rows "$(python3 "$TOOLS" get rows <"$RES/csv_10m.json")"
+    record train_csv_bytes "$bytes"
+    record train_upload_s "$secs"
+    record train_upload_mbs "$(awk -v b="$bytes" -v s="$secs" 'BEGIN {printf "%.0f", b / s / 1e6}')"
+    record rounds "$ROUNDS"
+    warm_up /predict "$PREDICT_BODY"
+    job_field() { curl -s "$BASE/v1/jobs/$job" | python3 "$TOOLS" get "$1"; }
+    now() { date +%s.%N; }
+    per_epoch() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {if (n > 0) printf "%.3f", (b - a) / n}'; }
+    start_training() {
+        logcmd "curl -s -X POST http://127.0.0.1:$PORT/train -H 'Content-Type: application/json' -d '{\"epochs\": 1000}'"
+        curl -s -X POST "$BASE/train" -H 'Content-Type: application/json' -d '{"epochs": 1000}' >"$TMP/job.json"
+        job=$(python3 "$TOOLS" get id <"$TMP/job.json") || { cat "$TMP/job.json" >&2; die "the training did not start"; }
+    }
+    cancel_training() {
+        logcmd "curl -s -X DELETE http://127.0.0.1:$PORT/v1/jobs/<id>"
+        curl -s -o /dev/null -X DELETE "$BASE/v1/jobs/$job"
+    }
+    for round in $(seq "$ROUNDS"); do
+        run_wrk "training-r$round-idle" /predict 16 "$PREDICT_BODY"
+        start_training
+        sleep 2
         e1=$(job_field epoch); t1=$(now)
-        record epoch_s_alone "$(per_epoch "$t0" "$t1" $((e1 - e0)))"
-    fi
-    run_wrk "training-r$round-busy" /predict 16 "$PREDICT_BODY"
-    e2=$(job_field epoch); t2=$(now)
-    [[ $round -eq 1 ]] && record epoch_s_loaded "$(per_epoch "$t1" "$t2" $((e2 - e1)))"
-    state=$(job_field state)
-    [[ $state == running ]] || record train_warning "round $round: the job was $state after the measurement"
-    if [[ $round -eq $ROUNDS ]] && command -v chrt >/dev/null 2>&1; then
-        tid=$(grep -l '^train-job' /proc/"$SERVER_PID"/task/*/comm | head -1 | cut -d/ -f5)
-        logcmd "chrt --other -p 0 <training thread id> && renice -n 10 -p <training thread id>"
-        if chrt --other -p 0 "$tid" 2>/dev/null && renice -n 10 -p "$tid" >/dev/null 2>&1; then
-            e2=$(job_field epoch); t2=$(now)
-            run_wrk "training-nice-10" /predict 16 "$PREDICT_BODY"
-            e3=$(job_field epoch); t3=$(now)
-            record epoch_s_nice_10 "$(per_epoch "$t2" "$t3" $((e3 - e2)))"
+        if [[ $round -eq 1 ]]; then
+            sleep 6
+            e0=$e1; t0=$t1
+            e1=$(job_field epoch); t1=$(now)
+            record epoch_s_alone "$(per_epoch "$t0" "$t1" $((e1 - e0)))"
         fi
-    fi
-    logcmd "curl -s -X DELETE http://127.0.0.1:$PORT/v1/jobs/<id>"
-    curl -s -o /dev/null -X DELETE "$BASE/v1/jobs/$job"
-done
-# Control: the same measurement next to a plain one-thread busy loop in another process instead
-# of the training, to tell CPU sharing from anything the training does inside the server.
-logcmd "bash -c 'while :; do :; done' &   # a one-thread busy loop during one more predict measurement"
-bash -c 'while :; do :; done' &
-BG_PID=$!
-sleep 1
-run_wrk training-control-busy-loop /predict 16 "$PREDICT_BODY"
-kill "$BG_PID"
-wait "$BG_PID" 2>/dev/null || true
-# And next to the gentlest background work the kernel offers: memory reads at SCHED_IDLE.
-logcmd "chrt --idle 0 \$TMP/membw 1024 1000 &   # reads memory at SCHED_IDLE during one more predict measurement"
-chrt --idle 0 "$TMP/membw" 1024 1000 >/dev/null &
-BG_PID=$!
-sleep 1
-run_wrk training-control-idle-memory /predict 16 "$PREDICT_BODY"
-kill "$BG_PID"
-wait "$BG_PID" 2>/dev/null || true
-BG_PID=""
-stop_server
-
-# --- 6. /train?wait=true on Income1 ------------------------------------------------------------
-step "POST /train?wait=true on Income1 with defaults, $RUNS runs"
-start_server "$(fresh_copy)"
-logcmd "curl -s -o /dev/null -w '%{time_total}' -X POST 'http://127.0.0.1:$PORT/train?wait=true'   # $RUNS times after 3 warm-ups"
-for _ in 1 2 3; do curl -s -o /dev/null -X POST "$BASE/train?wait=true"; done
-for _ in $(seq "$RUNS"); do
-    read -r code secs < <(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X POST "$BASE/train?wait=true")
-    [[ $code == 200 ]] || die "/train?wait=true answered $code"
-    echo "$secs"
-done | python3 "$TOOLS" stats >"$RES/train_wait.json"
-for _ in $(seq "$RUNS"); do
-    curl -s -o /dev/null -w '%{time_total}\n' "$BASE/healthz"
-done | python3 "$TOOLS" stats >"$RES/healthz_curl.json"
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("    median %.2f ms" % (d["median"] * 1000))' "$RES/train_wait.json" >&2
-# Where a /train?wait=true spends its time in the kernel: the file syncs and renames that store
-# the model (10 more requests under strace; their own times are not used).
-if command -v strace >/dev/null 2>&1; then
-    logcmd "strace -f -T -e trace=fsync,fdatasync,rename,renameat,renameat2 -p <server pid>   # during 10 more /train?wait=true"
-    strace -f -T -e trace=fsync,fdatasync,rename,renameat,renameat2 -o "$TMP/strace.txt" -p "$SERVER_PID" 2>/dev/null &
+        run_wrk "training-r$round-busy" /predict 16 "$PREDICT_BODY"
+        e2=$(job_field epoch); t2=$(now)
+        [[ $round -eq 1 ]] && record epoch_s_loaded "$(per_epoch "$t1" "$t2" $((e2 - e1)))"
+        state=$(job_field state)
+        [[ $state == running ]] || record train_warning "round $round: the job was $state after the measurement"
+        cancel_training
+    done
+    for priority in idle 10; do
+        step "the same pair with --training-priority $priority"
+        stop_server
+        start_server "$data" "" --training-priority "$priority"
+        warm_up /predict "$PREDICT_BODY"
+        run_wrk "training-priority-$priority-idle" /predict 16 "$PREDICT_BODY"
+        start_training
+        sleep 2
+        e1=$(job_field epoch); t1=$(now)
+        run_wrk "training-priority-$priority-busy" /predict 16 "$PREDICT_BODY"
+        e2=$(job_field epoch); t2=$(now)
+        record "epoch_s_priority_$priority" "$(per_epoch "$t1" "$t2" $((e2 - e1)))"
+        state=$(job_field state)
+        [[ $state == running ]] || record train_warning "--training-priority $priority: the job was $state after the measurement"
+        cancel_training
+    done
+    # Control: the same measurement next to a plain one-thread busy loop in another process instead
+    # of the training, to tell CPU sharing from anything the training does inside the server.
+    logcmd "bash -c 'while :; do :; done' &   # a one-thread busy loop during one more predict measurement"
+    bash -c 'while :; do :; done' &
     BG_PID=$!
     sleep 1
-    for _ in $(seq 10); do curl -s -o /dev/null -X POST "$BASE/train?wait=true"; done
-    sleep 0.5
-    kill -INT "$BG_PID" 2>/dev/null || true
-    wait "$BG_PID" || true
+    run_wrk training-control-busy-loop /predict 16 "$PREDICT_BODY"
+    kill "$BG_PID"
+    wait "$BG_PID" 2>/dev/null || true
+    # And next to the gentlest background work the kernel offers: memory reads at SCHED_IDLE.
+    logcmd "chrt --idle 0 \$TMP/membw 1024 1000 &   # reads memory at SCHED_IDLE during one more predict measurement"
+    chrt --idle 0 "$TMP/membw" 1024 1000 >/dev/null &
+    BG_PID=$!
+    sleep 1
+    run_wrk training-control-idle-memory /predict 16 "$PREDICT_BODY"
+    kill "$BG_PID"
+    wait "$BG_PID" 2>/dev/null || true
     BG_PID=""
-    python3 "$TOOLS" strace-sum "$TMP/strace.txt" 10 >"$RES/train_syscalls.json"
-fi
-stop_server
+    stop_server
+}
+
+# --- 6. /train?wait=true on Income1 ------------------------------------------------------------
+bench_trainwait() {
+    step "POST /train?wait=true on Income1 with defaults, $RUNS runs"
+    start_server "$(fresh_copy)"
+    logcmd "curl -s -o /dev/null -w '%{time_total}' -X POST 'http://127.0.0.1:$PORT/train?wait=true'   # $RUNS times after 3 warm-ups"
+    for _ in 1 2 3; do curl -s -o /dev/null -X POST "$BASE/train?wait=true"; done
+    for _ in $(seq "$RUNS"); do
+        read -r code secs < <(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X POST "$BASE/train?wait=true")
+        [[ $code == 200 ]] || die "/train?wait=true answered $code"
+        echo "$secs"
+    done | python3 "$TOOLS" stats >"$RES/train_wait.json"
+    for _ in $(seq "$RUNS"); do
+        curl -s -o /dev/null -w '%{time_total}\n' "$BASE/healthz"
+    done | python3 "$TOOLS" stats >"$RES/healthz_curl.json"
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("    median %.2f ms" % (d["median"] * 1000))' "$RES/train_wait.json" >&2
+    # Where a /train?wait=true spends its time in the kernel: the file syncs and renames that store
+    # the model (10 more requests under strace; their own times are not used).
+    if command -v strace >/dev/null 2>&1; then
+        logcmd "strace -f -T -e trace=fsync,fdatasync,rename,renameat,renameat2 -p <server pid>   # during 10 more /train?wait=true"
+        strace -f -T -e trace=fsync,fdatasync,rename,renameat,renameat2 -o "$TMP/strace.txt" -p "$SERVER_PID" 2>/dev/null &
+        BG_PID=$!
+        sleep 1
+        for _ in $(seq 10); do curl -s -o /dev/null -X POST "$BASE/train?wait=true"; done
+        sleep 0.5
+        kill -INT "$BG_PID" 2>/dev/null || true
+        wait "$BG_PID" || true
+        BG_PID=""
+        python3 "$TOOLS" strace-sum "$TMP/strace.txt" 10 >"$RES/train_syscalls.json"
+    fi
+    stop_server
+}
 
 # --- 7. 1 GiB upload ---------------------------------------------------------------------------
-step "uploading a 1 GiB CSV to a fresh server"
-rm -rf "$TMP/data-upload"
-start_server "$TMP/data-upload"
-sleep 1
-before=$(rss_kb "$SERVER_PID")
-rm -f "$TMP/watch.stop"
-python3 "$TOOLS" rss-watch "$SERVER_PID" "$TMP/watch.stop" >"$TMP/watch.json" &
-WATCH_PID=$!
-logcmd "curl -s -F file=@\$TMP/one-gib.csv http://127.0.0.1:$PORT/upload -w '%{http_code} %{time_total}'   # VmHWM read from /proc/<pid>/status afterwards"
-read -r code secs < <(curl -s -o "$TMP/upload.out" -w '%{http_code} %{time_total}\n' -F "file=@$TMP/one-gib.csv" "$BASE/upload")
-touch "$TMP/watch.stop"
-wait "$WATCH_PID"
-WATCH_PID=""
-[[ $code == 200 ]] || { cat "$TMP/upload.out" >&2; die "uploading 1 GiB failed ($code)"; }
-hwm=$(hwm_kb "$SERVER_PID")
-sleep 1
-after=$(rss_kb "$SERVER_PID")
-python3 - "$RES/csv_1g.json" "$TMP/watch.json" "$secs" "$before" "$hwm" "$after" >"$RES/upload_1g.json" <<'EOF'
+bench_upload() {
+    step "uploading a 1 GiB CSV to a fresh server"
+    rm -rf "$TMP/data-upload"
+    start_server "$TMP/data-upload"
+    sleep 1
+    before=$(rss_kb "$SERVER_PID")
+    rm -f "$TMP/watch.stop"
+    python3 "$TOOLS" rss-watch "$SERVER_PID" "$TMP/watch.stop" >"$TMP/watch.json" &
+    WATCH_PID=$!
+    logcmd "curl -s -F file=@\$TMP/one-gib.csv http://127.0.0.1:$PORT/upload -w '%{http_code} %{time_total}'   # VmHWM read from /proc/<pid>/status afterwards"
+    read -r code secs < <(curl -s -o "$TMP/upload.out" -w '%{http_code} %{time_total}\n' -F "file=@$TMP/one-gib.csv" "$BASE/upload")
+    touch "$TMP/watch.stop"
+    wait "$WATCH_PID"
+    WATCH_PID=""
+    [[ $code == 200 ]] || { cat "$TMP/upload.out" >&2; die "uploading 1 GiB failed ($code)"; }
+    hwm=$(hwm_kb "$SERVER_PID")
+    sleep 1
+    after=$(rss_kb "$SERVER_PID")
+    python3 - "$RES/csv_1g.json" "$TMP/watch.json" "$secs" "$before" "$hwm" "$after" >"$RES/upload_1g.json" <<'EOF'
 import json, sys
 csv, watch = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 print(json.dumps({"rows": csv["rows"], "bytes": csv["bytes"], "seconds": float(sys.argv[3]),
                   "rss_before_kb": int(sys.argv[4]), "hwm_kb": int(sys.argv[5]), "rss_after_kb": int(sys.argv[6]),
                   "watch": watch}))
 EOF
-echo "    $secs s, VmHWM $((hwm / 1024)) MiB" >&2
-stop_server
-rm -rf "$TMP/data-upload" "$TMP/data"
+    echo "    $secs s, VmHWM $((hwm / 1024)) MiB" >&2
+    stop_server
+    rm -rf "$TMP/data-upload" "$TMP/data"
+}
 
+# --- 8. hostile connections --------------------------------------------------------------------
+# /predict and /healthz measured by wrk from a new client (16 connections), on a quiet server, with
+# a long training running (its event streams are among the hostile connections), and with
+# HOSTILE_CONNS hostile connections held open besides (scripts/bench/hostile.py: trickled bodies
+# and heads, idle keep-alives, answers never read, event streams), the ones the server closes
+# opened again.
+bench_hostile() {
+    step "hostile connections: wrk at 16 connections, quiet, with a training, with $HOSTILE_CONNS hostile connections held"
+    rm -rf "$TMP/data-hostile"
+    start_server "$TMP/data-hostile"
+    logcmd "curl -s -X POST 'http://127.0.0.1:$PORT/train?wait=true' -H 'Content-Type: application/json' -d '{\"solver\": \"least-squares\"}'"
+    [[ $(http_code -X POST "$BASE/train?wait=true" -H 'Content-Type: application/json' -d '{"solver": "least-squares"}') == 200 ]] ||
+        die "training least squares on Income1 failed"
+    # A dataset larger than Income1 (and than a socket's send buffer, 4 MiB at most), so that an
+    # unread download stalls the server's writes, and the long training keeps running.
+    logcmd "\$TMP/gencsv \$TMP/rows-hostile.csv $HOSTILE_ROWS && curl -s -F file=@\$TMP/rows-hostile.csv http://127.0.0.1:$PORT/upload"
+    "$TMP/gencsv" "$TMP/rows-hostile.csv" "$HOSTILE_ROWS" >"$RES/csv_hostile.json"
+    [[ $(http_code -F "file=@$TMP/rows-hostile.csv" "$BASE/upload") == 200 ]] || die "uploading the $HOSTILE_ROWS-row CSV failed"
+    record hostile_csv_bytes "$(stat -c %s "$TMP/rows-hostile.csv")"
+    record hostile_rows "$HOSTILE_ROWS"
+    record hostile_server_open_files "$(awk '/^Max open files/ {print $4}' "/proc/$SERVER_PID/limits")"
+    warm_up /healthz
+    warm_up /predict "$PREDICT_BODY"
+    run_wrk hostile-quiet-predict /predict 16 "$PREDICT_BODY"
+    run_wrk hostile-quiet-healthz /healthz 16
+    logcmd "curl -s -X POST http://127.0.0.1:$PORT/train -H 'Content-Type: application/json' -d '{\"epochs\": 1000000}'"
+    curl -s -X POST "$BASE/train" -H 'Content-Type: application/json' -d '{"epochs": 1000000}' >"$TMP/job.json"
+    job=$(python3 "$TOOLS" get id <"$TMP/job.json") || { cat "$TMP/job.json" >&2; die "the long training did not start"; }
+    sleep 1
+    run_wrk hostile-training-predict /predict 16 "$PREDICT_BODY"
+    run_wrk hostile-training-healthz /healthz 16
 
-# --- 9. criterion and the epoch profiles -------------------------------------------------------
-if [[ $SERVICE_ONLY -eq 0 ]]; then
+    local control="$TMP/hostile"
+    rm -rf "$control"
+    mkdir -p "$control"
+    logcmd "python3 scripts/bench/hostile.py hold \$PORT <server pid> <control dir> $HOSTILE_CONNS <job id> &   # while wrk runs the same two measurements"
+    python3 "$HOSTILE" hold "$PORT" "$SERVER_PID" "$control" "$HOSTILE_CONNS" "$job" >"$RES/hostile.json" 2>"$RES/hostile.log" &
+    HOSTILE_PID=$!
+    local tries=0
+    until [[ -e $control/ready ]]; do
+        kill -0 "$HOSTILE_PID" 2>/dev/null || { cat "$RES/hostile.log" >&2; die "hostile.py exited"; }
+        tries=$((tries + 1))
+        [[ $tries -lt 1200 ]] || die "the hostile connections were not all opened within 60 s"
+        sleep 0.05
+    done
+    sleep "$HOSTILE_SETTLE"
+    touch "$control/measure"
+    run_wrk hostile-held-predict /predict 16 "$PREDICT_BODY"
+    run_wrk hostile-held-healthz /healthz 16
+    # A new client's single requests meanwhile: a /healthz, and an upload (of the same file).
+    read -r code secs < <(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "$BASE/healthz")
+    record hostile_curl_healthz "$code $secs"
+    read -r code secs < <(curl -s -o "$TMP/upload.out" -w '%{http_code} %{time_total}\n' -F "file=@$TMP/rows-hostile.csv" "$BASE/upload")
+    record hostile_curl_upload "$code $secs"
+    rm -f "$control/measure"
+    touch "$control/stop"
+    wait "$HOSTILE_PID" || { cat "$RES/hostile.log" >&2; die "hostile.py failed"; }
+    HOSTILE_PID=""
+    record hostile_training_state "$(curl -s "$BASE/v1/jobs/$job" | python3 "$TOOLS" get state)"
+    curl -s -o /dev/null -X DELETE "$BASE/v1/jobs/$job"
+    python3 - "$RES/hostile.json" >&2 <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"    held {r['held']['median']:.0f} of {r['target']} (min {r['held']['min']}), server files up to "
+      f"{r['server_files']['max']}, VmRSS up to {r['server_rss_kb']['max'] / 1024:.0f} MiB")
+EOF
+    stop_server
+    rm -rf "$TMP/data-hostile"
+}
+
+# --- 9. training priority: a fit beside busy programs ------------------------------------------
+# One fit of FIT_EPOCHS epochs on FIT_ROWS rows, timed alone and again beside one busy process per
+# core (nice 0), on servers started with each training priority; a fit still running after
+# FIT_LIMIT seconds is cancelled and reported as longer than that.
+bench_priority() {
+    local cores
+    cores=$(nproc)
+    step "a fit of $FIT_EPOCHS epochs on $FIT_ROWS rows, alone and beside $cores busy processes, at the priorities adaptive, idle and 10"
+    logcmd "\$TMP/gencsv \$TMP/rows-fit.csv $FIT_ROWS"
+    "$TMP/gencsv" "$TMP/rows-fit.csv" "$FIT_ROWS" >"$RES/csv_fit.json"
+    rm -rf "$TMP/data-fit"
+    start_server "$TMP/data-fit"
+    [[ $(http_code -F "file=@$TMP/rows-fit.csv" "$BASE/upload") == 200 ]] || die "uploading the $FIT_ROWS-row CSV failed"
+    stop_server
+    record fit_rows "$FIT_ROWS"
+    record fit_epochs "$FIT_EPOCHS"
+    record fit_limit_s "$FIT_LIMIT"
+    record fit_busy_processes "$cores"
+    local body="{\"epochs\": $FIT_EPOCHS, \"seed\": 1}" priority when
+    for priority in adaptive idle 10; do
+        start_server "$TMP/data-fit" "" --training-priority "$priority"
+        # A short fit first, so that the timed one finds the dataset in memory.
+        python3 "$TOOLS" fit "$BASE" '{"epochs": 2, "seed": 1}' 60 >/dev/null
+        logcmd "python3 scripts/bench/tools.py fit http://127.0.0.1:\$PORT '$body' $FIT_LIMIT   # alone, then beside the busy processes"
+        python3 "$TOOLS" fit "$BASE" "$body" "$FIT_LIMIT" >"$RES/fit-$priority-alone.json"
+        logcmd "sh -c 'while :; do :; done' &   # one per core, nice 0, during the second fit"
+        spin_start "$cores"
+        sleep 0.5
+        python3 "$TOOLS" fit "$BASE" "$body" "$FIT_LIMIT" >"$RES/fit-$priority-busy.json"
+        spin_stop
+        for when in alone busy; do
+            python3 - "$RES/fit-$priority-$when.json" "$priority $when" >&2 <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+done = "" if r["finished"] else f" (cancelled at the limit after {r['epoch']} of {r['epochs']} epochs)"
+print(f"    {sys.argv[2]:<16} {r['seconds']:8.2f} s{done}")
+EOF
+        done
+        stop_server
+    done
+    rm -rf "$TMP/data-fit" "$TMP/rows-fit.csv"
+}
+
+# --- 10. memory: answers never read, long loss histories ---------------------------------------
+# UNREAD_CLIENTS clients send a /predict of UNREAD_VALUES values (15 MB) at once and never read the
+# answer, while the server's VmRSS is sampled and /healthz timed; then the size of the answers
+# that show a 1,000,000-epoch loss history, sampled (the default) and full.
+bench_memory() {
+    step "memory: $UNREAD_CLIENTS clients send a /predict of $UNREAD_VALUES values and never read the answer"
+    start_server "$(fresh_copy)"
+    sleep 0.5
+    record unread_rss_before_kb "$(rss_kb "$SERVER_PID")"
+    logcmd "python3 scripts/bench/hostile.py unread \$PORT <server pid> $UNREAD_CLIENTS $UNREAD_VALUES $UNREAD_SECONDS"
+    python3 "$HOSTILE" unread "$PORT" "$SERVER_PID" "$UNREAD_CLIENTS" "$UNREAD_VALUES" "$UNREAD_SECONDS" >"$RES/unread.json"
+    record unread_hwm_kb "$(hwm_kb "$SERVER_PID")"
+    python3 - "$RES/unread.json" >&2 <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"    peak VmRSS {r['max_rss_kb'] / 1024:.0f} MiB, answers {r['statuses']}, "
+      f"/healthz at most {r['healthz']['max_s'] * 1000:.1f} ms over {r['healthz']['probes']} probes")
+EOF
+    step "a 1,000,000-epoch fit on Income1: the answers with its loss history, sampled and full"
+    logcmd "curl -s -X POST 'http://127.0.0.1:$PORT/train?wait=true' -H 'Content-Type: application/json' -d '{\"epochs\": 1000000}'"
+    read -r code secs size < <(curl -s -o "$TMP/long.json" -w '%{http_code} %{time_total} %{size_download}\n' \
+        -X POST "$BASE/train?wait=true" -H 'Content-Type: application/json' -d '{"epochs": 1000000}')
+    [[ $code == 200 ]] || { head -c 300 "$TMP/long.json" >&2; die "the 1,000,000-epoch fit answered $code"; }
+    record long_fit_s "$secs"
+    record long_fit_answer_bytes "$size"
+    job=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["job"]["id"])' "$TMP/long.json")
+    logcmd "curl -s http://127.0.0.1:$PORT/v1/jobs/<id>[?history=full] && curl -s http://127.0.0.1:$PORT/v1/model[?history=full]"
+    python3 "$TOOLS" history-sizes "$BASE" "$job" >"$RES/history_sizes.json"
+    record long_fit_hwm_kb "$(hwm_kb "$SERVER_PID")"
+    stop_server
+}
+
+# --- 11. upload memory by shape ----------------------------------------------------------------
+# Each upload goes to a freshly started server, whose VmHWM afterwards is the peak; the files are
+# generated on the fly by scripts/bench/uploads.py and streamed, never written on this side.
+upload_shape() { # NAME KIND BYTES COUNT
+    local name="$1" kind="$2" bytes="$3" count="$4" before hwm after
+    rm -rf "$TMP/data-upload"
+    start_server "$TMP/data-upload"
+    sleep 0.5
+    before=$(rss_kb "$SERVER_PID")
+    rm -f "$TMP/watch.stop"
+    python3 "$TOOLS" rss-watch "$SERVER_PID" "$TMP/watch.stop" >"$TMP/watch.json" &
+    WATCH_PID=$!
+    logcmd "python3 scripts/bench/uploads.py send \$PORT $kind $bytes $count   # to a fresh server; its VmHWM afterwards"
+    python3 "$UPLOADS" send "$PORT" "$kind" "$bytes" "$count" >"$TMP/shape.json"
+    touch "$TMP/watch.stop"
+    wait "$WATCH_PID"
+    WATCH_PID=""
+    hwm=$(hwm_kb "$SERVER_PID")
+    sleep 1
+    after=$(rss_kb "$SERVER_PID")
+    python3 - "$TMP/shape.json" "$TMP/watch.json" "$before" "$hwm" "$after" >"$RES/uploads/$name.json" <<'EOF'
+import json, sys
+shape, watch = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+shape.update(rss_before_kb=int(sys.argv[3]), hwm_kb=int(sys.argv[4]), rss_after_kb=int(sys.argv[5]), watch=watch)
+print(json.dumps(shape))
+EOF
+    python3 - "$RES/uploads/$name.json" "$name" >&2 <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+answers = ", ".join(f"{u['status']} in {u['seconds']:.2f} s" for u in r["uploads"])
+print(f"    {sys.argv[2]:<12} {r['file_bytes'] / 2**20:7.0f} MiB x {r['count']}: VmHWM {r['hwm_kb'] / 1024:.0f} MiB; {answers}")
+EOF
+    stop_server
+    rm -rf "$TMP/data-upload"
+}
+bench_uploads() {
+    step "upload memory by shape: a wide file, single lines of $LINE_BYTES bytes, 4 single lines of $LINES_BYTES bytes at once"
+    mkdir -p "$RES/uploads"
+    upload_shape wide wide "$WIDE_BYTES" 1
+    upload_shape line line "$LINE_BYTES" 1
+    upload_shape line-fields line-fields "$LINE_BYTES" 1
+    upload_shape line-quoted line-quoted "$LINE_BYTES" 1
+    upload_shape lines-x4 line "$LINES_BYTES" 4
+}
+
+# --- 12. criterion and the epoch profiles ------------------------------------------------------
+bench_criterion() {
     since=$(date +%s)
     for bench in train data predict; do
         step "cargo bench --locked --bench $bench"
@@ -498,10 +797,10 @@ if [[ $SERVICE_ONLY -eq 0 ]]; then
             fi
         done
     fi
-fi
+}
 
-# Callgrind fallback for the predict path (no perf): a short run under valgrind, one connection.
-if [[ $PROFILER == callgrind ]]; then
+# --- 12b. callgrind profile of the predict path ------------------------------------------------
+bench_callgrind_predict() {
     step "callgrind profile of the predict path"
     fresh_copy >/dev/null
     valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind-predict.out" \
@@ -512,12 +811,26 @@ if [[ $PROFILER == callgrind ]]; then
     stop_server
     { callgrind_annotate "$TMP/callgrind-predict.out" 2>/dev/null | head -40 || true; } >"$RES/profiles/predict-path.txt"
     profile_note="Profiles are \`valgrind --tool=callgrind\` instruction counts (perf was not usable here), trimmed."
-fi
+}
+
+# --- the run -----------------------------------------------------------------------------------
+profile_note=""
+want startup && bench_startup
+want throughput && bench_throughput
+want training && bench_training
+want trainwait && bench_trainwait
+want upload && bench_upload
+want hostile && bench_hostile
+want priority && bench_priority
+want memory && bench_memory
+want uploads && bench_uploads
+want criterion && bench_criterion
+want throughput && [[ $PROFILER == callgrind ]] && bench_callgrind_predict
 record profiler_note "$profile_note"
+want criterion && membw second
+[[ -z $ONLY ]] || record steps "$ONLY"
 
-membw second
-
-# --- 10. BENCHMARKS.md -------------------------------------------------------------------------
+# --- 13. BENCHMARKS.md -------------------------------------------------------------------------
 record load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
 elapsed=$(($(date +%s) - STARTED))
 record elapsed "$((elapsed / 60)) min $((elapsed % 60)) s"

@@ -9,6 +9,8 @@
   bench-exe NAME                        the executable of bench target NAME from cargo's JSON messages on stdin
   perf-table DSO SYM RATE SECONDS HZ N  perf report -n rows (by dso, by symbol) as CPU time per request
   strace-sum FILE CALLS                 time per call in FILE (strace -T output) split by syscall, per CALLS requests
+  fit BASE BODY LIMIT                   time one POST /train?wait=true with BODY; past LIMIT seconds, cancel it
+  history-sizes BASE JOB                size of job JOB and of the served model, loss history sampled and full
   criterion TARGET_DIR SINCE            estimates of every criterion benchmark written after SINCE (epoch s)
   render RESULTS_DIR BENCHMARKS_MD      regenerate the figures between the markers of BENCHMARKS_MD
 """
@@ -24,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 BEGIN = "<!-- figures:begin -->"
@@ -202,6 +206,59 @@ def cmd_strace_sum(path, calls):
     }))
 
 
+def http(method, url, body=None, timeout=30.0):
+    """(status, body bytes) of one request; error statuses are returned, not raised."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def cmd_fit(base, body, limit):
+    """Times POST /train?wait=true with BODY. A fit still running after LIMIT seconds is cancelled
+    and reported with the epochs it had done."""
+    limit = float(limit)
+    start = time.perf_counter()
+    try:
+        status, data = http("POST", f"{base}/train?wait=true", body.encode(), timeout=limit)
+    except (TimeoutError, urllib.error.URLError) as error:
+        if isinstance(error, urllib.error.URLError) and not isinstance(error.reason, TimeoutError):
+            raise
+        seconds = time.perf_counter() - start
+        _, data = http("GET", f"{base}/v1/jobs")
+        running = [job for job in json.loads(data) if job["state"] in ("queued", "running")]
+        if not running:
+            sys.exit("fit: the request timed out, but no job is running")
+        _, data = http("DELETE", f"{base}/v1/jobs/{running[0]['id']}")
+        job = json.loads(data)
+        print(json.dumps({"finished": False, "seconds": seconds, "limit_s": limit, "epoch": job["epoch"],
+                          "epochs": job["epochs"], "job_ms": job["elapsed_ms"]}))
+        return
+    seconds = time.perf_counter() - start
+    if status != 200:
+        sys.exit(f"fit: /train?wait=true answered {status}: {data[:300]!r}")
+    answer = json.loads(data)
+    job = answer["job"]
+    print(json.dumps({"finished": True, "seconds": seconds, "epoch": job["epoch"], "epochs": job["epochs"],
+                      "job_ms": job["elapsed_ms"], "fit_ms": answer["model"]["duration_ms"]}))
+
+
+def cmd_history_sizes(base, job):
+    """Bytes, loss points and time of the job's and the model's answers, sampled and full."""
+    out = {}
+    for name, path in (("job", f"/v1/jobs/{job}"), ("job_full", f"/v1/jobs/{job}?history=full"),
+                       ("model", "/v1/model"), ("model_full", "/v1/model?history=full")):
+        start = time.perf_counter()
+        status, data = http("GET", base + path, timeout=120)
+        elapsed = time.perf_counter() - start
+        points = len(json.loads(data)["history"]["loss"]) if status == 200 else None
+        out[name] = {"path": path, "status": status, "bytes": len(data), "points": points, "ms": elapsed * 1000}
+    print(json.dumps(out))
+
+
 def cmd_criterion(target_dir, since):
     """Every benchmark whose estimates were written after SINCE: median and mean in ns, the
     median's 95% interval, and the declared throughput."""
@@ -351,6 +408,81 @@ def training_rounds(res):
     return rounds
 
 
+def answered(run):
+    """Whether a wrk run got answers, with at most 1% of its requests in error."""
+    return bool(run) and run["requests"] > 0 and sum(run["errors"].values()) <= 0.01 * run["requests"]
+
+
+def hostile_runs(res):
+    """The hostile step's wrk runs by route: (quiet, with the training, with the connections held)."""
+    runs = {}
+    for route in ("predict", "healthz"):
+        found = [load(res / "wrk" / f"hostile-{state}-{route}.json") for state in ("quiet", "training", "held")]
+        if found[2]:
+            runs[route] = found
+    return runs
+
+
+def fit_runs(res):
+    """The priority step's fits: {priority: (alone, beside the busy processes)}, in run order."""
+    fits = {}
+    for priority in ("adaptive", "idle", "10"):
+        alone, busy = load(res / f"fit-{priority}-alone.json"), load(res / f"fit-{priority}-busy.json")
+        if alone and busy:
+            fits[priority] = (alone, busy)
+    return fits
+
+
+def fit_time(fit):
+    if fit["finished"]:
+        return f"{fit['seconds']:.2f} s"
+    pace = ""
+    if fit["epoch"] > 0:
+        pace = f"; about {fit['seconds'] * fit['epochs'] / fit['epoch']:,.0f} s at that pace"
+    return f"over {fit['limit_s']:.0f} s (cancelled after {fit['epoch']:,} of {fit['epochs']:,} epochs{pace})"
+
+
+def fit_ratio(alone, busy):
+    """(ratio, text): a lower bound with "over" when the busy fit was cancelled."""
+    ratio = busy["seconds"] / alone["seconds"]
+    return ratio, (f"{ratio:.1f}x" if busy["finished"] else f"over {ratio:.0f}x")
+
+
+def priority_name(priority):
+    return {"adaptive": "`adaptive`", "idle": "`idle` (`SCHED_IDLE`)", "10": "`10` (nice 10)"}.get(priority, priority)
+
+
+UPLOAD_SHAPES = ("wide", "line", "line-fields", "line-quoted", "lines-x4")
+
+
+def size_text(n):
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 1e6:.0f} MB"
+
+
+def shape_label(name, r):
+    size = size_text(r["file_bytes"])
+    return {
+        "wide": f"a {size} CSV of {r['columns']} numeric columns ({r['rows']:,} rows)",
+        "line": f"one line of {size}: a single value, no newline",
+        "line-fields": f"a header, then one line of {size} of short fields (`1,1,1,...`)",
+        "line-quoted": f"a header, then a quoted value of {size} that never closes",
+        "lines-x4": f"{r['count']} files at once, each one line of {size} (a single value)",
+    }.get(name, name)
+
+
+def upload_ok(r):
+    """Whether every upload of a shape got the answer it should: 200 for data, 422 for the single lines."""
+    expected = 200 if r["numeric_bytes"] else 422
+    return all(u.get("status") == expected for u in r["uploads"])
+
+
+def drop_if_empty(lines, mark, header_lines):
+    """Removes a section that got no more than its HEADER_LINES heading and table-head lines (and a
+    closing blank line) since MARK."""
+    if len(lines) - mark <= header_lines + 1:
+        del lines[mark:]
+
+
 def render(results, markdown):
     res = Path(results)
     meta = kv(results)
@@ -365,7 +497,6 @@ def render(results, markdown):
     train_wait = load(res / "train_wait.json")
     healthz_curl = load(res / "healthz_curl.json")
     upload = load(res / "upload_1g.json")
-    nice_10 = wrk("training-nice-10")
     syscalls = load(res / "train_syscalls.json")
     conns = [int(c) for c in meta.get("connections", "1 16 64").split()]
     mb = 1e6
@@ -381,6 +512,13 @@ def render(results, markdown):
     add("")
     add("Units: MB = 10^6 bytes, MiB = 2^20 bytes; memory targets are judged in MB, the stricter reading.")
     add("")
+    if meta.get("quick") == "yes":
+        add("A short trial run (`scripts/bench.sh --quick`: 2 s wrk runs, few repetitions, small files); "
+            "these figures are not comparable with a full run's.")
+        add("")
+    if meta.get("steps"):
+        add(f"Only these steps ran (`scripts/bench.sh --only {meta['steps']}`); the figures of the others are left out.")
+        add("")
 
     # --- targets -------------------------------------------------------------------------
     add("### Targets")
@@ -400,9 +538,41 @@ def render(results, markdown):
         ratio = statistics.median(ratios)
         idle_p99 = statistics.median(idle["latency_us"]["p99"] for idle, _ in rounds)
         busy_p99 = statistics.median(busy["latency_us"]["p99"] for _, busy in rounds)
-        add(f"| predict p99 at 16 connections during a training on {int(meta.get('train_rows', 0)):,} rows / idle p99 "
-            f"(median of {len(rounds)} rounds) | ≤ 2x | {ratio:.1f}x (p99 {ms(busy_p99)} vs {ms(idle_p99)}) | "
-            f"{verdict(ratio <= 2.0)} |")
+        label = (f"predict p99 at 16 connections during a training on {int(meta.get('train_rows', 0)):,} rows "
+                 f"(default priority, `{meta.get('default_training_priority', '?')}`) / idle p99 (median of {len(rounds)} rounds)")
+        measured = f"{ratio:.1f}x (p99 {ms(busy_p99)} vs {ms(idle_p99)})"
+        add(f"| {label} | ≤ 2x | {measured} | {verdict(ratio <= 2.0)} |")
+        add(f"| the same, against the training-priority issue's bound | ≤ 3x | {measured} | {verdict(ratio <= 3.0)} |")
+    held = load(res / "hostile.json")
+    hostile = hostile_runs(res)
+    if held and hostile:
+        parts = []
+        for route, (quiet, training, during) in hostile.items():
+            ratio = f", {during['latency_us']['p99'] / training['latency_us']['p99']:.1f}x" if training else ""
+            parts.append(f"`/{route}` p99 {ms(during['latency_us']['p99'])}{ratio}{errors(during)}")
+        add(f"| `/predict` and `/healthz` from a new client (wrk, 16 connections) while {held['target']:,} hostile "
+            f"connections are held (p99, and its ratio to the same measurement without them) | both answer (≤ 1% errors) | "
+            f"{'; '.join(parts)}; {held['held']['median']:,.0f} held (median) | "
+            f"{verdict(all(answered(runs[2]) for runs in hostile.values()))} |")
+    fits = fit_runs(res)
+    default_priority = meta.get("default_training_priority", "adaptive")
+    if default_priority in fits:
+        alone, busy = fits[default_priority]
+        ratio, text = fit_ratio(alone, busy)
+        add(f"| a fit ({int(meta.get('fit_epochs', 0)):,} epochs on {int(meta.get('fit_rows', 0)):,} rows) beside "
+            f"{meta.get('fit_busy_processes', '?')} busy processes / the same fit alone, default priority "
+            f"(`{default_priority}`) | ≤ 3x | {text} ({fit_time(busy)} vs {fit_time(alone)}) | "
+            f"{verdict(busy['finished'] and ratio <= 3.0)} |")
+    unread = load(res / "unread.json")
+    if unread:
+        peak_kb = max(unread["max_rss_kb"] or 0, int(meta.get("unread_hwm_kb", 0)))
+        add(f"| peak RSS while {unread['clients']} clients send a {unread['body_bytes'] / mb:.0f} MB `/predict` each and never "
+            f"read the answer (VmHWM) | < 1.5 GB | {peak_kb * 1024 / mb:,.0f} MB | {verdict(peak_kb * 1024 < 1.5e9)} |")
+        probes = unread["healthz"]
+        if probes["probes"]:
+            failed = f" ({probes['failed']} failed)" if probes["failed"] else ""
+            add(f"| slowest `/healthz` meanwhile (new connection every 100 ms, {probes['probes']} probes) | < 1 s | "
+                f"{probes['max_s'] * 1000:,.1f} ms{failed} | {verdict(probes['max_s'] < 1.0 and probes['failed'] == 0)} |")
     if train_wait:
         t = train_wait
         add(f"| `POST /train?wait=true` on Income1 with defaults, end to end (curl, median of {t['n']}) | < 10 ms | "
@@ -428,6 +598,19 @@ def render(results, markdown):
         add(f"| peak RSS while uploading a {upload['bytes'] / 2**30:.2f} GiB CSV ({upload['rows']:,} rows) | "
             f"≤ numeric data ({numeric / mb:.0f} MB) + 64 MB = {allowed / mb:.0f} MB | "
             f"{peak / mb:.0f} MB ({(peak - numeric) / mb:+.0f} MB over the numeric data) | {verdict(peak <= allowed)} |")
+    shapes = {name: load(res / "uploads" / f"{name}.json") for name in UPLOAD_SHAPES}
+    shapes = {name: r for name, r in shapes.items() if r}
+    for name, r in shapes.items():
+        numeric = r["numeric_bytes"]
+        peak = r["hwm_kb"] * 1024
+        allowed = numeric + 64 * mb
+        if numeric:
+            target = f"≤ numeric data ({numeric / mb:.0f} MB) + 64 MB = {allowed / mb:.0f} MB"
+        else:
+            target = "refused (422); ≤ 64 MB (nothing to parse)"
+        statuses = ", ".join(sorted({str(u.get("status")) for u in r["uploads"]}))
+        add(f"| peak RSS uploading {shape_label(name, r)} | {target} | {peak / mb:.0f} MB; answered {statuses} | "
+            f"{verdict(peak <= allowed and upload_ok(r))} |")
     idle = meta.get("idle_rss_kb")
     if idle:
         idle_b = int(idle) * 1024
@@ -440,42 +623,46 @@ def render(results, markdown):
     add("")
 
     # --- throughput and latency ----------------------------------------------------------
+    mark = len(lines)
     add("### Throughput and latency on loopback")
     add("")
-    add(f"`wrk` runs of {meta.get('duration', '?')} s after a 2 s warm-up; `-t1` at 1 connection, `-t2` above. "
-        f"For each connection count, {meta.get('pairs', '1')} pairs of runs alternate `/healthz` and `/predict`; "
-        "each row shows the medians over its runs, and the ratio is the median of the per-pair ratios (each pair listed). "
-        "Latencies are wrk's (from request written to response read).")
-    add("")
-    add("| cores | route | connections | req/s | p50 | p90 | p99 | p99.9 | predict / healthz req/s |")
-    add("|---|---|---|---|---|---|---|---|---|")
-    for mode, label in (("shared", "shared"), ("pinned", "pinned")):
-        for c in conns:
-            p, h = wrk(f"{mode}-predict-c{c}"), wrk(f"{mode}-healthz-c{c}")
-            ratios = pair_ratios(res, mode, c)
-            for route, run in (("`GET /healthz`", h), ("`POST /predict`", p)):
-                if not run:
-                    continue
-                lat = run["latency_us"]
-                ratio = ratio_text(ratios)[1] if (run is p and ratios) else ""
-                add(f"| {label} | {route} | {c} | {rate(run):,.0f}{errors(run)} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
-                    f"{ms(lat['p99'])} | {ms(lat['p999'])} | {ratio} |")
-    add("")
-    cpu = {}
-    for route in ("healthz", "predict"):
-        text = (res / "profiles" / f"{route}-path.txt")
-        match = re.search(r"about ([0-9.]+) µs of server CPU per request", text.read_text()) if text.exists() else None
-        if match:
-            cpu[route] = float(match.group(1))
-    if len(cpu) == 2:
-        add(f"Server CPU time per request, from the profiles of the pinned server at 64 connections: `/healthz` "
-            f"{cpu['healthz']:.1f} µs, `/predict` {cpu['predict']:.1f} µs, so a CPU-bound server answers "
-            f"{cpu['healthz'] / cpu['predict']:.0%} as many predicts as `/healthz` calls (less noisy than the wrk ratios, "
-            "which the other load on the machine moves).")
+    throughput = any(wrk(f"{mode}-{route}-c{c}") for mode in ("shared", "pinned") for route in ("healthz", "predict")
+                     for c in conns)
+    if throughput:
+        add(f"`wrk` runs of {meta.get('duration', '?')} s after a 2 s warm-up; `-t1` at 1 connection, `-t2` above. "
+            f"For each connection count, {meta.get('pairs', '1')} pairs of runs alternate `/healthz` and `/predict`; "
+            "each row shows the medians over its runs, and the ratio is the median of the per-pair ratios (each pair listed). "
+            "Latencies are wrk's (from request written to response read).")
         add("")
-    add("*shared*: the server (two runtime workers) and wrk (up to two threads) run unpinned on the same two cores. "
-        "*pinned*: `taskset -c 0` for the server (its runtime then starts one worker) and `taskset -c 1` for wrk.")
-    add("")
+        add("| cores | route | connections | req/s | p50 | p90 | p99 | p99.9 | predict / healthz req/s |")
+        add("|---|---|---|---|---|---|---|---|---|")
+        for mode, label in (("shared", "shared"), ("pinned", "pinned")):
+            for c in conns:
+                p, h = wrk(f"{mode}-predict-c{c}"), wrk(f"{mode}-healthz-c{c}")
+                ratios = pair_ratios(res, mode, c)
+                for route, run in (("`GET /healthz`", h), ("`POST /predict`", p)):
+                    if not run:
+                        continue
+                    lat = run["latency_us"]
+                    ratio = ratio_text(ratios)[1] if (run is p and ratios) else ""
+                    add(f"| {label} | {route} | {c} | {rate(run):,.0f}{errors(run)} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
+                        f"{ms(lat['p99'])} | {ms(lat['p999'])} | {ratio} |")
+        add("")
+        cpu = {}
+        for route in ("healthz", "predict"):
+            text = (res / "profiles" / f"{route}-path.txt")
+            match = re.search(r"about ([0-9.]+) µs of server CPU per request", text.read_text()) if text.exists() else None
+            if match:
+                cpu[route] = float(match.group(1))
+        if len(cpu) == 2:
+            add(f"Server CPU time per request, from the profiles of the pinned server at 64 connections: `/healthz` "
+                f"{cpu['healthz']:.1f} µs, `/predict` {cpu['predict']:.1f} µs, so a CPU-bound server answers "
+                f"{cpu['healthz'] / cpu['predict']:.0%} as many predicts as `/healthz` calls (less noisy than the wrk ratios, "
+                "which the other load on the machine moves).")
+            add("")
+        add("*shared*: the server (two runtime workers) and wrk (up to two threads) run unpinned on the same two cores. "
+            "*pinned*: `taskset -c 0` for the server (its runtime then starts one worker) and `taskset -c 1` for wrk.")
+        add("")
     if syscalls:
         parts = ", ".join(
             f"{name} {syscalls['calls_per_request'][name]:.0f}x = {syscalls['ms_per_request'][name]:.2f} ms"
@@ -486,26 +673,37 @@ def render(results, markdown):
         add(f"One sequential `curl` of `/healthz` (new connection each time) takes {healthz_curl['median'] * 1000:.2f} ms "
             f"median over {healthz_curl['n']} runs: the floor under the `/train?wait=true` figure.")
         add("")
+    drop_if_empty(lines, mark, 2)
 
     # --- training interference -----------------------------------------------------------
     if rounds:
+        priority = meta.get("default_training_priority", "the default")
         add(f"### Predict while a training on {int(meta.get('train_rows', 0)):,} rows runs")
         add("")
         add(f"Dataset: {int(meta.get('train_rows', 0)):,} rows uploaded as a {float(meta.get('train_csv_bytes', 0)) / mb:.0f} MB CSV "
             f"in {float(meta.get('train_upload_s', 0)):.2f} s ({meta.get('train_upload_mbs', '?')} MB/s). Each round measures "
             "`/predict` at 16 connections with no training, then starts `POST /train` with `{\"epochs\": 1000}` "
-            "(Adam, batch 32, shuffled: the defaults; the training thread at its default `SCHED_IDLE` priority), "
-            "waits 2 s, measures again and cancels the job.")
+            f"(Adam, batch 32, shuffled: the defaults; the training at the server's default priority, `{priority}`), "
+            "waits 2 s, measures again and cancels the job. The same pair then runs on the same data on a server "
+            "started with `--training-priority idle` (`SCHED_IDLE`), and on one with `--training-priority 10` (nice 10).")
         add("")
         add("| round | state | req/s | p50 | p90 | p99 | p99.9 | max | p99 ratio |")
         add("|---|---|---|---|---|---|---|---|---|")
         runs = []
         for number, (idle, busy) in enumerate(rounds, 1):
             runs.append((str(number), "idle", idle, ""))
-            runs.append((str(number), "training", busy, f"{busy['latency_us']['p99'] / idle['latency_us']['p99']:.1f}x"))
-        idle_last = rounds[-1][0]
+            runs.append((str(number), f"training (`{priority}`)", busy,
+                         f"{busy['latency_us']['p99'] / idle['latency_us']['p99']:.1f}x"))
+        for level, label in (("idle", "`idle`"), ("10", "nice 10")):
+            idle = load(res / "wrk" / f"training-priority-{level}-idle.json")
+            busy = load(res / "wrk" / f"training-priority-{level}-busy.json")
+            if idle and busy:
+                runs.append((f"`--training-priority {level}`", "idle", idle, ""))
+                runs.append((f"`--training-priority {level}`", f"training ({label})", busy,
+                             f"{busy['latency_us']['p99'] / idle['latency_us']['p99']:.1f}x"))
+        # The controls run on the last server started, after its idle measurement.
+        idle_last = load(res / "wrk" / "training-priority-10-idle.json") or rounds[-1][0]
         others = [
-            (str(len(rounds)), "training, its thread moved to ordinary scheduling at nice 10", nice_10),
             ("control", "no training; a one-thread busy loop in another process",
              load(res / "wrk" / "training-control-busy-loop.json")),
             ("control", "no training; a memory-reading loop at SCHED_IDLE in another process",
@@ -519,9 +717,14 @@ def render(results, markdown):
             add(f"| {number} | {label} | {rate(run):,.0f}{errors(run)} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
                 f"{ms(lat['p99'])} | {ms(lat['p999'])} | {ms(lat['max'])} | {ratio} |")
         add("")
+        add("The controls ran on the last server started; their ratios are against its idle measurement "
+            "(the last idle row above).")
+        add("")
         speeds = []
-        for key, label in (("epoch_s_alone", "with no requests"), ("epoch_s_loaded", "while wrk ran"),
-                           ("epoch_s_nice_10", "while wrk ran, training thread at nice 10")):
+        for key, label in (("epoch_s_alone", f"at `{priority}` with no requests"),
+                           ("epoch_s_loaded", f"at `{priority}` while wrk ran"),
+                           ("epoch_s_priority_idle", "at `idle` while wrk ran"),
+                           ("epoch_s_priority_10", "at nice 10 while wrk ran")):
             if meta.get(key):
                 speeds.append(f"{float(meta[key]):.2f} s per epoch {label}")
         if speeds:
@@ -531,7 +734,148 @@ def render(results, markdown):
             add(f"Warning: {meta['train_warning']}.")
             add("")
 
+    # --- hostile connections ------------------------------------------------------------
+    if held and hostile:
+        add("### Hostile connections")
+        add("")
+        add(f"A server with its defaults (header timeout {meta.get('default_header_timeout', '?')}, keep-alive timeout "
+            f"{meta.get('default_keep_alive_timeout', '?')}, write timeout {meta.get('default_write_timeout', '?')}, "
+            f"bodies at least {meta.get('default_min_body_rate', '?')} bytes/s over each "
+            f"{meta.get('default_body_idle_timeout', '?')}, {meta.get('default_max_streams', '?')} streams, "
+            f"{meta.get('default_max_uploads', '?')} uploads, {meta.get('default_max_buffered', '?')} of buffered bodies "
+            f"and answers; open-file limit {meta.get('hostile_server_open_files', '?')}) serves a least-squares model of "
+            f"Income1, with a dataset of {int(meta.get('hostile_rows', 0)):,} rows "
+            f"({float(meta.get('hostile_csv_bytes', 0)) / mb:.1f} MB, more than a socket's send buffer) uploaded. "
+            "wrk measures `/predict` and `/healthz` at 16 connections: on the quiet server, then with a "
+            "`{\"epochs\": 1000000}` training running, then with the training still running and "
+            f"{held['target']:,} hostile connections held by `scripts/bench/hostile.py` (on the same two cores). "
+            f"They were opened at {held['target'] / held['ramp_s']:,.0f} a second (all within {held['ramp_s']:.1f} s); "
+            "each one the server closes is opened again 0.3 to 0.8 s later (1 to 2 s after a 503). "
+            "The last column compares with the measurement with the training running and no hostile connections.")
+        add("")
+        add("| route | state | req/s | p50 | p90 | p99 | p99.9 | max | p99 / quiet p99 | p99 / p99 without the hostile connections |")
+        add("|---|---|---|---|---|---|---|---|---|---|")
+        for route, (quiet, training, during) in hostile.items():
+            for label, run in (("quiet", quiet), ("training running", training),
+                               (f"training running, {held['target']:,} hostile connections held", during)):
+                if not run:
+                    continue
+                lat = run["latency_us"]
+                to_quiet = f"{lat['p99'] / quiet['latency_us']['p99']:.1f}x" if (quiet and run is not quiet) else ""
+                to_training = f"{lat['p99'] / training['latency_us']['p99']:.1f}x" if (training and run is during) else ""
+                add(f"| `/{route}` | {label} | {rate(run):,.0f}{errors(run)} | {ms(lat['p50'])} | {ms(lat['p90'])} | "
+                    f"{ms(lat['p99'])} | {ms(lat['p999'])} | {ms(lat['max'])} | {to_quiet} | {to_training} |")
+        add("")
+        add(f"Held during the measurements ({held['samples_measuring']} samples a second apart; held means the "
+            "server's side of the connection is established, from `/proc/net/tcp`):")
+        add("")
+        add("| kind | connections | held: median (min to max) | opened in all | how the closed ones ended |")
+        add("|---|---|---|---|---|")
+        for kind, k in held["kinds"].items():
+            ends = ", ".join(f"{what} {n:,}" for what, n in sorted(k["outcomes"].items(), key=lambda item: -item[1]))
+            if k.get("connect_errors"):
+                ends += f", connect errors {k['connect_errors']:,}"
+            h = k["held"] or {"median": 0, "min": 0, "max": 0}
+            add(f"| `{kind}`: {k['what']} | {k['target']:,} | {h['median']:,.0f} ({h['min']:,} to {h['max']:,}) | "
+                f"{k['opened']:,} | {ends or 'still open'} |")
+        h = held["held"]
+        add(f"| all | {held['target']:,} | {h['median']:,.0f} ({h['min']:,} to {h['max']:,}) | "
+            f"{sum(k['opened'] for k in held['kinds'].values()):,} | |")
+        add("")
+        notes = []
+        if held.get("server_files"):
+            notes.append(f"the server had up to {held['server_files']['max']:,} files open")
+        if held.get("server_rss_kb"):
+            notes.append(f"its VmRSS was {mib(held['server_rss_kb']['min'])} to {mib(held['server_rss_kb']['max'])}")
+        for key, label in (("hostile_curl_healthz", "a `curl` of `/healthz`"),
+                           ("hostile_curl_upload", "an upload of the same dataset")):
+            if meta.get(key):
+                code, seconds = meta[key].split()
+                notes.append(f"{label} from a new client got {code} in {float(seconds) * 1000:.1f} ms")
+        if meta.get("hostile_training_state"):
+            notes.append(f"the training was {meta['hostile_training_state']} at the end")
+        if notes:
+            add("Meanwhile " + "; ".join(notes) + ".")
+            add("")
+
+    # --- training priority --------------------------------------------------------------
+    if fits:
+        add("### A fit beside busy programs")
+        add("")
+        add(f"`POST /train?wait=true` with `{{\"epochs\": {int(meta.get('fit_epochs', 0))}, \"seed\": 1}}` (Adam, batch 32, "
+            f"shuffled) on {int(meta.get('fit_rows', 0)):,} rows, timed end to end, on an otherwise idle server: alone, then "
+            f"beside {meta.get('fit_busy_processes', '?')} busy processes (`sh -c 'while :; do :; done'`, one per core, "
+            "nice 0), on a server started with each `--training-priority`. A fit still running after "
+            f"{float(meta.get('fit_limit_s', 0)):.0f} s is cancelled (`DELETE /v1/jobs/{{id}}`) and shown as longer "
+            "than that, with the time its pace would have taken if it had done any epochs.")
+        add("")
+        add("| `--training-priority` | fit alone | fit beside the busy processes | ratio (target ≤ 3x) |")
+        add("|---|---|---|---|")
+        for priority, (alone, busy) in fits.items():
+            ratio, text = fit_ratio(alone, busy)
+            default = " (the default)" if priority == default_priority else ""
+            add(f"| {priority_name(priority)}{default} | {fit_time(alone)} | {fit_time(busy)} | "
+                f"{text}: {verdict(busy['finished'] and alone['finished'] and ratio <= 3.0)} |")
+        add("")
+
+    # --- memory: unread answers, long histories -----------------------------------------
+    histories = load(res / "history_sizes.json")
+    if unread or histories:
+        add("### Answers never read, and long loss histories")
+        add("")
+    if unread:
+        statuses = ", ".join(f"{status} {n}" for status, n in sorted(unread["statuses"].items()))
+        refused = ", ".join(f"{n} {error}" for error, n in sorted(unread["send_errors"].items()))
+        add(f"{unread['clients']} clients connect at once with a small receive buffer (`SO_RCVBUF` 4 KiB) and each send a "
+            f"`/predict` of {unread['values']:,} values ({unread['body_bytes'] / mb:.1f} MB; `--max-body` is "
+            f"{meta.get('default_max_body', '?')}), then never read the answer (about 22 bytes a value). The server's "
+            f"VmRSS is sampled every 100 ms and `/healthz` timed on a new connection every 100 ms for "
+            f"{unread['seconds']:g} s; then the first bytes of each answer are peeked at (`MSG_PEEK`, nothing is taken from "
+            f"the socket). The server holds answers in flight within `--max-buffered` ({meta.get('default_max_buffered', '?')}; "
+            f"more is 503) and closes a connection whose answer goes unread for `--write-timeout` "
+            f"({meta.get('default_write_timeout', '?')}), longer than the window watched here.")
+        add("")
+        add("| figure | value |")
+        add("|---|---|")
+        add(f"| answers (status line peeked at the end) | {statuses} |")
+        add(f"| bodies sent whole | {unread['sent']} of {unread['clients']}"
+            + (f" (the others: {refused}, the server answered before their body was read)" if refused else "") + " |")
+        before = int(meta.get("unread_rss_before_kb", 0))
+        add(f"| VmRSS before, peak sampled, VmHWM | {mib(before)}, {mib(unread['max_rss_kb'])}, "
+            f"{mib(int(meta.get('unread_hwm_kb', 0)))} |")
+        add(f"| VmRSS at the end of the window, 1 s after the clients closed | {mib(unread['rss_end_kb'])}, "
+            f"{mib(unread['rss_after_close_kb'])} |")
+        probes = unread["healthz"]
+        if probes["ok"]:
+            add(f"| `/healthz` meanwhile: probes, failed, median, max | {probes['probes']}, {probes['failed']}, "
+                f"{probes['median_s'] * 1000:.2f} ms, {probes['max_s'] * 1000:.1f} ms |")
+        timeline = unread.get("timeline") or []
+        if timeline:
+            points = ", ".join(f"{t:g} s: {kb / 1024:.0f}" for t, kb in timeline[:: max(1, len(timeline) // 12)])
+            add(f"| VmRSS over the window (MiB) | {points} |")
+        add("")
+    if histories:
+        add("A fit of 1,000,000 epochs on Income1 (`POST /train?wait=true` with `{\"epochs\": 1000000}`), then the "
+            "answers that show its loss history: sampled (the default) and with `?history=full`.")
+        add("")
+        add("| answer | bytes | loss points | time |")
+        add("|---|---|---|---|")
+        if meta.get("long_fit_answer_bytes"):
+            add(f"| `POST /train?wait=true` (the job and the model; the time includes the fit) | "
+                f"{int(meta['long_fit_answer_bytes']):,} | | {float(meta.get('long_fit_s', 0)):.2f} s |")
+        for key in ("job", "job_full", "model", "model_full"):
+            h = histories.get(key)
+            if h:
+                points = f"{h['points']:,}" if h["points"] is not None else f"status {h['status']}"
+                add(f"| `GET {h['path']}` | {h['bytes']:,} | {points} | {h['ms']:.1f} ms |")
+        add("")
+        if meta.get("long_fit_hwm_kb"):
+            add(f"VmHWM of that server afterwards (it also served the unread answers above): "
+                f"{mib(int(meta['long_fit_hwm_kb']))}.")
+            add("")
+
     # --- start-up and memory -------------------------------------------------------------
+    mark = len(lines)
     add("### Start-up and memory")
     add("")
     add("| figure | value |")
@@ -564,6 +908,39 @@ def render(results, markdown):
             points = ", ".join(f"{t:g} s: {kb / 1024:.0f}" for t, kb in timeline[:: max(1, len(timeline) // 12)])
             add(f"| VmRSS during the upload (MiB) | {points} |")
     add("")
+    drop_if_empty(lines, mark, 5)
+
+    # --- upload memory by shape ---------------------------------------------------------
+    if shapes:
+        add("### Upload memory by shape")
+        add("")
+        add("Each upload goes to a freshly started server, whose VmHWM afterwards is the peak. The files are made on the fly "
+            "by `scripts/bench/uploads.py` and streamed as a multipart body with its `Content-Length`. The allowance is the "
+            "parsed numeric data (rows x numeric columns x 8 bytes) + 64 MB; a file that must be refused parses nothing. "
+            "The server receives a whole upload into a temporary file before it parses it, so a refusal comes after the "
+            "last byte; the time after it is the parse up to the error.")
+        add("")
+        add("| upload | numeric data | answer | time to the answer (after the last byte) | error message | "
+            "VmHWM | peak VmRSS sampled every 5 ms | result |")
+        add("|---|---|---|---|---|---|---|---|")
+        if upload:
+            numeric = upload["rows"] * 2 * 8
+            add(f"| many short rows: the {upload['bytes'] / 2**30:.2f} GiB upload above ({upload['rows']:,} rows) | "
+                f"{numeric / mb:.0f} MB | 200 | {upload['seconds']:.2f} s | | {mib(upload['hwm_kb'])} | "
+                f"{mib(upload['watch']['max_rss_kb'])} | {verdict(upload['hwm_kb'] * 1024 <= numeric + 64 * mb)} |")
+        for name, r in shapes.items():
+            answers, times, messages = [], [], []
+            for u in r["uploads"]:
+                answers.append(str(u.get("status")) + (f" ({u['error']})" if u.get("error") else ""))
+                after = f" ({u['after_last_byte_s'] * 1000:.0f} ms)" if u.get("after_last_byte_s") is not None else " (before)"
+                times.append(f"{u['seconds']:.2f} s{after}")
+                if u.get("message") and u.get("status") != 200:
+                    messages.append(f"{u['message_chars']} characters: \"{u['message']}\"")
+            numeric = r["numeric_bytes"]
+            add(f"| {shape_label(name, r)} | {numeric / mb:.0f} MB | {', '.join(answers)} | {', '.join(times)} | "
+                f"{'; '.join(sorted(set(messages)))} | {mib(r['hwm_kb'])} | {mib(r['watch']['max_rss_kb'])} | "
+                f"{verdict(r['hwm_kb'] * 1024 <= numeric + 64 * mb and upload_ok(r))} |")
+        add("")
 
     # --- criterion -----------------------------------------------------------------------
     if crit:
@@ -614,6 +991,7 @@ def render(results, markdown):
         add("")
 
     # --- versus the original -------------------------------------------------------------
+    mark = len(lines)
     add("### Against the original Flask + TensorFlow service")
     add("")
     add("| figure | original (2-core machine) | regserve | factor |")
@@ -638,6 +1016,7 @@ def render(results, markdown):
         load_mb = int(meta["after_load_rss_kb"]) * 1024 / mb
         add(f"| resident memory after load | about 630 MB | {load_mb:.1f} MB | {630 / load_mb:,.0f}x smaller |")
     add("")
+    drop_if_empty(lines, mark, 5)
 
     # --- profiles ------------------------------------------------------------------------
     profiles = sorted((res / "profiles").glob("*.txt")) if (res / "profiles").exists() else []
@@ -700,6 +1079,8 @@ def main(argv):
         "get": cmd_get,
         "bench-exe": cmd_bench_exe,
         "strace-sum": cmd_strace_sum,
+        "fit": cmd_fit,
+        "history-sizes": cmd_history_sizes,
         "perf-table": cmd_perf_table,
         "criterion": cmd_criterion,
         "render": render,
