@@ -18,6 +18,11 @@ step() {
     echo "==> $*" >&2
 }
 
+# The release binary, built once: the API tests that start the binary and the browser test use it.
+step "cargo build --release --locked"
+cargo build --release --locked
+export REGSERVE_BIN="$PWD/target/release/regserve"
+
 # Unit, integration and API tests (the library, the binary, tests/ and doc tests).
 step "cargo test --locked"
 cargo test --locked
@@ -51,14 +56,11 @@ browser_test() {
         apt_install nodejs npm
     fi
 
-    step "cargo build --release --locked"
-    cargo build --release --locked
-
     step "npm ci --prefix tests/browser"
     npm ci --prefix tests/browser --no-audit --no-fund
 
     step "node --test tests/browser/e2e.test.mjs"
-    REGSERVE_BIN="$PWD/target/release/regserve" node --test tests/browser/e2e.test.mjs
+    node --test tests/browser/e2e.test.mjs
 }
 
 if [ "${REGSERVE_SKIP_BROWSER:-}" = "1" ]; then
