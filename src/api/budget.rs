@@ -8,14 +8,10 @@
 //! large answer) runs on blocking threads, at most one per core at a time: however many such
 //! requests arrive, the workers keep their share of the cores to answer everything else.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use http_body::{Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::AppError;
@@ -43,11 +39,18 @@ impl Budget {
     pub fn new(bytes: u64) -> Self {
         let units = (bytes / UNIT).clamp(1, Semaphore::MAX_PERMITS as u64);
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        Self { units: Arc::new(Semaphore::new(units as usize)), bytes, cores: Arc::new(Semaphore::new(cores)) }
+        Self {
+            units: Arc::new(Semaphore::new(units as usize)),
+            bytes,
+            cores: Arc::new(Semaphore::new(cores)),
+        }
     }
 
     /// Runs `work` on a blocking thread once a core is free for it (waiting its turn).
-    pub async fn offload<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+    pub async fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AppError> {
         let core = self.cores.clone().acquire_owned().await.expect("the core semaphore is never closed");
         let done = tokio::task::spawn_blocking(move || {
             let _core = core;
@@ -103,33 +106,7 @@ impl Reservation {
         if self.permit.is_none() {
             return response;
         }
-        response.map(|body| Body::new(Reserved { body, _reservation: self }))
-    }
-}
-
-/// An answer's body that keeps its memory reserved while it is sent.
-struct Reserved {
-    body: Body,
-    _reservation: Reservation,
-}
-
-impl HttpBody for Reserved {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        crate::server::Guarded::hold(response, self)
     }
 }
 

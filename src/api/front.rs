@@ -16,7 +16,6 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::util::Oneshot;
@@ -217,9 +216,7 @@ where
                 StageProjection::Calling { answer, held, stream, .. } => {
                     let Ok(response) = ready!(answer.poll(cx));
                     break match (*stream, held.take()) {
-                        (true, Some(held)) => {
-                            response.map(|body| Body::new(HoldingSlot { body, _held: held }))
-                        }
+                        (true, Some(held)) => crate::server::Guarded::hold(response, held),
                         _ => response,
                     };
                 }
@@ -281,31 +278,5 @@ fn unreadable(error: &axum::Error) -> Response {
             AppError::new(StatusCode::BAD_REQUEST, format!("the request body could not be read: {error}"))
                 .into_response()
         }
-    }
-}
-
-/// A response body that gives its slot back when it has been sent or dropped.
-struct HoldingSlot {
-    body: Body,
-    _held: Held,
-}
-
-impl HttpBody for HoldingSlot {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }

@@ -51,9 +51,7 @@ pub async fn get(
     let estimate = 2048 + epochs * BYTES_PER_EPOCH;
     // The view is built under the job's lock, off the workers when it is large.
     let view = match estimate > super::budget::SMALL {
-        true => {
-            budget.offload(move || job.view(query.history)).await?
-        }
+        true => budget.offload(move || job.view(query.history)).await?,
         false => job.view(query.history),
     };
     large_json(&budget, estimate, view).await

@@ -8,12 +8,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::body::{Body, Bytes, HttpBody};
+use axum::body::Body;
 use axum::http::{Request, Response};
-use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
@@ -22,8 +20,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::Settings;
 use super::io::WatchedIo;
+use super::{Guarded, Settings};
 
 /// No request head is arriving.
 const NO_HEAD: u64 = u64::MAX;
@@ -196,7 +194,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let answer = self.router.clone().oneshot(request.map(Body::new));
         Box::pin(async move {
             let Ok(response) = answer.await;
-            Ok(response.map(|body| Body::new(Counted { body, _in_flight: in_flight })))
+            Ok(Guarded::hold(response, in_flight))
         })
     }
 }
@@ -208,32 +206,6 @@ struct InFlight(Arc<Activity>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.request_ended();
-    }
-}
-
-/// An answer's body that keeps its request counted in flight while it is sent.
-struct Counted {
-    body: Body,
-    _in_flight: InFlight,
-}
-
-impl HttpBody for Counted {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

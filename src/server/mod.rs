@@ -6,7 +6,10 @@
 //! that waits for requests in flight at most `shutdown_timeout`, then drops what is left.
 
 mod connection;
+mod guarded;
 mod io;
+
+pub use guarded::Guarded;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -25,7 +25,9 @@ fn sent(server: &Server, head: &str) -> TcpStream {
 
 /// The head of a POST of `length` bytes to `path`.
 fn post_head(path: &str, content_type: &str, length: usize) -> String {
-    format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n")
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+    )
 }
 
 /// Waits (at most `limit`) until the server closes `stream`; returns what it sent before.
@@ -61,7 +63,8 @@ fn raise_open_file_limit() {
 async fn a_new_client_is_served(server: &Server) -> Duration {
     let started = Instant::now();
     let client = reqwest::Client::new();
-    let predict = client.post(server.url("/predict")).json(&json!({ "x_predict": [10] })).send().await.unwrap();
+    let predict =
+        client.post(server.url("/predict")).json(&json!({ "x_predict": [10] })).send().await.unwrap();
     assert_eq!(predict.status(), StatusCode::OK, "{}", predict.text().await.unwrap());
     let health = client.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
@@ -106,9 +109,11 @@ async fn heads_that_never_end_and_idle_connections_are_closed() {
     let mut partial = sent(&server, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     let mut idle = sent(&server, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     let started = Instant::now();
-    let partial_answer = closed_within(&mut partial, Duration::from_secs(10)).expect("the partial head was closed");
+    let partial_answer =
+        closed_within(&mut partial, Duration::from_secs(10)).expect("the partial head was closed");
     assert!(partial_answer.is_empty(), "{partial_answer}");
-    let idle_answer = closed_within(&mut idle, Duration::from_secs(10)).expect("the idle connection was closed");
+    let idle_answer =
+        closed_within(&mut idle, Duration::from_secs(10)).expect("the idle connection was closed");
     assert!(idle_answer.starts_with("HTTP/1.1 200"), "answered, then closed: {idle_answer}");
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "closed after {took:?}");
@@ -133,7 +138,10 @@ async fn an_answer_nobody_reads_is_cut_off_after_the_write_timeout() {
     loop {
         let response = server.get("/v1/dataset.csv").await;
         if response.status() == StatusCode::OK {
-            assert_eq!(response.bytes().await.unwrap().len(), std::fs::metadata(data.path().join("dataset.csv")).unwrap().len() as usize);
+            assert_eq!(
+                response.bytes().await.unwrap().len(),
+                std::fs::metadata(data.path().join("dataset.csv")).unwrap().len() as usize
+            );
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(10), "the unread download still holds its slot");
@@ -231,18 +239,19 @@ async fn two_thousand_hostile_connections_leave_predictions_and_health_answered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_the_process_within_the_shutdown_timeout_whatever_connections_are_held() {
     let data = tempfile::tempdir().unwrap();
-    let mut server =
-        Server::start_with(data.path(), |command| {
-            command.env("REGSERVE_SHUTDOWN_TIMEOUT", "1s");
-        })
-        .await;
+    let mut server = Server::start_with(data.path(), |command| {
+        command.env("REGSERVE_SHUTDOWN_TIMEOUT", "1s");
+    })
+    .await;
     server.train(json!({ "solver": "least-squares" })).await;
     server.upload_ok(crate::helpers::linear_csv(1_000_000)).await;
     let partial = sent(&server, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     let unread = sent(&server, "GET /v1/dataset.csv HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     socket2_receive_buffer(&unread, 4096);
     let mut upload = sent(&server, &post_head("/upload", "multipart/form-data; boundary=x", 100_000));
-    upload.write_all(b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n\r\nx,y\n").unwrap();
+    upload
+        .write_all(b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n\r\nx,y\n")
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let signalled = Instant::now();
     server.send_sigterm();

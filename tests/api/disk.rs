@@ -263,4 +263,3 @@ async fn a_crash_leftover_on_a_read_only_data_directory_does_not_stop_a_restart(
     server.predict_ok(json!([3.0])).await;
     drop(server);
 }
-

@@ -346,4 +346,3 @@ async fn sigkill_while_trainings_store_their_models_keeps_every_acknowledged_ver
     assert_eq!(listed.as_array().unwrap().len(), (newest["version"].as_u64().unwrap() as usize).min(20));
     assert_eq!(model_files(dir).len(), listed.as_array().unwrap().len() + 1, "the files match the list");
 }
-

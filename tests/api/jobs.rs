@@ -122,7 +122,8 @@ fn wide_csv(rows: usize, features: usize) -> String {
     let header: Vec<String> = (0..features).map(|j| format!("x{j}")).chain(["y".to_owned()]).collect();
     let mut csv = header.join(",") + "\n";
     for i in 0..rows {
-        let values: Vec<String> = (0..=features).map(|j| format!("{:.3}", ((i * 31 + j * 17) % 997) as f64 / 97.0)).collect();
+        let values: Vec<String> =
+            (0..=features).map(|j| format!("{:.3}", ((i * 31 + j * 17) % 997) as f64 / 97.0)).collect();
         csv.push_str(&values.join(","));
         csv.push('\n');
     }

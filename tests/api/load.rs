@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::process::Server;
 use crate::helpers::{linear_csv, spawn_app};
+use crate::process::Server;
 
 /// Concurrent prediction clients.
 const CLIENTS: usize = 32;

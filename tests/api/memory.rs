@@ -58,8 +58,15 @@ async fn long_loss_histories_are_sampled_unless_asked_for_whole() {
     let answer: Value = answer.json().await.unwrap();
     let id = answer["job"]["id"].as_u64().unwrap();
     let sampled = |history: &Value| {
-        let epochs: Vec<u64> = history["epochs"].as_array().unwrap().iter().map(|e| e.as_u64().unwrap()).collect();
-        (history["loss"].as_array().unwrap().len(), epochs.len(), epochs[0], *epochs.last().unwrap(), history["length"].clone())
+        let epochs: Vec<u64> =
+            history["epochs"].as_array().unwrap().iter().map(|e| e.as_u64().unwrap()).collect();
+        (
+            history["loss"].as_array().unwrap().len(),
+            epochs.len(),
+            epochs[0],
+            *epochs.last().unwrap(),
+            history["length"].clone(),
+        )
     };
     let expected = (10_000, 10_000, 1, 20_000, json!(20_000));
     assert_eq!(sampled(&answer["model"]["history"]), expected);
@@ -78,15 +85,20 @@ async fn long_loss_histories_are_sampled_unless_asked_for_whole() {
 
     // The event stream of the finished job carries every epoch, in events of at most 10,000.
     let events = app.job_events(id).await;
-    let progress: Vec<&Value> = events.iter().filter(|(name, _)| name == "progress").map(|(_, data)| data).collect();
+    let progress: Vec<&Value> =
+        events.iter().filter(|(name, _)| name == "progress").map(|(_, data)| data).collect();
     assert!(progress.iter().all(|event| event["losses"].as_array().unwrap().len() <= 10_000));
-    let losses: Vec<Value> = progress.iter().flat_map(|event| event["losses"].as_array().unwrap().clone()).collect();
+    let losses: Vec<Value> =
+        progress.iter().flat_map(|event| event["losses"].as_array().unwrap().clone()).collect();
     assert_eq!(losses, *full["history"]["loss"].as_array().unwrap());
     assert_eq!(events.last().unwrap().0, "done");
 }
 
 /// Uploads `body` (the whole multipart part streamed from `chunks`) on a connection of its own.
-async fn upload_stream(server: &Server, chunks: impl Iterator<Item = Vec<u8>> + Send + 'static) -> (StatusCode, String) {
+async fn upload_stream(
+    server: &Server,
+    chunks: impl Iterator<Item = Vec<u8>> + Send + 'static,
+) -> (StatusCode, String) {
     let stream = futures_util::stream::iter(chunks.map(Ok::<_, std::io::Error>));
     let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(stream)).file_name("big.csv");
     let form = reqwest::multipart::Form::new().part("file", part);
@@ -136,7 +148,12 @@ async fn uploads_that_arrive_together_are_parsed_one_at_a_time() {
         assert_eq!(upload.await.unwrap(), StatusCode::OK);
     }
     let peak = server.peak_rss_kib();
-    println!("8 uploads of {} MiB of numbers: peak RSS {} MiB from {} MiB", numbers_kib / MIB, peak / MIB, before / MIB);
+    println!(
+        "8 uploads of {} MiB of numbers: peak RSS {} MiB from {} MiB",
+        numbers_kib / MIB,
+        peak / MIB,
+        before / MIB
+    );
     // At most the active dataset and the one being parsed, plus the parser's 64 MiB.
     assert!(peak < before + 2 * numbers_kib + 64 * MIB, "peak RSS {} MiB", peak / MIB);
     assert_eq!(server.json("/v1/dataset").await["rows"], rows);

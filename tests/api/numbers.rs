@@ -9,10 +9,12 @@ use crate::helpers::{TestApp, error_of, spawn_app};
 /// `y = scale (3 + 2 x + noise)` for `x` in 0.0 .. 19.9: the rows and the exact least-squares
 /// slope and intercept of the unscaled problem (least squares is linear in `y`).
 fn scaled_line(scale: f64) -> (String, f64, f64) {
-    let rows: Vec<(f64, f64)> =
-        (0..200).map(|i| (i as f64 / 10.0, 3.0 + 2.0 * (i as f64 / 10.0) + ((i * 7) % 11) as f64 / 50.0)).collect();
+    let rows: Vec<(f64, f64)> = (0..200)
+        .map(|i| (i as f64 / 10.0, 3.0 + 2.0 * (i as f64 / 10.0) + ((i * 7) % 11) as f64 / 50.0))
+        .collect();
     let n = rows.len() as f64;
-    let (mean_x, mean_y) = (rows.iter().map(|r| r.0).sum::<f64>() / n, rows.iter().map(|r| r.1).sum::<f64>() / n);
+    let (mean_x, mean_y) =
+        (rows.iter().map(|r| r.0).sum::<f64>() / n, rows.iter().map(|r| r.1).sum::<f64>() / n);
     let sxy: f64 = rows.iter().map(|(x, y)| (x - mean_x) * (y - mean_y)).sum();
     let sxx: f64 = rows.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
     let slope = sxy / sxx;
@@ -74,8 +76,9 @@ async fn a_tiny_target_is_fitted_as_accurately_as_an_ordinary_one() {
 #[tokio::test]
 async fn a_fit_whose_answer_is_beyond_f64_fails_clearly_and_the_served_model_stays() {
     let (app, served) = serving().await;
-    let alternating: String =
-        std::iter::once("x,y\n".to_owned()).chain((0..20).map(|i| format!("{i},{}e308\n", [-1.7, 1.7][i % 2]))).collect();
+    let alternating: String = std::iter::once("x,y\n".to_owned())
+        .chain((0..20).map(|i| format!("{i},{}e308\n", [-1.7, 1.7][i % 2])))
+        .collect();
     app.upload_ok(alternating).await;
     for solver in ["least-squares", "adam-standardized", "adam"] {
         let response = app.post_json("/train?wait=true", &json!({ "solver": solver })).await;
@@ -91,8 +94,9 @@ async fn a_fit_whose_answer_is_beyond_f64_fails_clearly_and_the_served_model_sta
 #[tokio::test]
 async fn statistics_of_huge_values_are_numbers_and_errors_say_what_is_wrong() {
     let (app, served) = serving().await;
-    let huge: String =
-        std::iter::once("x,y\n".to_owned()).chain((1..=20).map(|i| format!("{i}e299,{}e299\n", 3 * i))).collect();
+    let huge: String = std::iter::once("x,y\n".to_owned())
+        .chain((1..=20).map(|i| format!("{i}e299,{}e299\n", 3 * i)))
+        .collect();
     app.upload_ok(huge).await;
     let summary = app.json("/v1/dataset").await;
     for column in summary["columns"].as_array().unwrap() {

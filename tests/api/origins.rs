@@ -39,13 +39,8 @@ async fn pages_of_other_origins_cannot_train_upload_activate_or_cancel() {
         .await
         .unwrap();
     error_of(activate, StatusCode::FORBIDDEN).await;
-    let without_origin = app
-        .client
-        .post(app.url("/train"))
-        .header("sec-fetch-site", "cross-site")
-        .send()
-        .await
-        .unwrap();
+    let without_origin =
+        app.client.post(app.url("/train")).header("sec-fetch-site", "cross-site").send().await.unwrap();
     error_of(without_origin, StatusCode::FORBIDDEN).await;
     let sandboxed = app.client.post(app.url("/train")).header("origin", "null").send().await.unwrap();
     error_of(sandboxed, StatusCode::FORBIDDEN).await;
@@ -63,7 +58,8 @@ async fn pages_of_other_origins_cannot_train_upload_activate_or_cancel() {
 async fn the_page_itself_scripts_and_allowed_origins_still_change_the_state() {
     let app = spawn_app_with(|config| config.cors_origins = vec!["https://app.example".into()]).await;
     let own = format!("http://{}", app.addr);
-    let same_origin = app.client.post(app.url("/train?wait=true")).header("origin", &own).json(&json!({ "epochs": 1 }));
+    let same_origin =
+        app.client.post(app.url("/train?wait=true")).header("origin", &own).json(&json!({ "epochs": 1 }));
     assert_eq!(same_origin.send().await.unwrap().status(), StatusCode::OK);
     let fetch_metadata = app
         .client
@@ -71,8 +67,11 @@ async fn the_page_itself_scripts_and_allowed_origins_still_change_the_state() {
         .header("sec-fetch-site", "same-origin")
         .json(&json!({ "epochs": 1 }));
     assert_eq!(fetch_metadata.send().await.unwrap().status(), StatusCode::OK);
-    let allowed =
-        app.client.post(app.url("/train?wait=true")).header("origin", "https://app.example").json(&json!({ "epochs": 1 }));
+    let allowed = app
+        .client
+        .post(app.url("/train?wait=true"))
+        .header("origin", "https://app.example")
+        .json(&json!({ "epochs": 1 }));
     assert_eq!(allowed.send().await.unwrap().status(), StatusCode::OK);
     // The original's scripts send no Origin at all.
     assert_eq!(app.client.post(app.url("/train")).send().await.unwrap().status(), StatusCode::ACCEPTED);

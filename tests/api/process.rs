@@ -31,7 +31,10 @@ impl Server {
 
     /// Starts the binary like [`Server::start`], after letting the test add to its command
     /// (settings as `REGSERVE_*` variables, limits).
-    pub(crate) async fn start_with(data_dir: &Path, configure: impl FnOnce(&mut std::process::Command)) -> Self {
+    pub(crate) async fn start_with(
+        data_dir: &Path,
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> Self {
         let cwd = tempfile::tempdir().unwrap();
         let log = cwd.path().join("server.log");
         let output = std::fs::File::create(&log).unwrap();
@@ -227,4 +230,3 @@ pub(crate) fn vm_rss_kib(status: &str) -> u64 {
     let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("VmRSS is reported");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
-

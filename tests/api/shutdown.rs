@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::faults::{assert_no_temp_files, model_files, slow_csv_contents, start_slow_upload, wait_for_temp_file};
+use crate::faults::{
+    assert_no_temp_files, model_files, slow_csv_contents, start_slow_upload, wait_for_temp_file,
+};
 use crate::helpers::linear_csv;
 use crate::process::Server;
 

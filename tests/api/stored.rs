@@ -61,7 +61,10 @@ async fn an_unreadable_version_is_skipped_and_reported_and_its_number_never_reus
 
     let newest = server.train(json!({ "solver": "least-squares" })).await;
     assert_eq!(newest["version"], 4, "the unreadable v3 keeps its number");
-    assert_eq!(std::fs::read_to_string(data.path().join("models/v000003.json")).unwrap(), r#"{"version": 3, "kernel": [null]}"#);
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("models/v000003.json")).unwrap(),
+        r#"{"version": 3, "kernel": [null]}"#
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
