@@ -128,9 +128,13 @@ async fn an_answer_nobody_reads_is_cut_off_after_the_write_timeout() {
     .await;
     server.upload_ok(crate::helpers::linear_csv(2_000_000)).await;
     let download = "GET /v1/dataset.csv HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    let stream = sent(&server, download);
+    let mut stream = sent(&server, download);
     socket2_receive_buffer(&stream, 4096);
-    // The download holds the only stream slot until the write timeout cuts it off.
+    // Once its answer has begun, the download holds the only stream slot, until the write
+    // timeout cuts it off: the client reads no more than this.
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
     let refused = server.get("/v1/dataset.csv").await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     drop(refused);
