@@ -83,7 +83,7 @@ impl Metrics {
         let in_flight = Gauge::default();
         registry.register(
             "http_requests_in_flight",
-            "Requests being answered now (event streams count until they end)",
+            "Requests being handled now: each holds one of the --max-concurrent slots until its answer is ready",
             in_flight.clone(),
         );
         let trainings = Family::default();
