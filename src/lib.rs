@@ -9,14 +9,15 @@
 //! [`cli`] is the offline command line: `regserve train` and `regserve predict` without a server.
 
 pub mod api;
+pub mod app;
 pub mod cli;
-pub mod config;
 pub mod data;
 pub mod metrics;
 pub mod model;
 pub mod server;
-pub mod startup;
+pub mod settings;
 pub mod state;
 pub mod train;
 pub mod training;
+pub mod units;
 pub mod versions;

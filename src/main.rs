@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use regserve::cli;
-use regserve::config::{Cli, Command, Config, LogFormat, ServeArgs};
-use regserve::startup::Application;
+use regserve::app::Application;
+use regserve::cli::{self, Cli, Command, LogFormat, ServeArgs};
+use regserve::settings::Settings;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -31,7 +31,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("no async runtime")?;
     let served = runtime.block_on(async {
-        let app = Application::build(Config::from(args)).await?;
+        let app = Application::build(Settings::from(args)).await?;
         app.run_until_stopped(shutdown_signal()).await.context("server failed")
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);

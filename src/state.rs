@@ -7,10 +7,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use tempfile::NamedTempFile;
 
-use crate::config::Limits;
 use crate::data::{DataDir, DataError, Dataset};
 use crate::metrics::{Metrics, Snapshot};
 use crate::model::Model;
+use crate::settings::Limits;
 use crate::training::{Job, JobError, TrainRequest, Trainer};
 use crate::versions::ModelStore;
 

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{Access, Token};
+use crate::settings::{Access, Token};
 
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,12 +26,12 @@ pub struct Pace {
 pub enum TooSlow {
     #[error(
         "the request body stopped arriving: nothing came within the body idle timeout of {} (--body-idle-timeout)",
-        super::humanize(*idle)
+        crate::units::short_duration(*idle)
     )]
     Idle { idle: Duration },
     #[error(
         "the request body arrived too slowly: {bytes} bytes in {}, below the least rate of {min_rate} bytes/s (--min-body-rate)",
-        super::humanize(*window)
+        crate::units::short_duration(*window)
     )]
     Rate { bytes: u64, window: Duration, min_rate: u64 },
 }

@@ -15,7 +15,7 @@ use super::access::{Hosts, Tokens, cross_origin};
 use super::body::Pace;
 use super::budget::Budget;
 use super::routes::{Class, Classes, Slot};
-use crate::config::Limits;
+use crate::settings::Limits;
 
 /// Everything the gate of one listener checks against.
 pub struct Gate {

@@ -36,7 +36,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::config::Access;
+use crate::settings::Access;
 use crate::state::AppState;
 
 /// Which routes a listener serves.
@@ -192,18 +192,11 @@ fn timeout_as_json(timeout: Duration) -> impl Fn(Response) -> Response + Clone {
         {
             return response;
         }
-        let message =
-            format!("the request took longer than {} to answer (--request-timeout)", humanize(timeout));
+        let message = format!(
+            "the request took longer than {} to answer (--request-timeout)",
+            crate::units::short_duration(timeout)
+        );
         AppError::new(StatusCode::REQUEST_TIMEOUT, message).into_response()
-    }
-}
-
-/// `1.5s`, `250ms`.
-pub fn humanize(duration: Duration) -> String {
-    match duration.subsec_millis() {
-        0 => format!("{}s", duration.as_secs()),
-        _ if duration.as_secs() == 0 => format!("{}ms", duration.as_millis()),
-        _ => format!("{}s", duration.as_secs_f64()),
     }
 }
 
@@ -232,16 +225,4 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             ])
             .max_age(Duration::from_secs(600)),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_flags() {
-        assert_eq!(humanize(Duration::from_secs(30)), "30s");
-        assert_eq!(humanize(Duration::from_millis(250)), "250ms");
-        assert_eq!(humanize(Duration::from_millis(1500)), "1.5s");
-    }
 }

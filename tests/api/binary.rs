@@ -79,8 +79,12 @@ async fn sigterm_cancels_a_waited_for_training_and_exits_cleanly() {
     let server = Server::start(data_dir.path()).await;
     let url = format!("{}/train?wait=true", server.base);
     let waiting = tokio::spawn(async move {
-        let response =
-            reqwest::Client::new().post(url).json(&json!({ "epochs": 1_000_000, "batch_size": 1 })).send().await.unwrap();
+        let response = reqwest::Client::new()
+            .post(url)
+            .json(&json!({ "epochs": 1_000_000, "batch_size": 1 }))
+            .send()
+            .await
+            .unwrap();
         (response.status(), response.text().await.unwrap())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use regserve::config::{Config, TrainingPriority};
-use regserve::startup::Application;
+use regserve::app::Application;
+use regserve::settings::{Settings, TrainingPriority};
 use regserve::state::AppState;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
@@ -24,13 +24,13 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Starts a server after letting the test adjust its configuration.
-pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn(configure).await.0
 }
 
 /// Starts a server with an admin listener on 127.0.0.1:0 as well; returns the admin
 /// listener's address with the app (whose `addr` is the main listener).
-pub async fn spawn_app_with_admin_listener(configure: impl FnOnce(&mut Config)) -> (TestApp, SocketAddr) {
+pub async fn spawn_app_with_admin_listener(configure: impl FnOnce(&mut Settings)) -> (TestApp, SocketAddr) {
     let (app, admin_addr) = spawn(|config| {
         config.admin_addr = Some("127.0.0.1:0".parse().unwrap());
         configure(config);
@@ -39,9 +39,9 @@ pub async fn spawn_app_with_admin_listener(configure: impl FnOnce(&mut Config)) 
     (app, admin_addr.expect("the admin listener is bound"))
 }
 
-async fn spawn(configure: impl FnOnce(&mut Config)) -> (TestApp, Option<SocketAddr>) {
+async fn spawn(configure: impl FnOnce(&mut Settings)) -> (TestApp, Option<SocketAddr>) {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), data_dir.path());
+    let mut config = Settings::new("127.0.0.1:0".parse().unwrap(), data_dir.path());
     // Test clients run at full priority on a two-core machine; a deferring fit would starve.
     config.limits.training_priority = TrainingPriority::Nice(0);
     configure(&mut config);

@@ -44,7 +44,7 @@ impl Server {
             .current_dir(cwd.path())
             .env("REGSERVE_ADDR", "127.0.0.1:0")
             .env("REGSERVE_LOG_FORMAT", "text")
-            .env("RUST_LOG", "warn,regserve::startup=info")
+            .env("RUST_LOG", "warn,regserve::app=info")
             .stdin(Stdio::null())
             .stdout(output.try_clone().unwrap())
             .stderr(output)

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use regserve::config::Token;
+use regserve::settings::Token;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 

@@ -4,9 +4,9 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use regserve::config::Limits;
 use regserve::data::{DataDir, default_dataset};
 use regserve::model::{Model, TrainSpec};
+use regserve::settings::Limits;
 use regserve::state::AppState;
 use regserve::train::FitSettings;
 use regserve::versions::ModelStore;

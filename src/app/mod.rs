@@ -1,20 +1,29 @@
-//! Building and running the server: open the data directory, load the dataset, bind the
-//! listeners (keeping the real ports when asked for port 0), serve until told to stop, then stop
-//! within the shutdown timeout: connections drained or dropped, the training thread joined.
+//! The composition root: [`Application::build`] opens the data directory, loads the dataset and
+//! the models, binds the listeners (keeping the real ports when asked for port 0) and builds the
+//! services; [`Application::run_until_stopped`] serves until told to stop, then stops within the
+//! shutdown timeout: every background task ([`tasks`]) signalled and waited for, connections
+//! drained or dropped, the training thread joined.
+
+pub mod tasks;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+
+use self::tasks::Tasks;
 
 use crate::api::{Budget, Hosts, HttpOptions, Listener, router};
-use crate::config::Config;
 use crate::data::{DataDir, DataError, default_dataset};
 use crate::server::{self, connection_limit_for, raise_open_file_limit};
+use crate::settings::Settings;
 use crate::state::AppState;
 use crate::training::CancelReason;
 use crate::versions::{ModelStore, VersionError};
+
+/// How much longer than the shutdown timeout the tasks get to end, beyond the listeners' own
+/// deadline for their connections.
+const TASK_STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -39,7 +48,7 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> Result<Self, StartupError> {
+    pub async fn build(config: Settings) -> Result<Self, StartupError> {
         let path = config.data_dir.display().to_string();
         let store = DataDir::open(&config.data_dir)
             .map_err(|source| StartupError::DataDir { path: path.clone(), source })?;
@@ -110,32 +119,24 @@ impl Application {
             None => tracing::info!(addr = %self.local_addr(), "listening"),
         }
         tracing::debug!(max_connections = self.connections.max_connections, "connection limit");
-        let stop = CancellationToken::new();
-        let trainer = self.state.trainer().clone();
-        let stopper = {
-            let (stop, trainer) = (stop.clone(), trainer.clone());
-            async move {
-                shutdown.await;
-                trainer.cancel_running(CancelReason::Shutdown);
-                stop.cancel();
-            }
-        };
+        let tasks = Tasks::new();
         let budget = Budget::new(self.state.limits().max_buffered_bytes);
-        let serve = |listener, which| {
-            let router = router(self.state.clone(), &self.options, which, budget.clone());
-            server::serve(listener, router, self.connections.clone(), stop.clone())
-        };
         let main_listener = if admin_addr.is_some() { Listener::Public } else { Listener::Full };
-        let main = serve(self.listener, main_listener);
-        let admin = self.admin_listener.map(|listener| serve(listener, Listener::Full));
-        let admin = async move {
-            if let Some(admin) = admin {
-                admin.await;
-            }
-        };
-        let stopper = tokio::spawn(stopper);
-        tokio::join!(main, admin);
-        stopper.abort();
+        let listeners =
+            [Some((self.listener, main_listener)), self.admin_listener.map(|l| (l, Listener::Full))];
+        for (listener, which) in listeners.into_iter().flatten() {
+            let router = router(self.state.clone(), &self.options, which, budget.clone());
+            tasks.spawn(
+                "http listener",
+                server::serve(listener, router, self.connections.clone(), tasks.stop_signal()),
+            );
+        }
+        shutdown.await;
+        // At once, so that a `?wait=true` request in flight is answered rather than held.
+        let trainer = self.state.trainer().clone();
+        trainer.cancel_running(CancelReason::Shutdown);
+        // The listeners drop what is left of their connections at the deadline themselves.
+        tasks.stop(self.connections.shutdown_timeout + TASK_STOP_GRACE).await;
         let joined = tokio::task::spawn_blocking(move || trainer.stop());
         if tokio::time::timeout(self.connections.shutdown_timeout, joined).await.is_err() {
             tracing::warn!(
@@ -148,7 +149,7 @@ impl Application {
 
 /// The connection settings of the listeners: the configured ones, with a connection limit that
 /// stays below the open-file limit (raised to its hard limit first).
-fn connection_settings(config: &Config) -> server::Settings {
+fn connection_settings(config: &Settings) -> server::Settings {
     let open_files = raise_open_file_limit();
     let fits = connection_limit_for(open_files, config.limits.max_streams as u64);
     let max_connections = match config.connections.max_connections {
@@ -179,7 +180,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
 }
 
 /// Warns about settings that leave the state-changing routes open to more than this machine.
-fn warn_about_exposure(config: &Config) {
+fn warn_about_exposure(config: &Settings) {
     let writes_reachable_from = config.admin_addr.unwrap_or(config.addr);
     if config.access.admin_token.is_none() && !writes_reachable_from.ip().is_loopback() {
         tracing::warn!(

@@ -1,0 +1,155 @@
+//! The flags of the server (`regserve`, `regserve serve`) and their `REGSERVE_*` environment
+//! variables, turned into [`Settings`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::settings::{
+    Access, ConnectionLimits, Limits, Settings, Token, TrainingPriority, default_data_dir, parse_host_name,
+    parse_origin,
+};
+use crate::units::{parse_bytes, parse_duration};
+
+/// Flags of the HTTP server.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "REGSERVE_ADDR", default_value = "127.0.0.1:5000")]
+    pub addr: SocketAddr,
+    /// Directory for the uploaded dataset and the trained model versions
+    /// [default: $XDG_DATA_HOME/regserve, else ~/.local/share/regserve, else ./regserve-data].
+    #[arg(long, env = "REGSERVE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Largest CSV file accepted by /upload, in bytes or with a K/M/G (binary) suffix.
+    #[arg(long, env = "REGSERVE_MAX_UPLOAD", default_value = "1536M", value_parser = parse_bytes)]
+    pub max_upload: u64,
+    /// How many model versions to keep on disk (the active one is never deleted).
+    #[arg(long, env = "REGSERVE_KEEP_MODELS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_models: u64,
+    /// Largest JSON request body (predict, train), in bytes or with a K/M/G suffix.
+    #[arg(long, env = "REGSERVE_MAX_BODY", default_value = "16M", value_parser = parse_bytes)]
+    pub max_body: u64,
+    /// How long a request body may send nothing before it is cut off (408), e.g. 10s or 500ms;
+    /// it is also the window over which a body must keep --min-body-rate.
+    #[arg(long, env = "REGSERVE_BODY_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_idle_timeout: Duration,
+    /// Least rate a request body must keep, in bytes per second (K/M suffixes), measured over
+    /// every --body-idle-timeout; a slower body is cut off (408).
+    #[arg(long, env = "REGSERVE_MIN_BODY_RATE", default_value = "1K", value_parser = parse_bytes)]
+    pub min_body_rate: u64,
+    /// Priority of training threads: `adaptive` (normal priority among the machine's programs,
+    /// but a fit pauses while this server needs the cores for requests), `idle` (a fit runs only
+    /// on CPU time no other thread on the machine wants: requests preempt it at once, but any
+    /// busy program starves it) or a fixed nice value from 0 (full) to 19.
+    #[arg(long, env = "REGSERVE_TRAINING_PRIORITY", default_value = "adaptive", value_parser = TrainingPriority::parse)]
+    pub training_priority: TrainingPriority,
+    /// Longest time to answer an ordinary request (408 after it); uploads, `/train` and event
+    /// streams are not limited by it.
+    #[arg(long, env = "REGSERVE_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Most requests being handled at once on a listener (a request counts once its body has
+    /// arrived, until its answer is ready); more are answered 503 at once.
+    #[arg(long, env = "REGSERVE_MAX_CONCURRENT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent: u32,
+    /// Most event streams and dataset downloads open at once on a listener (each counts until
+    /// its answer ends); more are answered 503.
+    #[arg(long, env = "REGSERVE_MAX_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
+    /// Most uploads in progress at once (receiving, or waiting for their turn to be parsed: one
+    /// is parsed at a time); more are answered 503.
+    #[arg(long, env = "REGSERVE_MAX_UPLOADS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_uploads: u32,
+    /// Most memory held at once by request bodies and answers in flight (each over 64 KiB
+    /// counts), in bytes or with a K/M/G suffix; a request that would go beyond it gets 503.
+    #[arg(long, env = "REGSERVE_MAX_BUFFERED", default_value = "256M", value_parser = parse_bytes)]
+    pub max_buffered: u64,
+    /// Most connections open at once on a listener [default: 10000, or fewer to stay below the
+    /// open-file limit, which is raised to its hard limit at start]. At the limit, the
+    /// connection idle the longest is closed to make room.
+    #[arg(long, env = "REGSERVE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Longest time from the first byte of a request's head to its end (the connection is closed).
+    #[arg(long, env = "REGSERVE_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// How long an idle keep-alive connection waits for its next request before it is closed.
+    /// Keep a proxy's upstream keep-alive timeout below it.
+    #[arg(long, env = "REGSERVE_KEEP_ALIVE_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub keep_alive_timeout: Duration,
+    /// Longest time an answer may go unread (no byte taken by the client) before the
+    /// connection is closed.
+    #[arg(long, env = "REGSERVE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+    /// Longest time a shutdown (SIGTERM, Ctrl-C) waits for requests in flight and a running
+    /// training to stop; then the remaining connections are dropped and the process exits.
+    #[arg(long, env = "REGSERVE_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// A host name the server answers to (the Host header), besides the addresses it listens on
+    /// and localhost; repeat the flag or separate names with commas. A server listening on all
+    /// interfaces answers to any name unless this is given. Other names get 421, which stops
+    /// DNS-rebinding pages.
+    #[arg(long = "allowed-host", value_name = "NAME", env = "REGSERVE_ALLOWED_HOST", value_delimiter = ',', value_parser = parse_host_name)]
+    pub allowed_hosts: Vec<String>,
+    /// Bearer token that upload, train, cancel and activate require
+    /// (`Authorization: Bearer TOKEN`); it also grants the reads. Prefer the environment
+    /// variable: command lines are visible to other users.
+    #[arg(long, env = "REGSERVE_ADMIN_TOKEN", value_parser = Token::parse, hide_env_values = true)]
+    pub admin_token: Option<Token>,
+    /// Bearer token that predictions and the /v1 reads require (the admin token works too).
+    /// The page, /healthz, /readyz and /metrics stay open.
+    #[arg(long, env = "REGSERVE_READ_TOKEN", value_parser = Token::parse, hide_env_values = true)]
+    pub read_token: Option<Token>,
+    /// Serve upload, train, cancel and activate on this second address only (e.g.
+    /// 127.0.0.1:5001); the main address then answers them with 403.
+    #[arg(long, env = "REGSERVE_ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+    /// Allow cross-origin requests from this origin (e.g. https://app.example.com); repeat the
+    /// flag or separate origins with commas. Off by default: the page is same-origin.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", env = "REGSERVE_CORS_ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+    /// Log lines as human-readable text or as one JSON object per line.
+    #[arg(long, env = "REGSERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How the server writes its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl From<ServeArgs> for Settings {
+    fn from(args: ServeArgs) -> Self {
+        Self {
+            addr: args.addr,
+            data_dir: args.data_dir.unwrap_or_else(default_data_dir),
+            keep_models: usize::try_from(args.keep_models).unwrap_or(usize::MAX),
+            limits: Limits {
+                max_upload_bytes: args.max_upload,
+                max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+                body_idle_timeout: args.body_idle_timeout,
+                min_body_rate: args.min_body_rate,
+                training_priority: args.training_priority,
+                request_timeout: args.request_timeout,
+                max_concurrent: args.max_concurrent as usize,
+                max_streams: args.max_streams as usize,
+                max_uploads: args.max_uploads as usize,
+                max_buffered_bytes: args.max_buffered,
+            },
+            admin_addr: args.admin_addr,
+            access: Access { admin_token: args.admin_token, read_token: args.read_token },
+            cors_origins: args.cors_origins,
+            allowed_hosts: args.allowed_hosts,
+            connections: ConnectionLimits {
+                max_connections: args.max_connections.map(|limit| limit as usize),
+                header_timeout: args.header_timeout,
+                keep_alive_timeout: args.keep_alive_timeout,
+                write_timeout: args.write_timeout,
+                shutdown_timeout: args.shutdown_timeout,
+            },
+        }
+    }
+}

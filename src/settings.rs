@@ -1,0 +1,182 @@
+//! The server's settings as plain values with their defaults: listeners, storage, limits, access.
+//! The command line ([`crate::cli`]) fills them in; nothing here knows about flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use crate::training::TrainingPriority;
+
+/// A bearer token. Its `Debug` output hides it, so a logged configuration cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// A token of visible ASCII characters (what an `Authorization` header can carry).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("a token must not be empty".into());
+        }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("a token may only hold visible ASCII characters (no spaces)".into());
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<hidden>)")
+    }
+}
+
+/// Who may do what: without tokens everything is open.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Required by the state-changing routes; also grants the reads.
+    pub admin_token: Option<Token>,
+    /// Required by predictions and the `/v1` reads.
+    pub read_token: Option<Token>,
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    /// Model versions kept on disk.
+    pub keep_models: usize,
+    /// A second listener that alone serves the state-changing routes.
+    pub admin_addr: Option<SocketAddr>,
+    pub access: Access,
+    /// Origins allowed to make cross-origin requests (none: CORS is off); they may also make
+    /// state-changing requests.
+    pub cors_origins: Vec<String>,
+    /// Host names answered to besides the listening addresses and localhost.
+    pub allowed_hosts: Vec<String>,
+    /// Connection limits and timeouts; `None` for the connection limit picks one from the
+    /// open-file limit.
+    pub connections: ConnectionLimits,
+}
+
+/// Limits and timeouts of the connections of a listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: Option<usize>,
+    pub header_timeout: Duration,
+    pub keep_alive_timeout: Duration,
+    pub write_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        let defaults = crate::server::Settings::default();
+        Self {
+            max_connections: None,
+            header_timeout: defaults.header_timeout,
+            keep_alive_timeout: defaults.keep_alive_timeout,
+            write_timeout: defaults.write_timeout,
+            shutdown_timeout: defaults.shutdown_timeout,
+        }
+    }
+}
+
+/// Request size and time limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_upload_bytes: u64,
+    pub max_body_bytes: usize,
+    /// How long a request body may send nothing before the request is answered 408, and the
+    /// window over which it must keep `min_body_rate`.
+    pub body_idle_timeout: Duration,
+    /// Least bytes per second a request body must keep.
+    pub min_body_rate: u64,
+    /// Longest time to answer an ordinary request (not uploads, `/train` or event streams).
+    pub request_timeout: Duration,
+    /// Most requests being handled at once on a listener before new ones are answered 503.
+    pub max_concurrent: usize,
+    /// Most event streams and downloads open at once on a listener.
+    pub max_streams: usize,
+    /// Most uploads in progress at once.
+    pub max_uploads: usize,
+    /// Most bytes of request bodies and answers held in memory at once.
+    pub max_buffered_bytes: u64,
+    /// How a fit shares the processor with request handling.
+    pub training_priority: TrainingPriority,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 1536 << 20,
+            max_body_bytes: 16 << 20,
+            body_idle_timeout: Duration::from_secs(10),
+            min_body_rate: 1024,
+            request_timeout: Duration::from_secs(30),
+            max_concurrent: 512,
+            max_streams: 128,
+            max_uploads: 4,
+            max_buffered_bytes: 256 << 20,
+            training_priority: TrainingPriority::Adaptive,
+        }
+    }
+}
+
+impl Settings {
+    /// A configuration listening on `addr` and keeping its state in `data_dir`, with default limits.
+    pub fn new(addr: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            addr,
+            data_dir: data_dir.into(),
+            limits: Limits::default(),
+            keep_models: 20,
+            admin_addr: None,
+            access: Access::default(),
+            cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            connections: ConnectionLimits::default(),
+        }
+    }
+}
+
+/// The per-user data directory, so the service keeps its state wherever it is started from.
+pub fn default_data_dir() -> PathBuf {
+    let non_empty = |name| std::env::var_os(name).filter(|value| !value.is_empty());
+    non_empty("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| non_empty("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .map(|base| base.join("regserve"))
+        .unwrap_or_else(|| PathBuf::from("regserve-data"))
+}
+
+/// Checks a host name as a Host header carries it (without a port), lower-cased.
+pub fn parse_host_name(text: &str) -> Result<String, String> {
+    let name = text.trim().to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+    match valid {
+        true => Ok(name),
+        false => Err(format!("{text:?} is not a host name like api.example.com (no scheme, no port)")),
+    }
+}
+
+/// Checks an origin as browsers send it: `scheme://host[:port]`, without a path.
+pub fn parse_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"));
+    match rest {
+        Some(host)
+            if !host.is_empty() && !host.contains('/') && text.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(text.to_owned())
+        }
+        _ => Err(format!("{text:?} is not an origin like https://app.example.com (no path, no trailing /)")),
+    }
+}
