@@ -17,7 +17,7 @@ use std::ops::ControlFlow;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use super::scaled::{ldexp, log2_of, scale_for};
+use super::scaled::{column_max_abs, ldexp, log2_of, scale_for};
 use super::{Observer, TrainError, Weights};
 
 /// A column whose share of variance not explained by earlier columns is below this counts as
@@ -90,11 +90,8 @@ struct Scales {
 
 impl Scales {
     fn of(xs: &[f64], ys: &[f64], features: usize) -> Self {
-        let mut x_max = vec![0.0f64; features];
-        for row in xs.chunks_exact(features) {
-            x_max.iter_mut().zip(row).for_each(|(max, value)| *max = max.max(value.abs()));
-        }
-        let y_scale = scale_for(super::scaled::max_abs(ys.iter().copied()));
+        let x_max = column_max_abs(xs, features);
+        let y_scale = scale_for(column_max_abs(ys, 1)[0]);
         let x_scales: Vec<f64> = x_max.into_iter().map(scale_for).collect();
         Self {
             x_inverse: x_scales.iter().map(|scale| 1.0 / scale).collect(),

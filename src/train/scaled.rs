@@ -45,6 +45,33 @@ pub fn max_abs(values: impl IntoIterator<Item = f64>) -> f64 {
     values.into_iter().fold(0.0, |max, value| max.max(value.abs()))
 }
 
+/// The largest magnitude in each of `columns` interleaved columns (`values` holds one row after
+/// another; 0 for none). The same as [`max_abs`] on each column, a few times faster on large
+/// inputs: sixteen rows' worth of running maxima are kept, so no maximum waits for the one before.
+pub fn column_max_abs(values: &[f64], columns: usize) -> Vec<f64> {
+    const ROWS_IN_FLIGHT: usize = 16;
+    let width = columns * ROWS_IN_FLIGHT;
+    let mut lanes = vec![0.0f64; width];
+    let mut blocks = values.chunks_exact(width);
+    for block in &mut blocks {
+        raise_to_magnitudes(&mut lanes, block);
+    }
+    // The remainder starts on a row, so its value `i` belongs to the column of lane `i` too.
+    raise_to_magnitudes(&mut lanes, blocks.remainder());
+    (0..columns).map(|column| max_abs(lanes.iter().copied().skip(column).step_by(columns))).collect()
+}
+
+fn raise_to_magnitudes(lanes: &mut [f64], values: &[f64]) {
+    for (lane, value) in lanes.iter_mut().zip(values) {
+        let magnitude = value.abs();
+        // A comparison rather than `f64::max`, whose NaN rule keeps the loop from vectorising;
+        // a NaN is skipped either way.
+        if magnitude > *lane {
+            *lane = magnitude;
+        }
+    }
+}
+
 /// The mean, accurate for any finite values (it lies between their minimum and maximum).
 pub fn mean(values: ArrayView1<f64>) -> Option<f64> {
     if values.is_empty() {
@@ -115,6 +142,18 @@ fn exponent_of(value: f64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn column_maxima_match_the_plain_maximum_of_each_column() {
+        for (rows, columns) in [(0, 1), (1, 1), (15, 1), (16, 1), (1000, 1), (17, 3), (100, 4), (33, 7)] {
+            let values: Vec<f64> =
+                (0..rows * columns).map(|i| ((i * 7919 % 1013) as f64 - 500.0) * (1.0 + i as f64)).collect();
+            let expected: Vec<f64> =
+                (0..columns).map(|c| max_abs(values.iter().copied().skip(c).step_by(columns))).collect();
+            assert_eq!(column_max_abs(&values, columns), expected, "{rows} rows x {columns}");
+        }
+        assert_eq!(column_max_abs(&[1.0, -1e300, f64::NAN, 2.0], 1), [1e300]);
+    }
 
     #[test]
     fn scales_are_powers_of_two_just_above_the_values() {
