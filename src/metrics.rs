@@ -56,6 +56,7 @@ pub struct Metrics {
     model_version: Gauge,
     model_age: Gauge<f64, AtomicU64>,
     dataset_rows: Gauge,
+    store_up: Gauge,
     in_flight: Gauge,
 }
 
@@ -112,6 +113,12 @@ impl Metrics {
         );
         let dataset_rows = Gauge::default();
         registry.register("dataset_rows", "Rows of the active dataset", dataset_rows.clone());
+        let store_up = Gauge::default();
+        registry.register(
+            "store_up",
+            "1 while the store answers, 0 while this node serves without it (as last found)",
+            store_up.clone(),
+        );
         Self {
             registry,
             requests,
@@ -121,6 +128,7 @@ impl Metrics {
             model_version,
             model_age,
             dataset_rows,
+            store_up,
             in_flight,
         }
     }
@@ -157,6 +165,7 @@ impl Metrics {
         self.model_version.set(i64::try_from(current.model_version.unwrap_or(0)).unwrap_or(i64::MAX));
         self.model_age.set(current.model_age.map_or(0.0, |age| age.as_secs_f64()));
         self.dataset_rows.set(i64::try_from(current.dataset_rows).unwrap_or(i64::MAX));
+        self.store_up.set(i64::from(current.store_up));
         let mut text = String::with_capacity(8 * 1024);
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
@@ -170,6 +179,7 @@ pub struct Snapshot {
     pub model_version: Option<u64>,
     pub model_age: Option<Duration>,
     pub dataset_rows: usize,
+    pub store_up: bool,
 }
 
 /// How a training job ended.
@@ -321,7 +331,9 @@ mod tests {
         let metrics = Metrics::new();
         metrics.record_request(&Method::GET, None, 404, Duration::from_millis(3));
         metrics.record_training(TrainingOutcome::Failed, Solver::LeastSquares, Duration::from_millis(2));
-        let text = metrics.render(Snapshot { model_version: Some(3), model_age: None, dataset_rows: 30 });
+        let snapshot =
+            Snapshot { model_version: Some(3), model_age: None, dataset_rows: 30, store_up: false };
+        let text = metrics.render(snapshot);
         assert!(
             text.contains(r#"regserve_http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
             "{text}"
@@ -339,6 +351,7 @@ mod tests {
         );
         assert!(text.contains("regserve_model_version 3\n"), "{text}");
         assert!(text.contains("regserve_dataset_rows 30\n"), "{text}");
+        assert!(text.contains("regserve_store_up 0\n"), "{text}");
         assert!(text.contains("# TYPE regserve_training_duration_seconds histogram"), "{text}");
     }
 }

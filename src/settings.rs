@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::storage::Location;
+
 pub use crate::training::TrainingPriority;
 
 /// A bearer token. Its `Debug` output hides it, so a logged configuration cannot leak it.
@@ -43,13 +45,74 @@ pub struct Access {
     pub read_token: Option<Token>,
 }
 
+/// What a node does (`--role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Trains and predicts: a single node, or one of several sharing a store.
+    #[default]
+    All,
+    /// The one node that trains, in a cluster; it predicts too.
+    Trainer,
+    /// Predicts only, following the model the trainer activates.
+    Predictor,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "all" => Ok(Self::All),
+            "trainer" => Ok(Self::Trainer),
+            "predictor" => Ok(Self::Predictor),
+            _ => Err(format!("{text:?} is not a role: use all, trainer or predictor")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Trainer => "trainer",
+            Self::Predictor => "predictor",
+        }
+    }
+
+    /// Whether the node trains and changes the state.
+    pub fn trains(self) -> bool {
+        self != Self::Predictor
+    }
+}
+
+/// How a node takes part in a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub role: Role,
+    /// Where a predictor sends the reads only the trainer answers (`http://HOST:PORT`).
+    pub trainer_url: Option<String>,
+    /// Where a predictor keeps the last good model, to serve it after a restart without the store.
+    pub cache_dir: Option<PathBuf>,
+    /// How often a predictor looks at the active-model pointer.
+    pub follow_interval: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            role: Role::All,
+            trainer_url: None,
+            cache_dir: None,
+            follow_interval: Duration::from_millis(200),
+        }
+    }
+}
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub addr: SocketAddr,
-    pub data_dir: PathBuf,
+    /// Where the dataset and the model versions are kept.
+    pub store: Location,
+    pub cluster: ClusterSettings,
     pub limits: Limits,
-    /// Model versions kept on disk.
+    /// Model versions kept in the store.
     pub keep_models: usize,
     /// A second listener that alone serves the state-changing routes.
     pub admin_addr: Option<SocketAddr>,
@@ -129,11 +192,12 @@ impl Default for Limits {
 }
 
 impl Settings {
-    /// A configuration listening on `addr` and keeping its state in `data_dir`, with default limits.
-    pub fn new(addr: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+    /// A configuration listening on `addr` and keeping its state in `store`, with default limits.
+    pub fn new(addr: SocketAddr, store: Location) -> Self {
         Self {
             addr,
-            data_dir: data_dir.into(),
+            store,
+            cluster: ClusterSettings::default(),
             limits: Limits::default(),
             keep_models: 20,
             admin_addr: None,

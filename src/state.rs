@@ -1,18 +1,19 @@
 //! The state every request works on, behind a cheap `Clone` handle.
 //!
-//! Locks here guard only pointer swaps and small bookkeeping: readers clone an `Arc` and let
-//! go, so no lock is ever held across parsing, training, disk I/O or an `.await`.
+//! Locks below it guard only pointer swaps and small bookkeeping: readers clone an `Arc` and
+//! let go, so no lock is ever held across parsing, training, storage I/O or an `.await`.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
-use tempfile::NamedTempFile;
-
-use crate::data::{DataDir, DataError, Dataset};
+use crate::data::Dataset;
+use crate::datasets::Datasets;
 use crate::metrics::{Metrics, Snapshot};
 use crate::model::Model;
-use crate::settings::Limits;
+use crate::registry::Registry;
+use crate::settings::{Limits, Role};
+use crate::storage::Storage;
+use crate::storage::health::StoreHealth;
 use crate::training::{Job, JobError, TrainRequest, Trainer};
-use crate::versions::ModelStore;
 
 /// Shared handle on the service's state; clones share everything.
 #[derive(Clone)]
@@ -22,62 +23,65 @@ pub struct AppState {
 
 struct Inner {
     limits: Limits,
-    store: DataDir,
-    dataset: RwLock<Arc<Dataset>>,
-    models: Arc<ModelStore>,
+    datasets: Datasets,
+    models: Arc<Registry>,
     trainer: Trainer,
     metrics: Arc<Metrics>,
-    /// One upload is parsed at a time.
-    parsing: Arc<tokio::sync::Semaphore>,
+    role: Role,
+    store_health: Arc<StoreHealth>,
 }
 
 impl AppState {
-    pub fn new(limits: Limits, store: DataDir, dataset: Dataset, models: ModelStore) -> Self {
-        let (models, metrics) = (Arc::new(models), Arc::new(Metrics::new()));
+    /// Must be called within the runtime, whose handle the trainer keeps for storing models.
+    pub fn new(limits: Limits, datasets: Datasets, models: Registry) -> Self {
+        Self::for_node(limits, datasets, Arc::new(models), Role::All, Arc::new(StoreHealth::new()))
+    }
+
+    /// The state of a node with `role`, whose background tasks report the store's health to
+    /// `store_health`.
+    pub fn for_node(
+        limits: Limits,
+        datasets: Datasets,
+        models: Arc<Registry>,
+        role: Role,
+        store_health: Arc<StoreHealth>,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::new());
         let trainer = Trainer::new(models.clone(), metrics.clone(), limits.training_priority);
-        Self {
-            inner: Arc::new(Inner {
-                limits,
-                store,
-                dataset: RwLock::new(Arc::new(dataset)),
-                models,
-                trainer,
-                metrics,
-                parsing: Arc::new(tokio::sync::Semaphore::new(1)),
-            }),
-        }
+        Self { inner: Arc::new(Inner { limits, datasets, models, trainer, metrics, role, store_health }) }
+    }
+
+    /// What this node does.
+    pub fn role(&self) -> Role {
+        self.inner.role
+    }
+
+    /// Whether the store answers, as this node last found it.
+    pub fn store_health(&self) -> &StoreHealth {
+        &self.inner.store_health
     }
 
     pub fn limits(&self) -> Limits {
         self.inner.limits
     }
 
-    pub fn store(&self) -> &DataDir {
-        &self.inner.store
+    /// The store the dataset and the models are kept in.
+    pub fn store(&self) -> &Arc<dyn Storage> {
+        self.inner.models.store()
+    }
+
+    /// The active dataset and the way to replace it.
+    pub fn datasets(&self) -> &Datasets {
+        &self.inner.datasets
     }
 
     /// The active dataset.
     pub fn dataset(&self) -> Arc<Dataset> {
-        self.inner.dataset.read().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// Makes a validated upload the active dataset: on disk first, then in memory, under one
-    /// lock so concurrent uploads end with the same dataset in both places. Blocks on disk I/O.
-    pub fn install_dataset(&self, file: NamedTempFile, dataset: Dataset) -> Result<(), DataError> {
-        let mut active = self.inner.dataset.write().unwrap_or_else(PoisonError::into_inner);
-        self.inner.store.install_dataset(file)?;
-        *active = Arc::new(dataset);
-        Ok(())
-    }
-
-    /// Waits for the turn to parse an upload: one is parsed at a time, so that concurrent
-    /// uploads never hold more than one file's numbers in memory besides the active dataset.
-    pub async fn parse_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.inner.parsing.clone().acquire_owned().await.expect("the parsing semaphore is never closed")
+        self.inner.datasets.current()
     }
 
     /// The stored model versions, the active one among them.
-    pub fn models(&self) -> &ModelStore {
+    pub fn models(&self) -> &Registry {
         &self.inner.models
     }
 
@@ -114,6 +118,7 @@ impl AppState {
             model_version: model.as_ref().map(|model| model.version()),
             model_age: model.as_ref().and_then(|model| model.age()),
             dataset_rows: self.dataset().rows(),
+            store_up: self.inner.store_health.unreachable().is_none(),
         })
     }
 }

@@ -50,14 +50,17 @@ proptest! {
 }
 
 /// Sends `body` to `POST /predict` and returns the status and whether the answer was JSON.
-fn predict(state: &AppState, body: Vec<u8>) -> (StatusCode, bool) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+fn predict(runtime: &tokio::runtime::Runtime, state: &AppState, body: Vec<u8>) -> (StatusCode, bool) {
     let request =
         Request::post("/predict").header("content-type", "application/json").body(Body::from(body)).unwrap();
     let response = runtime.block_on(app(state.clone()).oneshot(request)).unwrap();
     let json =
         response.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     (response.status(), json)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
 /// JSON-ish fragments that make the predict request parser work hard.
@@ -87,18 +90,18 @@ proptest! {
     fn predict_answers_any_body_with_json_and_never_a_server_error(
         body in prop_oneof![predict_body(), "[\\x00-\\x7f]{0,64}"],
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let state = trained_state(dir.path(), 5);
-        let (status, json) = predict(&state, body.clone().into_bytes());
+        let runtime = runtime();
+        let state = trained_state(&runtime, 5);
+        let (status, json) = predict(&runtime, &state, body.clone().into_bytes());
         prop_assert!(status == StatusCode::OK || status.is_client_error(), "{body}: {status}");
         prop_assert!(json, "{body}: the answer is not JSON");
     }
 
     #[test]
     fn predict_answers_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let dir = tempfile::tempdir().unwrap();
-        let state = trained_state(dir.path(), 5);
-        let (status, json) = predict(&state, bytes);
+        let runtime = runtime();
+        let state = trained_state(&runtime, 5);
+        let (status, json) = predict(&runtime, &state, bytes);
         prop_assert!(status == StatusCode::OK || status.is_client_error());
         prop_assert!(json);
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio_util::io::ReaderStream;
 
 use super::AppError;
-use crate::data::{DEFAULT_DATASET_CSV, DataError};
+use crate::data::DEFAULT_DATASET_CSV;
 use crate::state::AppState;
 
 /// `GET /v1/dataset`: columns with their types and ranges, rows, SHA-256, default selection.
@@ -53,10 +53,9 @@ pub async fn download(State(state): State<AppState>) -> Result<Response, AppErro
         (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
         (header::CONTENT_DISPOSITION, "attachment; filename=\"dataset.csv\""),
     ];
-    let body = match tokio::fs::File::open(state.store().dataset_path()).await {
-        Ok(file) => Body::from_stream(ReaderStream::new(file)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Body::from(DEFAULT_DATASET_CSV),
-        Err(source) => return Err(DataError::Storage { action: "open the stored dataset", source }.into()),
+    let body = match state.datasets().stored_file().await? {
+        Some(file) => Body::from_stream(ReaderStream::new(tokio::fs::File::from_std(file))),
+        None => Body::from(DEFAULT_DATASET_CSV),
     };
     Ok((headers, body).into_response())
 }

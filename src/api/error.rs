@@ -11,9 +11,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::data::DataError;
+use crate::registry::RegistryError;
+use crate::storage::StoreError;
 use crate::train::TrainError;
 use crate::training::{CancelReason, JobError};
-use crate::versions::VersionError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -25,7 +26,9 @@ pub enum AppError {
     #[error(transparent)]
     JobFailed(Arc<JobError>),
     #[error(transparent)]
-    Version(#[from] VersionError),
+    Version(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("{message}")]
     Status { status: StatusCode, message: String },
     /// The server is at a limit: 503 with `Retry-After`, and not logged as an error (under
@@ -45,6 +48,7 @@ impl AppError {
             Self::Job(error) => job_status(error),
             Self::JobFailed(error) => job_status(error),
             Self::Version(error) => version_status(error),
+            Self::Store(error) => store_status(error),
             Self::Status { status, .. } => *status,
             Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -64,13 +68,23 @@ fn job_status(error: &JobError) -> StatusCode {
     }
 }
 
-fn version_status(error: &VersionError) -> StatusCode {
+fn version_status(error: &RegistryError) -> StatusCode {
     match error {
-        VersionError::NotFound(_) => StatusCode::NOT_FOUND,
-        VersionError::Corrupt { .. } | VersionError::Unreadable(_) | VersionError::Unstorable(_) => {
+        RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+        RegistryError::Conflict { .. } => StatusCode::CONFLICT,
+        RegistryError::Corrupt { .. } | RegistryError::Unreadable(_) | RegistryError::Unstorable(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
-        VersionError::Storage(error) => data_status(error),
+        RegistryError::Store(error) => store_status(error),
+    }
+}
+
+/// A store that refused or did not answer: never a 500, and nothing stored has changed.
+fn store_status(error: &StoreError) -> StatusCode {
+    match error {
+        StoreError::AlreadyExists { .. } | StoreError::Conflict { .. } => StatusCode::CONFLICT,
+        StoreError::Full { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        StoreError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

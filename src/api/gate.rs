@@ -24,7 +24,7 @@ pub struct Gate {
     pub hosts: Hosts,
     pub cors_origins: Vec<String>,
     /// Whether this listener serves the state-changing routes.
-    pub serves_changes: bool,
+    pub changes: Changes,
     pub budget: Budget,
     pub pace: Pace,
     pub max_body: usize,
@@ -39,6 +39,18 @@ struct Slots {
     uploads: (Arc<Semaphore>, usize),
 }
 
+/// Whether a listener serves the state-changing routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changes {
+    Served,
+    /// Only the admin listener serves them (`--admin-addr`).
+    OnlyOnAdminListener,
+    /// This node only predicts (`--role predictor`); the trainer is at `trainer_url`, if known.
+    RefusedByPredictor {
+        trainer_url: Option<String>,
+    },
+}
+
 /// Why a request is not let in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -46,6 +58,8 @@ pub enum Refusal {
     UnknownHost(String),
     /// A state-changing route on the main listener, when an admin listener exists.
     NotOnThisListener,
+    /// A state-changing route on a predictor.
+    OnlyPredicts,
     /// The route needs a token that the request does not carry.
     Unauthorized(&'static str),
     /// A state change from a browser page of another origin.
@@ -75,7 +89,7 @@ impl Gate {
         tokens: Tokens,
         hosts: Hosts,
         cors_origins: Vec<String>,
-        serves_changes: bool,
+        changes: Changes,
         limits: &Limits,
         budget: Budget,
         in_flight: Gauge,
@@ -89,7 +103,7 @@ impl Gate {
             tokens,
             hosts,
             cors_origins,
-            serves_changes,
+            changes,
             budget,
             pace: Pace { idle: limits.body_idle_timeout, min_rate: limits.min_body_rate },
             max_body: limits.max_body_bytes,
@@ -106,8 +120,12 @@ impl Gate {
     pub fn check(&self, class: Option<Class>, headers: &HeaderMap) -> Result<(), Refusal> {
         self.hosts.allows(headers).map_err(Refusal::UnknownHost)?;
         let Some(class) = class else { return Ok(()) };
-        if class.changes_state() && !self.serves_changes {
-            return Err(Refusal::NotOnThisListener);
+        if class.changes_state() {
+            match self.changes {
+                Changes::Served => {}
+                Changes::OnlyOnAdminListener => return Err(Refusal::NotOnThisListener),
+                Changes::RefusedByPredictor { .. } => return Err(Refusal::OnlyPredicts),
+            }
         }
         self.tokens.allows(class.need(), headers).map_err(Refusal::Unauthorized)?;
         if class.changes_state()
@@ -143,6 +161,19 @@ impl Gate {
             Refusal::NotOnThisListener => {
                 let message = format!(
                     "{method} {} is served only on the admin listener (--admin-addr), not on this address",
+                    route.unwrap_or_default()
+                );
+                AppError::new(StatusCode::FORBIDDEN, message).into_response()
+            }
+            Refusal::OnlyPredicts => {
+                let trainer = match &self.changes {
+                    Changes::RefusedByPredictor { trainer_url: Some(url) } => {
+                        format!("send it to the trainer at {url}")
+                    }
+                    _ => "send it to the trainer".to_owned(),
+                };
+                let message = format!(
+                    "{method} {} changes the state, and this node only predicts (--role predictor): {trainer}",
                     route.unwrap_or_default()
                 );
                 AppError::new(StatusCode::FORBIDDEN, message).into_response()

@@ -7,6 +7,7 @@ mod body;
 mod budget;
 mod dataset;
 mod error;
+mod forward;
 mod front;
 mod gate;
 mod health;
@@ -22,6 +23,7 @@ mod upload;
 pub use access::Hosts;
 pub use budget::Budget;
 pub use error::AppError;
+pub use forward::TrainerLink;
 
 use std::time::Duration;
 
@@ -36,7 +38,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::settings::Access;
+use crate::settings::{Access, Role};
 use crate::state::AppState;
 
 /// Which routes a listener serves.
@@ -57,11 +59,13 @@ pub struct HttpOptions {
     pub cors_origins: Vec<String>,
     /// The host names the listeners answer to.
     pub hosts: Hosts,
+    /// On a predictor, the trainer to pass its reads to.
+    pub trainer: Option<TrainerLink>,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        Self { access: Access::default(), cors_origins: Vec::new(), hosts: Hosts::any() }
+        Self { access: Access::default(), cors_origins: Vec::new(), hosts: Hosts::any(), trainer: None }
     }
 }
 
@@ -70,6 +74,7 @@ impl Default for HttpOptions {
 pub struct ApiState {
     pub app: AppState,
     pub budget: Budget,
+    pub trainer: Option<TrainerLink>,
 }
 
 impl FromRef<ApiState> for AppState {
@@ -94,13 +99,21 @@ pub fn app(state: AppState) -> Router {
 /// `options`, and `budget` (shared by the listeners) for the memory of requests in flight.
 pub fn router(state: AppState, options: &HttpOptions, listener: Listener, budget: Budget) -> Router {
     let limits = state.limits();
-    let (routes, classes) = routes::routes(limits.request_timeout);
+    let predicts_only = state.role() == Role::Predictor;
+    let (routes, classes) = routes::routes(limits.request_timeout, predicts_only);
+    let changes = match (predicts_only, listener) {
+        (true, _) => gate::Changes::RefusedByPredictor {
+            trainer_url: options.trainer.as_ref().map(|trainer| trainer.url().to_owned()),
+        },
+        (false, Listener::Full) => gate::Changes::Served,
+        (false, Listener::Public) => gate::Changes::OnlyOnAdminListener,
+    };
     let gate = gate::Gate::new(
         classes,
         access::Tokens::new(&options.access),
         options.hosts.clone(),
         options.cors_origins.clone(),
-        listener == Listener::Full,
+        changes,
         &limits,
         budget.clone(),
         state.metrics().in_flight().clone(),
@@ -139,7 +152,7 @@ pub fn router(state: AppState, options: &HttpOptions, listener: Listener, budget
         Some(cors) => router.layer(cors),
         None => router,
     }
-    .with_state(ApiState { app: state, budget })
+    .with_state(ApiState { app: state, budget, trainer: options.trainer.clone() })
 }
 
 /// JSON body extractor whose rejections use the service's error shape.

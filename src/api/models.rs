@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use super::budget::{Budget, large_json};
 use super::{AppError, AppPath};
 use crate::model::{HistoryDetail, Model};
+use crate::registry::VersionListing;
 use crate::state::AppState;
-use crate::versions::VersionListing;
 
 /// `?history=sampled|full|none` of the routes that show a loss history.
 #[derive(Debug, Default, Deserialize)]
@@ -73,9 +73,7 @@ pub async fn get(
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let Query(query) = query?;
-    let model = tokio::task::spawn_blocking(move || state.models().get(version))
-        .await
-        .map_err(super::join_error)??;
+    let model = state.models().get(version).await?;
     model_answer(&budget, Arc::new(model), query.history).await
 }
 
@@ -87,9 +85,7 @@ pub async fn activate(
     State(budget): State<Budget>,
     AppPath(version): AppPath<u64>,
 ) -> Result<Response, AppError> {
-    let model = tokio::task::spawn_blocking(move || state.models().activate(version))
-        .await
-        .map_err(super::join_error)??;
+    let model = state.models().activate(version).await?;
     tracing::info!(version, "model activated");
     model_answer(&budget, model, HistoryDetail::Sampled).await
 }

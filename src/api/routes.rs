@@ -100,9 +100,11 @@ impl Classes {
     }
 }
 
-/// The routes of the service and their classes.
-pub fn routes(request_timeout: Duration) -> (Router<ApiState>, Arc<Classes>) {
-    let mut table = Table { router: Router::new(), classes: Classes::default(), request_timeout };
+/// The routes of the service and their classes. On a predictor (`predicts_only`) the reads only
+/// the trainer answers are passed on to it.
+pub fn routes(request_timeout: Duration, predicts_only: bool) -> (Router<ApiState>, Arc<Classes>) {
+    let mut table =
+        Table { router: Router::new(), classes: Classes::default(), request_timeout, predicts_only };
     table.add(Class::Page, Method::GET, "/", get(page::index));
     table.add(Class::Page, Method::GET, "/static/{file}", get(page::asset));
     table.add(Class::Probe, Method::GET, "/healthz", get(health::healthz));
@@ -115,13 +117,13 @@ pub fn routes(request_timeout: Duration) -> (Router<ApiState>, Arc<Classes>) {
     table.add(Class::Read, Method::GET, "/v1/models", get(models::list));
     table.add(Class::Read, Method::GET, "/v1/models/{version}", get(models::get));
     table.add(Class::Change, Method::POST, "/v1/models/{version}/activate", post(models::activate));
-    table.add(Class::Read, Method::GET, "/v1/jobs", get(jobs::list));
-    table.add(Class::Read, Method::GET, "/v1/jobs/{id}", get(jobs::get));
+    table.add_trainers(Class::Read, "/v1/jobs", get(jobs::list));
+    table.add_trainers(Class::Read, "/v1/jobs/{id}", get(jobs::get));
     table.add(Class::Change, Method::DELETE, "/v1/jobs/{id}", delete(jobs::cancel));
-    table.add(Class::Stream, Method::GET, "/v1/jobs/{id}/events", get(jobs::events));
-    table.add(Class::Read, Method::GET, "/v1/dataset", get(dataset::summary));
-    table.add(Class::Stream, Method::GET, "/v1/dataset.csv", get(dataset::download));
-    table.add(Class::Read, Method::GET, "/v1/dataset/rows", get(dataset::rows));
+    table.add_trainers(Class::Stream, "/v1/jobs/{id}/events", get(jobs::events));
+    table.add_trainers(Class::Read, "/v1/dataset", get(dataset::summary));
+    table.add_trainers(Class::Stream, "/v1/dataset.csv", get(dataset::download));
+    table.add_trainers(Class::Read, "/v1/dataset/rows", get(dataset::rows));
     table.add(Class::Train, Method::POST, "/train", post(train::train));
     let upload = post(upload::upload.layer(DefaultBodyLimit::disable()));
     table.add(Class::Upload, Method::POST, "/upload", upload);
@@ -133,9 +135,19 @@ struct Table {
     router: Router<ApiState>,
     classes: Classes,
     request_timeout: Duration,
+    predicts_only: bool,
 }
 
 impl Table {
+    /// A `GET` route of the trainer's: served here, or passed on to the trainer by a predictor.
+    fn add_trainers(&mut self, class: Class, path: &'static str, route: MethodRouter<ApiState>) {
+        let route = match self.predicts_only {
+            true => get(super::forward::to_trainer),
+            false => route,
+        };
+        self.add(class, Method::GET, path, route);
+    }
+
     fn add(&mut self, class: Class, method: Method, path: &'static str, route: MethodRouter<ApiState>) {
         self.classes.by_route.entry(path).or_default().push((method, class));
         let route = match class.timed() {
@@ -156,7 +168,7 @@ mod tests {
 
     #[test]
     fn routes_are_classed_by_method_and_template() {
-        let (_, classes) = routes(Duration::from_secs(1));
+        let (_, classes) = routes(Duration::from_secs(1), false);
         let class = |method: Method, route: &str| classes.of(&method, Some(route));
         assert_eq!(class(Method::POST, "/upload"), Some(Class::Upload));
         assert_eq!(class(Method::POST, "/train"), Some(Class::Train));

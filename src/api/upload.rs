@@ -1,6 +1,6 @@
-//! `POST /upload`: multipart field `file` holding a CSV. The file is streamed to a temporary
-//! file in the data directory, validated there, and only then installed as the active dataset,
-//! so a bad or interrupted upload never touches the previous one.
+//! `POST /upload`: multipart field `file` holding a CSV. The file is streamed to a staging file
+//! of the store, validated there, and only then installed as the active dataset, so a bad or
+//! interrupted upload never touches the previous one.
 
 use axum::extract::multipart::Field;
 use axum::extract::{Multipart, State};
@@ -56,11 +56,12 @@ async fn receive_upload(
     Err(AppError::new(StatusCode::BAD_REQUEST, "the multipart form has no field named `file`"))
 }
 
-/// Streams the field to disk, then parses, validates and installs it off the async workers.
+/// Streams the field to disk, then parses and validates it off the async workers, and installs
+/// it.
 async fn receive_dataset(state: &AppState, mut field: Field<'_>, limit: u64) -> Result<(), AppError> {
-    let temp = state.store().temp_file()?;
+    let temp = state.datasets().staging_file()?;
     let mut file =
-        tokio::fs::File::from_std(temp.reopen().map_err(DataError::storage("open the temporary file"))?);
+        tokio::fs::File::from_std(temp.reopen().map_err(DataError::storage("open the staging file"))?);
     let mut received: u64 = 0;
     // A client that sends too slowly is cut off by the paced body under the field.
     while let Some(chunk) = field.chunk().await? {
@@ -76,18 +77,12 @@ async fn receive_dataset(state: &AppState, mut field: Field<'_>, limit: u64) -> 
 
     // One upload is parsed at a time (parsing uses every core, and holds the numbers of the
     // file in memory); the others wait here, their files on disk.
-    let turn = state.parse_turn().await;
-    let state = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let _turn = turn;
-        let reader = temp.reopen().map_err(DataError::storage("read the upload"))?;
-        let dataset = parse_csv(reader)?;
-        tracing::info!(rows = dataset.rows(), columns = ?dataset.column_names(), "dataset accepted");
-        state.install_dataset(temp, dataset)
-    })
-    .await
-    .map_err(super::join_error)??;
-    Ok(())
+    let _turn = state.datasets().parse_turn().await;
+    let reader = temp.reopen().map_err(DataError::storage("read the upload"))?;
+    let dataset =
+        tokio::task::spawn_blocking(move || parse_csv(reader)).await.map_err(super::join_error)??;
+    tracing::info!(rows = dataset.rows(), columns = ?dataset.column_names(), "dataset accepted");
+    Ok(state.datasets().install(temp, dataset).await?)
 }
 
 fn too_large(limit: u64) -> AppError {

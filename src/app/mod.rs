@@ -1,9 +1,10 @@
-//! The composition root: [`Application::build`] opens the data directory, loads the dataset and
-//! the models, binds the listeners (keeping the real ports when asked for port 0) and builds the
+//! The composition root: [`Application::build`] opens the store, loads the dataset and the
+//! models, binds the listeners (keeping the real ports when asked for port 0) and builds the
 //! services; [`Application::run_until_stopped`] serves until told to stop, then stops within the
 //! shutdown timeout: every background task ([`tasks`]) signalled and waited for, connections
 //! drained or dropped, the training thread joined.
 
+pub mod follow;
 pub mod tasks;
 
 use std::future::Future;
@@ -11,15 +12,20 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
+use std::sync::Arc;
+
+use self::follow::Follower;
 use self::tasks::Tasks;
 
-use crate::api::{Budget, Hosts, HttpOptions, Listener, router};
-use crate::data::{DataDir, DataError, default_dataset};
+use crate::api::{Budget, Hosts, HttpOptions, Listener, TrainerLink, router};
+use crate::datasets::{DatasetError, Datasets};
+use crate::registry::{ModelCache, Registry, RegistryError};
 use crate::server::{self, connection_limit_for, raise_open_file_limit};
-use crate::settings::Settings;
+use crate::settings::{Role, Settings};
 use crate::state::AppState;
+use crate::storage::health::StoreHealth;
+use crate::storage::{Storage, StoreError};
 use crate::training::CancelReason;
-use crate::versions::{ModelStore, VersionError};
 
 /// How much longer than the shutdown timeout the tasks get to end, beyond the listeners' own
 /// deadline for their connections.
@@ -27,12 +33,16 @@ const TASK_STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(50
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot use data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
-    #[error("the stored dataset {path} cannot be loaded: {source}")]
-    Dataset { path: String, source: DataError },
+    #[error("cannot use the store {location}: {source}")]
+    Store { location: String, source: StoreError },
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
     #[error("the stored models cannot be loaded: {0}")]
-    Models(#[from] VersionError),
+    Models(#[from] RegistryError),
+    #[error("cannot use the cache directory: {0}")]
+    Cache(StoreError),
+    #[error("{0}")]
+    TrainerUrl(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -45,25 +55,33 @@ pub struct Application {
     options: HttpOptions,
     connections: server::Settings,
     state: AppState,
+    /// A predictor's follower of the active model, started with the server.
+    follower: Option<Follower>,
 }
 
 impl Application {
     pub async fn build(config: Settings) -> Result<Self, StartupError> {
-        let path = config.data_dir.display().to_string();
-        let store = DataDir::open(&config.data_dir)
-            .map_err(|source| StartupError::DataDir { path: path.clone(), source })?;
-        let dataset = match store.load_dataset() {
-            Ok(Some(dataset)) => dataset,
-            Ok(None) => default_dataset(),
-            Err(source) => {
-                return Err(StartupError::Dataset {
-                    path: store.dataset_path().display().to_string(),
-                    source,
-                });
-            }
+        let location = config.store.to_string();
+        let store = config.store.open().map_err(|source| StartupError::Store { location, source })?;
+        Self::build_on(config, store).await
+    }
+
+    /// As [`Application::build`], on a store already opened (so that the servers of one test
+    /// process can share a store in memory).
+    pub async fn build_on(config: Settings, store: Arc<dyn Storage>) -> Result<Self, StartupError> {
+        let role = config.cluster.role;
+        let datasets = match role.trains() {
+            true => Datasets::open(store.clone()).await?,
+            false => Datasets::builtin(store.clone()),
         };
-        tracing::info!(data_dir = %path, rows = dataset.rows(), columns = ?dataset.column_names(), "dataset loaded");
-        let models = ModelStore::open(store.clone(), config.keep_models)?;
+        let dataset = datasets.current();
+        tracing::info!(store = store.name(), role = role.as_str(), rows = dataset.rows(), columns = ?dataset.column_names(), "dataset loaded");
+        let health = Arc::new(StoreHealth::new());
+        let cache = match (&config.cluster.cache_dir, role) {
+            (Some(dir), Role::Predictor) => Some(ModelCache::open(dir).map_err(StartupError::Cache)?),
+            _ => None,
+        };
+        let models = Arc::new(open_models(&config, store, &health, cache.as_ref()).await?);
         if let Some(model) = models.active() {
             tracing::info!(version = model.version(), features = ?model.features(), "model loaded");
         }
@@ -80,13 +98,25 @@ impl Application {
             .collect();
         let hosts = Hosts::new(&bound, &config.allowed_hosts);
         let connections = connection_settings(&config);
-        let options = HttpOptions { access: config.access, cors_origins: config.cors_origins, hosts };
+        let trainer = match (&config.cluster.trainer_url, role) {
+            (Some(url), Role::Predictor) => Some(TrainerLink::new(url).map_err(StartupError::TrainerUrl)?),
+            _ => None,
+        };
+        let options =
+            HttpOptions { access: config.access, cors_origins: config.cors_origins, hosts, trainer };
+        let follower = (role == Role::Predictor).then(|| Follower {
+            registry: models.clone(),
+            health: health.clone(),
+            cache,
+            interval: config.cluster.follow_interval,
+        });
         Ok(Self {
             listener,
             admin_listener,
             options,
             connections,
-            state: AppState::new(config.limits, store, dataset, models),
+            state: AppState::for_node(config.limits, datasets, models, role, health),
+            follower,
         })
     }
 
@@ -120,6 +150,9 @@ impl Application {
         }
         tracing::debug!(max_connections = self.connections.max_connections, "connection limit");
         let tasks = Tasks::new();
+        if let Some(follower) = self.follower {
+            tasks.spawn("model follower", follower.run(tasks.stop_signal()));
+        }
         let budget = Budget::new(self.state.limits().max_buffered_bytes);
         let main_listener = if admin_addr.is_some() { Listener::Public } else { Listener::Full };
         let listeners =
@@ -144,6 +177,36 @@ impl Application {
             );
         }
         Ok(())
+    }
+}
+
+/// The stored versions and the active one. A predictor that cannot read the store starts
+/// anyway, serving the model it cached (or nothing, not ready, if it has none) until the store
+/// answers; every other node needs the store to start.
+async fn open_models(
+    config: &Settings,
+    store: Arc<dyn Storage>,
+    health: &StoreHealth,
+    cache: Option<&ModelCache>,
+) -> Result<Registry, StartupError> {
+    match Registry::open(store.clone(), config.keep_models).await {
+        Ok(registry) => {
+            if let (Some(cache), Some(model)) = (cache, registry.active()) {
+                cache.save(&model).await;
+            }
+            Ok(registry)
+        }
+        Err(RegistryError::Store(error)) if config.cluster.role == Role::Predictor => {
+            let cached = match cache {
+                Some(cache) => cache.load().await,
+                None => None,
+            };
+            let version = cached.as_ref().map(|model| model.version());
+            tracing::warn!(%error, cached = ?version, "the store cannot be read at start; serving the cached model until it answers");
+            health.failed(error.to_string());
+            Ok(Registry::unread(store, config.keep_models, cached))
+        }
+        Err(error) => Err(error.into()),
     }
 }
 

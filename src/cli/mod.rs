@@ -48,7 +48,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API (what `regserve` does without a subcommand).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Train a model on a CSV file offline, with the server's training code, and print it.
     Train(TrainArgs),
     /// Predict from a saved model file, without a server.
@@ -58,7 +58,7 @@ pub enum Command {
 impl Cli {
     /// The command to run: serving with the top-level flags when no subcommand was given.
     pub fn into_command(self) -> Command {
-        self.command.unwrap_or(Command::Serve(self.serve))
+        self.command.unwrap_or(Command::Serve(Box::new(self.serve)))
     }
 }
 
@@ -122,7 +122,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::settings::{Settings, TrainingPriority};
+    use crate::settings::{Location, Settings, TrainingPriority};
 
     #[test]
     fn training_priority_defaults_to_adaptive() {
@@ -213,7 +213,16 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(["regserve"].iter().chain(bad)).is_err(), "{bad:?}");
         }
-        assert!(config.data_dir.ends_with("regserve") || config.data_dir.ends_with("regserve-data"));
+        let Location::Local(data_dir) = &config.store else { panic!("the default store is a directory") };
+        assert!(data_dir.ends_with("regserve") || data_dir.ends_with("regserve-data"));
+        let stored = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["regserve"].iter().chain(args)).map_err(|e| e.kind())?;
+            Ok::<_, clap::error::ErrorKind>(Settings::from(cli.serve).store)
+        };
+        assert_eq!(stored(&["--store", "memory://"]), Ok(Location::Memory));
+        assert_eq!(stored(&["--data-dir", "/srv/d"]), Ok(Location::Local("/srv/d".into())));
+        assert!(stored(&["--store", "/a", "--data-dir", "/b"]).is_err());
+        assert!(stored(&["--store", "ftp://x"]).is_err());
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::settings::{
-    Access, ConnectionLimits, Limits, Settings, Token, TrainingPriority, default_data_dir, parse_host_name,
-    parse_origin,
+    Access, ClusterSettings, ConnectionLimits, Limits, Location, Role, Settings, Token, TrainingPriority,
+    default_data_dir, parse_host_name, parse_origin,
 };
 use crate::units::{parse_bytes, parse_duration};
 
@@ -19,10 +19,32 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "REGSERVE_ADDR", default_value = "127.0.0.1:5000")]
     pub addr: SocketAddr,
-    /// Directory for the uploaded dataset and the trained model versions
+    /// Where to keep the uploaded dataset and the trained model versions: a directory (or
+    /// file://DIR), s3://BUCKET[/PREFIX] on an S3-compatible object store (endpoint, region and
+    /// credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_ALLOW_HTTP), or memory:// (nothing outlives the process)
     /// [default: $XDG_DATA_HOME/regserve, else ~/.local/share/regserve, else ./regserve-data].
+    #[arg(long, env = "REGSERVE_STORE", value_parser = Location::parse, conflicts_with = "data_dir")]
+    pub store: Option<Location>,
+    /// A directory to keep the state in: the same as --store DIR.
     #[arg(long, env = "REGSERVE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// What this node does: `all` (train and predict, on its own or beside others on one
+    /// store), `trainer` (the one node of a cluster that trains), or `predictor` (predicts only,
+    /// following the model the trainer activates; state changes are refused with 403).
+    #[arg(long, env = "REGSERVE_ROLE", default_value = "all", value_parser = Role::parse)]
+    pub role: Role,
+    /// On a predictor: the trainer's address (http://HOST:PORT), named in its refusals and used
+    /// to pass on the reads only the trainer answers (jobs, the dataset).
+    #[arg(long, env = "REGSERVE_TRAINER_URL")]
+    pub trainer_url: Option<String>,
+    /// On a predictor: a directory to keep the last good model in, so that a restart while the
+    /// store cannot be reached still serves it.
+    #[arg(long, env = "REGSERVE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// On a predictor: how often to look at the active-model pointer (one conditional read).
+    #[arg(long, env = "REGSERVE_FOLLOW_INTERVAL", default_value = "200ms", value_parser = parse_duration)]
+    pub follow_interval: Duration,
     /// Largest CSV file accepted by /upload, in bytes or with a K/M/G (binary) suffix.
     #[arg(long, env = "REGSERVE_MAX_UPLOAD", default_value = "1536M", value_parser = parse_bytes)]
     pub max_upload: u64,
@@ -125,7 +147,10 @@ impl From<ServeArgs> for Settings {
     fn from(args: ServeArgs) -> Self {
         Self {
             addr: args.addr,
-            data_dir: args.data_dir.unwrap_or_else(default_data_dir),
+            store: args
+                .store
+                .or(args.data_dir.map(Location::Local))
+                .unwrap_or_else(|| Location::Local(default_data_dir())),
             keep_models: usize::try_from(args.keep_models).unwrap_or(usize::MAX),
             limits: Limits {
                 max_upload_bytes: args.max_upload,
@@ -138,6 +163,12 @@ impl From<ServeArgs> for Settings {
                 max_streams: args.max_streams as usize,
                 max_uploads: args.max_uploads as usize,
                 max_buffered_bytes: args.max_buffered,
+            },
+            cluster: ClusterSettings {
+                role: args.role,
+                trainer_url: args.trainer_url,
+                cache_dir: args.cache_dir,
+                follow_interval: args.follow_interval.max(Duration::from_millis(10)),
             },
             admin_addr: args.admin_addr,
             access: Access { admin_token: args.admin_token, read_token: args.read_token },

@@ -1,15 +1,13 @@
-//! Datasets: parsing and validating CSV files, choosing the feature and target columns, and
-//! keeping the active dataset on disk so that no failed upload can damage it.
+//! Datasets: parsing and validating CSV files, and choosing the feature and target columns.
+//! Where the active one is kept is [`crate::datasets`].
 
 mod csv;
 mod dataset;
-mod store;
 
 pub use self::csv::{MAX_COLUMNS, MAX_NAME_BYTES, MAX_ROW_BYTES, MAX_VALUE_BYTES, parse_csv};
 pub use dataset::{
     BadValue, Column, ColumnStats, ColumnSummary, Dataset, DatasetSummary, RowSample, Selection,
 };
-pub use store::DataDir;
 
 /// The dataset served before anything is uploaded: ISLR's Income1, as the original used.
 pub const DEFAULT_DATASET_CSV: &[u8] = include_bytes!("../../dataset/Income1.csv");

@@ -51,35 +51,41 @@ impl LocalStore {
     /// Opens the store on `root`, creating the directory if missing, and removes the staging
     /// files left by a process that crashed.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        let root = root.into();
-        let dir = Dir {
-            staging: root.join(STAGING),
-            lock: root.join(LOCK),
-            name: root.display().to_string(),
-            root,
-        };
+        let dir = Dir::new(root.into());
         fs::create_dir_all(&dir.staging).map_err(|e| dir.io_error("create", STAGING, e))?;
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&dir.lock)
-            .map_err(|e| dir.io_error("create", LOCK, e))?;
+        // Left alone when it exists, so that a store on a read-only disk still opens for reading.
+        if !dir.lock.exists() {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&dir.lock)
+                .map_err(|e| dir.io_error("create", LOCK, e))?;
+        }
         dir.remove_leftovers();
         Ok(Self { dir: Arc::new(dir) })
     }
 
-    /// The names of the files now in the staging directory (for tests: after every operation
-    /// has returned, there should be none).
-    pub fn staging_leftovers(&self) -> Vec<String> {
-        let mut names: Vec<String> = match fs::read_dir(&self.dir.staging) {
-            Ok(entries) => {
-                entries.flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect()
-            }
+    /// The store on `root` as it is, for looking at: nothing is created or removed.
+    pub fn inspect(root: impl Into<PathBuf>) -> Self {
+        Self { dir: Arc::new(Dir::new(root.into())) }
+    }
+
+    /// The names and sizes of the files now in the staging directory (for tests: after every
+    /// operation has returned, there should be none).
+    pub fn staging_leftovers(&self) -> Vec<(String, u64)> {
+        let mut files: Vec<(String, u64)> = match fs::read_dir(&self.dir.staging) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|entry| {
+                    let size = entry.metadata().map_or(0, |meta| meta.len());
+                    (entry.file_name().to_string_lossy().into_owned(), size)
+                })
+                .collect(),
             Err(_) => Vec::new(),
         };
-        names.sort();
-        names
+        files.sort();
+        files
     }
 
     /// Runs `work` on a blocking thread.
@@ -141,6 +147,10 @@ impl Storage for LocalStore {
 }
 
 impl Dir {
+    fn new(root: PathBuf) -> Self {
+        Self { staging: root.join(STAGING), lock: root.join(LOCK), name: root.display().to_string(), root }
+    }
+
     fn get(&self, key: &Key, unless: Option<&Tag>) -> Result<Fetched, StoreError> {
         let path = self.path("read", key)?;
         let Some(bytes) = read_object(&path).map_err(|e| self.io_error("read", key.as_str(), e))? else {
@@ -430,7 +440,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path().join("store")).unwrap();
         conformance::check(&store).await;
-        assert_eq!(store.staging_leftovers(), Vec::<String>::new(), "every put cleans up its staging file");
+        assert_eq!(store.staging_leftovers(), [], "every put cleans up its staging file");
     }
 
     #[test]
@@ -439,7 +449,7 @@ mod tests {
         LocalStore::open(dir.path()).unwrap();
         fs::write(dir.path().join(STAGING).join("put-crashed"), b"half a model").unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
-        assert_eq!(store.staging_leftovers(), Vec::<String>::new());
+        assert_eq!(store.staging_leftovers(), []);
     }
 
     #[test]
@@ -449,7 +459,7 @@ mod tests {
         let in_use = first.staging_file().unwrap();
         let second = LocalStore::open(dir.path()).unwrap();
         let name = in_use.path().file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(second.staging_leftovers(), vec![name]);
+        assert_eq!(second.staging_leftovers(), [(name, 0)]);
     }
 
     /// Two stores on one directory stand for two processes: each operation opens the lock file

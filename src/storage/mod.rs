@@ -11,13 +11,16 @@
 //! Nothing above this module knows a file path or a bucket.
 
 pub mod conformance;
+pub mod health;
 pub mod local;
 pub mod memory;
 #[cfg(feature = "s3")]
 pub mod object;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -160,4 +163,81 @@ pub trait Storage: Send + Sync + 'static {
     /// The objects whose keys start with `prefix/`, ordered by key. A listing is the one
     /// expensive read of an object store: nothing that runs often should need one.
     fn list<'a>(&'a self, prefix: &'a Key) -> Io<'a, Vec<Listed>>;
+}
+
+/// Which store to use (`--store`): `PATH` or `file://PATH` for a local directory,
+/// `s3://BUCKET[/PREFIX]` for an S3-compatible object store (configured by the standard `AWS_*`
+/// variables), `memory://` for one that lives only as long as the process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3(String),
+    Memory,
+}
+
+impl Location {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text == "memory://" {
+            return Ok(Self::Memory);
+        }
+        if text.starts_with("s3://") {
+            return match cfg!(feature = "s3") {
+                true => Ok(Self::S3(text.to_owned())),
+                false => Err(format!(
+                    "{text}: this build has no S3 support (it was built without the `s3` feature)"
+                )),
+            };
+        }
+        let path = text.strip_prefix("file://").unwrap_or(text);
+        let other_scheme = text.contains("://") && !text.starts_with("file://");
+        match path.is_empty() || other_scheme {
+            true => Err(format!(
+                "{text:?} is not a store: use a directory (or file://DIR), s3://BUCKET[/PREFIX] or memory://"
+            )),
+            false => Ok(Self::Local(PathBuf::from(path))),
+        }
+    }
+
+    /// Opens the store: creates a local directory if missing (and clears a crash's staging
+    /// files); an object store is only configured here, and first asked by the first request.
+    pub fn open(&self) -> Result<Arc<dyn Storage>, StoreError> {
+        Ok(match self {
+            Self::Local(root) => Arc::new(local::LocalStore::open(root)?),
+            #[cfg(feature = "s3")]
+            Self::S3(url) => Arc::new(object::S3Store::from_url(url)?),
+            #[cfg(not(feature = "s3"))]
+            Self::S3(url) => {
+                unreachable!("{url}: an S3 location is refused when parsed in a build without S3")
+            }
+            Self::Memory => Arc::new(memory::MemoryStore::new()),
+        })
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(root) => write!(f, "{}", root.display()),
+            Self::S3(url) => f.write_str(url),
+            Self::Memory => f.write_str("memory://"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse_from_paths_and_urls() {
+        assert_eq!(Location::parse("/var/lib/regserve"), Ok(Location::Local("/var/lib/regserve".into())));
+        assert_eq!(Location::parse("file:///srv/data"), Ok(Location::Local("/srv/data".into())));
+        assert_eq!(Location::parse("memory://"), Ok(Location::Memory));
+        #[cfg(feature = "s3")]
+        assert_eq!(Location::parse("s3://bucket/prefix"), Ok(Location::S3("s3://bucket/prefix".into())));
+        for bad in ["", "http://example.com/bucket", "file://"] {
+            let error = Location::parse(bad).unwrap_err();
+            assert!(error.contains("is not a store"), "{bad}: {error}");
+        }
+    }
 }

@@ -21,8 +21,8 @@ use self::pace::Pacer;
 use crate::data::{DataError, Dataset, Selection};
 use crate::metrics::{Metrics, TrainingOutcome};
 use crate::model::{Model, TrainSpec, now_rfc3339};
+use crate::registry::{Registry, RegistryError};
 use crate::train::{FitSettings, Observer, TrainError};
-use crate::versions::{ModelStore, VersionError};
 
 /// Finished jobs kept for `GET /v1/jobs`.
 const RECENT_JOBS: usize = 50;
@@ -55,7 +55,7 @@ pub enum JobError {
     #[error("training job {job} was cancelled {by}")]
     Cancelled { job: u64, by: CancelReason },
     #[error("the trained model could not be stored: {0}")]
-    Store(#[from] VersionError),
+    Store(#[from] RegistryError),
     #[error("training job {job} failed unexpectedly: {message}")]
     Crashed { job: u64, message: String },
 }
@@ -67,7 +67,9 @@ pub struct Trainer {
 }
 
 struct Inner {
-    models: Arc<ModelStore>,
+    models: Arc<Registry>,
+    /// The runtime the store's operations run on, entered by the job's thread to store a model.
+    runtime: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
     priority: TrainingPriority,
     jobs: Mutex<JobRegistry>,
@@ -94,12 +96,13 @@ struct Work {
 
 impl Trainer {
     /// A trainer that stores its models in `models`; job ids continue after the highest one a
-    /// stored model names.
-    pub fn new(models: Arc<ModelStore>, metrics: Arc<Metrics>, priority: TrainingPriority) -> Self {
+    /// stored model names. Must be called within the tokio runtime.
+    pub fn new(models: Arc<Registry>, metrics: Arc<Metrics>, priority: TrainingPriority) -> Self {
         let jobs = JobRegistry { last_id: models.last_job(), ..JobRegistry::default() };
         Self {
             inner: Arc::new(Inner {
                 models,
+                runtime: tokio::runtime::Handle::current(),
                 metrics,
                 priority,
                 jobs: Mutex::new(jobs),
@@ -259,7 +262,8 @@ impl Work {
             Err(error) => return Err(error.into()),
         };
         self.job.begin_storing().map_err(cancelled)?;
-        Ok(self.trainer.inner.models.commit(model)?)
+        let inner = &self.trainer.inner;
+        Ok(inner.runtime.block_on(inner.models.commit(model))?)
     }
 }
 

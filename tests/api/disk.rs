@@ -1,5 +1,6 @@
-//! The disk under the data directory, with the real binary: a full disk, a read-only or a
-//! vanished data directory give clear JSON errors while the current model keeps being served.
+//! The disk under a local store, with the real binary: a full disk, a read-only or a vanished
+//! data directory give clear JSON errors while the current model keeps being served. (Local
+//! stores only: these are faults of a file system.)
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,9 +9,10 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::faults::{assert_no_temp_files, model_files, server_error, start_slow_upload, wait_for_temp_file};
+use crate::faults::{server_error, start_slow_upload};
 use crate::helpers::linear_csv;
 use crate::process::Server;
+use crate::stores::{assert_no_staging_files, model_objects, stored_dataset, wait_for_staging_file};
 
 /// A tmpfs mounted on a fresh directory for the length of a test, unmounted on drop (also when
 /// the test fails).
@@ -22,6 +24,10 @@ impl Tmpfs {
     /// Mounts a tmpfs of `size` (e.g. `1m`), or says why it cannot and returns `None`; under CI
     /// (the `CI` variable set) not being able to is a failure.
     fn mount(size: &str) -> Option<Self> {
+        if !crate::stores::is_local() {
+            eprintln!("skipped: a file-system fault, and the tests run on an object store");
+            return None;
+        }
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return unavailable("mounting a small file system needs root");
@@ -106,9 +112,9 @@ async fn a_full_disk_is_a_clear_error_and_the_current_model_keeps_being_served()
     assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{message}");
     assert!(message.contains("No space left on device"), "{message}");
     assert_eq!(server.json("/v1/dataset").await, dataset, "the old dataset is still served");
-    assert_eq!(std::fs::read_to_string(dir.join("dataset.csv")).unwrap(), small);
+    assert_eq!(stored_dataset(&dir).await.unwrap(), small);
     assert_eq!(server.predict_ok(json!([1.0, 2.0])).await, probe);
-    assert_no_temp_files(&dir);
+    assert_no_staging_files(&dir);
 
     disk.fill("filler");
     let id = server.start_training(json!({ "epochs": 3, "seed": 2 })).await;
@@ -131,8 +137,8 @@ async fn a_full_disk_is_a_clear_error_and_the_current_model_keeps_being_served()
     assert_eq!(server.predict_ok(json!([1.0, 2.0])).await, probe);
     assert_eq!(server.flag().await, 1);
     assert_eq!(server.json("/readyz").await["model_version"], 1, "still ready: it serves predictions");
-    assert_no_temp_files(&dir);
-    assert_eq!(model_files(&dir), ["active", "v000001.json"]);
+    assert_no_staging_files(&dir);
+    assert_eq!(model_objects(&dir).await, ["active", "v000001.json"]);
 
     // Room again: the server carries on without a restart.
     std::fs::remove_file(disk.path().join("filler")).unwrap();
@@ -140,7 +146,7 @@ async fn a_full_disk_is_a_clear_error_and_the_current_model_keeps_being_served()
     assert_eq!(second["version"], 2);
     assert_eq!(server.json("/v1/model").await, second);
     server.upload_ok(linear_csv(120)).await;
-    assert_no_temp_files(&dir);
+    assert_no_staging_files(&dir);
 
     // A restart on the full disk serves what is stored.
     disk.fill("filler");
@@ -152,12 +158,15 @@ async fn a_full_disk_is_a_clear_error_and_the_current_model_keeps_being_served()
     let response = server.post("/train?wait=true", &json!({ "solver": "least-squares" })).await;
     assert_eq!(server_error(response).await.0, StatusCode::INSUFFICIENT_STORAGE);
     assert_eq!(server.json("/v1/model").await, second);
-    assert_no_temp_files(&dir);
+    assert_no_staging_files(&dir);
     drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_data_directory_is_a_clear_error_and_the_current_model_keeps_being_served() {
+    if !crate::stores::is_local() {
+        return eprintln!("skipped: a file-system fault, and the tests run on an object store");
+    }
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().join("data");
     let server = Server::start(&dir).await;
@@ -176,11 +185,11 @@ async fn a_replaced_data_directory_is_a_clear_error_and_the_current_model_keeps_
     assert!(error.contains("could not be stored") && error.contains("Not a directory"), "{error}");
     let response = server.client.post(server.url("/v1/models/1/activate")).send().await.unwrap();
     let (_, message) = server_error(response).await;
-    assert!(message.contains("Not a directory"), "{message}");
+    assert!(message.contains("model version 1 is unreadable: its file is missing"), "{message}");
     assert_eq!(server.json("/v1/model").await, model);
     assert_eq!(server.predict_ok(json!([3.0])).await, probe);
     assert_eq!(server.flag().await, 1);
-    assert_no_temp_files(&dir);
+    assert_no_staging_files(&dir);
     std::fs::remove_file(dir.join("models")).unwrap();
     std::fs::rename(data.path().join("models-moved"), dir.join("models")).unwrap();
 
@@ -188,7 +197,8 @@ async fn a_replaced_data_directory_is_a_clear_error_and_the_current_model_keeps_
     std::fs::rename(&dir, data.path().join("data-moved")).unwrap();
     std::fs::write(&dir, "not a directory").unwrap();
     let (_, message) = server_error(server.upload_alone(linear_csv(50)).await).await;
-    assert!(message.contains("data directory") && message.contains("Not a directory"), "{message}");
+    let names_the_store = message.contains(&format!("the store {}", dir.display()));
+    assert!(names_the_store && message.contains("Not a directory"), "{message}");
     assert_eq!(server.json("/v1/dataset").await, dataset);
     assert_eq!(server.predict_ok(json!([3.0])).await, probe);
     let id = server.start_training(json!({ "epochs": 3, "seed": 2 })).await;
@@ -200,7 +210,7 @@ async fn a_replaced_data_directory_is_a_clear_error_and_the_current_model_keeps_
     // Put back, everything works again without a restart.
     server.upload_ok(linear_csv(50)).await;
     assert_eq!(server.train(json!({ "epochs": 3, "seed": 3 })).await["version"], 2);
-    assert_no_temp_files(&dir);
+    assert_no_staging_files(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,7 +250,7 @@ async fn a_read_only_data_directory_is_a_clear_error_and_the_current_model_keeps
     disk.remount("rw");
     assert_eq!(server.train(json!({ "epochs": 3, "seed": 3 })).await["version"], 2);
     server.upload_ok(linear_csv(50)).await;
-    assert_no_temp_files(&dir);
+    assert_no_staging_files(&dir);
     drop(server);
 }
 
@@ -254,7 +264,7 @@ async fn a_crash_leftover_on_a_read_only_data_directory_does_not_stop_a_restart(
     // Killed in the middle of an upload, and the disk then remounted read-only (as ext4 does
     // after an I/O error with errors=remount-ro).
     let _upload = start_slow_upload(&server, 10_000, Duration::from_millis(20));
-    wait_for_temp_file(&dir, 16 * 1024).await;
+    wait_for_staging_file(&dir, 16 * 1024).await;
     server.kill().await;
     disk.remount("ro");
 

@@ -1,8 +1,7 @@
 //! Faults, with the real binary: SIGKILL in the middle of an upload, a training, an activation
 //! and the storing of models leaves the previous dataset and model whole and served after a
-//! restart, with no stray temporary files.
+//! restart, with no stray staging files.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,38 +11,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::linear_csv;
 pub(crate) use crate::process::Server;
-
-/// Temporary files (`.tmp-*`) in the data directory or its `models` directory.
-pub(crate) fn temp_files(data_dir: &Path) -> Vec<PathBuf> {
-    [data_dir.to_path_buf(), data_dir.join("models")]
-        .iter()
-        .filter_map(|dir| std::fs::read_dir(dir).ok())
-        .flatten()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.file_name().unwrap().to_string_lossy().starts_with(".tmp-"))
-        .collect()
-}
-
-pub(crate) fn assert_no_temp_files(data_dir: &Path) {
-    let stray = temp_files(data_dir);
-    assert!(stray.is_empty(), "temporary files were left behind: {stray:?}");
-}
-
-/// Names in `models/`, sorted.
-pub(crate) fn model_files(data_dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(data_dir.join("models"))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-/// The version `models/active` names.
-pub(crate) fn active_pointer(data_dir: &Path) -> u64 {
-    let text = std::fs::read_to_string(data_dir.join("models/active")).unwrap();
-    text.trim().parse().unwrap_or_else(|_| panic!("models/active holds {text:?}"))
-}
+use crate::stores::{
+    active_pointer, assert_no_staging_files, model_objects, stored_dataset, wait_for_staging_file,
+};
 
 /// Checks that `response` is a JSON error with a server-error status and returns the status
 /// and the message.
@@ -104,21 +74,6 @@ pub(crate) fn start_slow_upload(
     })
 }
 
-/// Waits (at most 10 s) until a temporary file in the data directory holds at least `bytes`.
-pub(crate) async fn wait_for_temp_file(data_dir: &Path, bytes: u64) -> PathBuf {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let grown = temp_files(data_dir)
-            .into_iter()
-            .find(|path| std::fs::metadata(path).is_ok_and(|meta| meta.len() >= bytes));
-        if let Some(path) = grown {
-            return path;
-        }
-        assert!(Instant::now() < deadline, "the upload never reached the data directory");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// A small pseudo-random generator (xorshift) for the kill delays, which vary from run to run;
 /// the seed is printed with the test's output.
 struct Jitter(u64);
@@ -147,29 +102,31 @@ async fn sigkill_during_an_upload_leaves_the_previous_dataset_and_model_served()
     server.upload_ok(linear_csv(300)).await;
     let model = server.train(json!({ "epochs": 3, "seed": 1 })).await;
     let dataset = server.json("/v1/dataset").await;
-    let bytes = std::fs::read(dir.join("dataset.csv")).unwrap();
+    let bytes = stored_dataset(dir).await.unwrap();
 
     // An upload that keeps sending for minutes: the kill surely lands while it streams to disk.
     let upload = start_slow_upload(&server, 10_000, Duration::from_millis(20));
-    let temp = wait_for_temp_file(dir, 64 * 1024).await;
+    match crate::stores::is_local() {
+        true => wait_for_staging_file(dir, 64 * 1024).await,
+        false => tokio::time::sleep(Duration::from_millis(300)).await,
+    }
     server.kill().await;
     assert!(upload.await.unwrap().is_err(), "the killed server answered the upload");
-    assert!(temp.exists(), "SIGKILL leaves the half-written upload behind: {temp:?}");
-    assert_eq!(std::fs::read(dir.join("dataset.csv")).unwrap(), bytes);
+    assert_eq!(stored_dataset(dir).await.unwrap(), bytes);
 
     let server = Server::start(dir).await;
-    assert_no_temp_files(dir);
-    assert_eq!(std::fs::read(dir.join("dataset.csv")).unwrap(), bytes, "dataset.csv changed");
+    assert_no_staging_files(dir);
+    assert_eq!(stored_dataset(dir).await.unwrap(), bytes, "the stored dataset changed");
     assert_eq!(server.json("/v1/dataset").await, dataset);
     let served = server.get("/v1/dataset.csv").await.bytes().await.unwrap();
-    assert_eq!(served.as_ref(), bytes.as_slice());
+    assert_eq!(served, bytes);
     assert_eq!(server.json("/v1/model").await, model);
     assert_eq!(server.flag().await, 1);
     server.predict_ok(json!([1.0, 2.0])).await;
     // Nothing is wedged: the next upload goes through.
     server.upload_ok(linear_csv(400)).await;
     assert_eq!(server.json("/v1/dataset").await["rows"], 400);
-    assert_no_temp_files(dir);
+    assert_no_staging_files(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +141,7 @@ async fn sigkill_during_a_training_leaves_the_active_model_served() {
     let response = server.client.post(server.url("/v1/models/1/activate")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let versions = server.json("/v1/models").await;
-    let files = model_files(dir);
+    let files = model_objects(dir).await;
     assert_eq!(files, ["active", "v000001.json", "v000002.json"]);
 
     let id = server.start_training(json!({ "epochs": 1_000_000, "batch_size": 1, "seed": 3 })).await;
@@ -201,15 +158,15 @@ async fn sigkill_during_a_training_leaves_the_active_model_served() {
     server.kill().await;
 
     let server = Server::start(dir).await;
-    assert_no_temp_files(dir);
+    assert_no_staging_files(dir);
     let served = server.json("/v1/model").await;
     assert_eq!(served["version"], 1);
     assert_eq!(served["kernel"], first["kernel"]);
     assert_eq!(served, first);
     assert_eq!(server.flag().await, 1, "a model is served and no training runs");
     assert_eq!(server.json("/v1/models").await, versions);
-    assert_eq!(model_files(dir), files);
-    assert_eq!(active_pointer(dir), 1);
+    assert_eq!(model_objects(dir).await, files);
+    assert_eq!(active_pointer(dir).await, 1);
     let x = first["kernel"][0].as_f64().unwrap() * 5.0 + first["bias"].as_f64().unwrap();
     assert_eq!(server.predict_ok(json!([5.0])).await, [x]);
 }
@@ -234,12 +191,16 @@ async fn sigkill_during_activations_serves_the_last_acknowledged_or_the_interrup
     let next = |v: u64| v % 3 + 1;
     for round in 0..8 {
         let server = Server::start(dir).await;
-        assert_no_temp_files(dir);
+        assert_no_staging_files(dir);
         let served = server.json("/v1/model").await;
         let version = served["version"].as_u64().unwrap();
         assert_eq!(served, models[version as usize - 1], "round {round}: the served model is a stored one");
-        assert_eq!(active_pointer(dir), version, "round {round}: models/active names the served version");
-        assert_eq!(model_files(dir), ["active", "v000001.json", "v000002.json", "v000003.json"]);
+        assert_eq!(
+            active_pointer(dir).await,
+            version,
+            "round {round}: the active-model pointer names the served version"
+        );
+        assert_eq!(model_objects(dir).await, ["active", "v000001.json", "v000002.json", "v000003.json"]);
         assert!(
             version == active || version == next(active),
             "round {round}: serving v{version}, but the last acknowledged activation was v{active}"
@@ -272,10 +233,10 @@ async fn sigkill_during_activations_serves_the_last_acknowledged_or_the_interrup
     assert!(acknowledged_in_all > 0, "no activation was ever acknowledged before a kill");
 
     let server = Server::start(dir).await;
-    assert_no_temp_files(dir);
+    assert_no_staging_files(dir);
     let version = server.json("/v1/model").await["version"].as_u64().unwrap();
     assert!(version == active || version == next(active), "serving v{version} after v{active}");
-    assert_eq!(active_pointer(dir), version);
+    assert_eq!(active_pointer(dir).await, version);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,12 +253,12 @@ async fn sigkill_while_trainings_store_their_models_keeps_every_acknowledged_ver
     let mut stored_in_all = 0;
     for round in 0..6 {
         let server = Server::start(dir).await;
-        assert_no_temp_files(dir);
+        assert_no_staging_files(dir);
         let served = server.json("/v1/model").await;
         let version = served["version"].as_u64().unwrap();
         // The newest acknowledged version, or a newer one stored just before the kill.
         assert!(version >= acknowledged, "round {round}: serving v{version}, but v{acknowledged} was stored");
-        assert_eq!(active_pointer(dir), version, "round {round}");
+        assert_eq!(active_pointer(dir).await, version, "round {round}");
         assert_eq!(server.json(&format!("/v1/models/{version}")).await, served);
         let listed = server.json("/v1/models").await;
         let listed = listed.as_array().unwrap();
@@ -331,7 +292,7 @@ async fn sigkill_while_trainings_store_their_models_keeps_every_acknowledged_ver
     }
     println!("{stored_in_all} trainings acknowledged over 6 kills");
     let server = Server::start(dir).await;
-    assert_no_temp_files(dir);
+    assert_no_staging_files(dir);
     let version = server.json("/v1/model").await["version"].as_u64().unwrap();
     assert!(version >= acknowledged);
     assert!(stored_in_all > 0, "no training was acknowledged between the kills");
@@ -344,5 +305,9 @@ async fn sigkill_while_trainings_store_their_models_keeps_every_acknowledged_ver
     assert_eq!(newest["version"], stored + 1);
     let listed = server.json("/v1/models").await;
     assert_eq!(listed.as_array().unwrap().len(), (newest["version"].as_u64().unwrap() as usize).min(20));
-    assert_eq!(model_files(dir).len(), listed.as_array().unwrap().len() + 1, "the files match the list");
+    assert_eq!(
+        model_objects(dir).await.len(),
+        listed.as_array().unwrap().len() + 1,
+        "the stored objects match the list"
+    );
 }

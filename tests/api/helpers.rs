@@ -1,11 +1,13 @@
 //! Starting the real server on 127.0.0.1:0 and talking HTTP to it.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use regserve::app::Application;
-use regserve::settings::{Settings, TrainingPriority};
+use regserve::settings::{Location, Settings, TrainingPriority};
 use regserve::state::AppState;
+use regserve::storage::Storage;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -39,13 +41,39 @@ pub async fn spawn_app_with_admin_listener(configure: impl FnOnce(&mut Settings)
     (app, admin_addr.expect("the admin listener is bound"))
 }
 
+/// Starts a second server on the store of `other`, as a second process on one store would be.
+pub async fn spawn_app_sharing_store(other: &TestApp) -> TestApp {
+    let location = crate::stores::location(other.data_dir.path());
+    spawn_on(tempfile::tempdir().unwrap(), location, None, |_| {}).await.0
+}
+
+/// Starts a server on `store`, shared with the other servers of the test.
+pub async fn spawn_node(store: Arc<dyn Storage>, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_on(tempfile::tempdir().unwrap(), Location::Memory, Some(store), configure).await.0
+}
+
 async fn spawn(configure: impl FnOnce(&mut Settings)) -> (TestApp, Option<SocketAddr>) {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut config = Settings::new("127.0.0.1:0".parse().unwrap(), data_dir.path());
+    let location = crate::stores::location(data_dir.path());
+    spawn_on(data_dir, location, None, configure).await
+}
+
+/// Starts a server on `location`, or on `opened` when the test opened the store itself.
+async fn spawn_on(
+    data_dir: TempDir,
+    location: Location,
+    opened: Option<Arc<dyn Storage>>,
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, Option<SocketAddr>) {
+    let mut config = Settings::new("127.0.0.1:0".parse().unwrap(), location);
     // Test clients run at full priority on a two-core machine; a deferring fit would starve.
     config.limits.training_priority = TrainingPriority::Nice(0);
     configure(&mut config);
-    let app = Application::build(config).await.expect("server starts");
+    let app = match opened {
+        Some(store) => Application::build_on(config, store).await,
+        None => Application::build(config).await,
+    };
+    let app = app.expect("server starts");
     let (addr, admin_addr, state) = (app.local_addr(), app.admin_addr(), app.state());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     (TestApp { addr, client: reqwest::Client::new(), data_dir, state }, admin_addr)
@@ -111,8 +139,9 @@ impl TestApp {
         body["training_flag"].as_u64().unwrap()
     }
 
-    pub fn dataset_path(&self) -> PathBuf {
-        self.data_dir.path().join("dataset.csv")
+    /// The uploaded dataset as stored.
+    pub async fn stored_dataset(&self) -> Option<bytes::Bytes> {
+        crate::stores::stored_dataset(self.data_dir.path()).await
     }
 
     /// Waits until no training runs (the flag is 1), for at most three minutes.
@@ -195,7 +224,7 @@ pub fn slow_dataset() -> String {
     linear_csv(50_000)
 }
 
-/// The `regserve` binary on `data_dir`, configured only by what the test adds: no `REGSERVE_*`
+/// The `regserve` binary on the store of the scratch directory `data_dir`, configured only by what the test adds: no `REGSERVE_*`
 /// variable of the test's own environment leaks in. It is the release binary named by
 /// `REGSERVE_BIN` when that is set (the test script builds it once for all the suites), else the
 /// test build's own. Its fits run at full priority: other tests keep the cores busy, and a fit
@@ -208,7 +237,8 @@ pub fn binary_command(data_dir: &Path) -> std::process::Command {
             command.env_remove(name);
         }
     }
-    command.env("REGSERVE_DATA_DIR", data_dir).env("REGSERVE_TRAINING_PRIORITY", "0");
+    let store = crate::stores::location(data_dir).to_string();
+    command.env("REGSERVE_STORE", store).env("REGSERVE_TRAINING_PRIORITY", "0");
     command
 }
 

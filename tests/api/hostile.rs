@@ -13,14 +13,14 @@ use crate::helpers::{INCOME1, TestApp, error_of, spawn_app};
 /// What must not change: the dataset on disk and in memory, and the served model.
 #[derive(Debug, PartialEq)]
 struct Snapshot {
-    dataset_file: Vec<u8>,
+    dataset_file: bytes::Bytes,
     dataset: Value,
     model: Value,
 }
 
 async fn snapshot(app: &TestApp) -> Snapshot {
     Snapshot {
-        dataset_file: std::fs::read(app.dataset_path()).unwrap(),
+        dataset_file: app.stored_dataset().await.unwrap(),
         dataset: app.json("/v1/dataset").await,
         model: app.json("/v1/model").await,
     }

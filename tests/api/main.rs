@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, spoken to over HTTP.
 
 mod binary;
+mod cluster;
 mod concurrency;
 mod connections;
 mod dataset;
@@ -16,11 +17,13 @@ mod model;
 mod numbers;
 mod observability;
 mod origins;
+mod outage;
 mod predict;
 mod process;
 mod security;
 mod shutdown;
 mod stored;
+mod stores;
 mod train;
 mod upload;
 mod versions;

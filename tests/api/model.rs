@@ -46,7 +46,9 @@ async fn flag_reads_exactly_as_the_original() {
 #[tokio::test]
 async fn health_is_always_ok_and_readiness_waits_for_a_model() {
     let app = spawn_app().await;
-    assert_eq!(app.json("/healthz").await, json!({ "status": "ok" }));
+    let store = crate::stores::location(app.data_dir.path()).to_string();
+    let expected = json!({ "status": "ok", "role": "all", "store": { "name": store, "reachable": true } });
+    assert_eq!(app.json("/healthz").await, expected);
     let message = error_of(app.get("/readyz").await, StatusCode::SERVICE_UNAVAILABLE).await;
     assert!(message.contains("no model"), "{message}");
     app.train(json!({ "epochs": 1 })).await;

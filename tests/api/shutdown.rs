@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::faults::{
-    assert_no_temp_files, model_files, slow_csv_contents, start_slow_upload, wait_for_temp_file,
-};
+use crate::faults::{slow_csv_contents, start_slow_upload};
 use crate::helpers::linear_csv;
 use crate::process::Server;
+use crate::stores::{assert_no_staging_files, model_objects, stored_dataset, wait_for_staging_file};
 
 /// A `/predict` body sent in pieces over about `pieces * pause`.
 fn slow_predict_body(pieces: usize, pause: Duration) -> reqwest::Body {
@@ -73,7 +72,10 @@ async fn sigterm_finishes_in_flight_uploads_and_predictions_cancels_training_and
             (response.status(), response.text().await.unwrap())
         })
     };
-    wait_for_temp_file(dir, 16 * 1024).await;
+    match crate::stores::is_local() {
+        true => wait_for_staging_file(dir, 16 * 1024).await,
+        false => tokio::time::sleep(Duration::from_millis(300)).await,
+    }
     while server.flag().await != 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -104,19 +106,15 @@ async fn sigterm_finishes_in_flight_uploads_and_predictions_cancels_training_and
     let status = server.exit_status(Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status}:\n{}", server.log());
     assert!(signalled.elapsed() < Duration::from_secs(10), "shutdown took {:?}", signalled.elapsed());
-    assert_no_temp_files(dir);
+    assert_no_staging_files(dir);
 
     let server = Server::start(dir).await;
     let uploaded = slow_csv_contents(chunks);
-    assert_eq!(
-        std::fs::read_to_string(dir.join("dataset.csv")).unwrap(),
-        uploaded,
-        "the upload was installed"
-    );
+    assert_eq!(stored_dataset(dir).await.unwrap(), uploaded, "the upload was installed");
     assert_eq!(server.json("/v1/dataset").await["rows"], 800 * chunks);
     assert_eq!(server.json("/v1/model").await, model, "the cancelled training stored nothing");
     assert_eq!(server.json("/v1/models").await.as_array().unwrap().len(), 1);
-    assert_eq!(model_files(dir), ["active", "v000001.json"]);
+    assert_eq!(model_objects(dir).await, ["active", "v000001.json"]);
 }
 
 #[tokio::test]

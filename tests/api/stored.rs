@@ -1,4 +1,4 @@
-//! Stored model versions damaged on disk, with the real binary: the server still starts, says
+//! Stored model versions damaged in the store, with the real binary: the server still starts, says
 //! which versions it skipped, and serves nothing rather than a wrong model when the active one is
 //! among them.
 
@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::process::Server;
 
-/// A data directory with versions 1 to 3 stored and version 2 active.
+/// A store with versions 1 to 3 stored and version 2 active.
 async fn three_versions(dir: &std::path::Path) {
     let server = Server::start(dir).await;
     for seed in 1..=3 {
@@ -18,8 +18,8 @@ async fn three_versions(dir: &std::path::Path) {
     server.kill().await;
 }
 
-fn damage(dir: &std::path::Path, version: u64, contents: &str) {
-    std::fs::write(dir.join(format!("models/v{version:06}.json")), contents).unwrap();
+async fn damage(dir: &std::path::Path, version: u64, contents: &'static str) {
+    crate::stores::put(dir, &format!("models/v{version:06}.json"), contents).await;
 }
 
 /// The JSON error of `response`, which must have `status`.
@@ -32,8 +32,8 @@ async fn error(response: reqwest::Response, status: StatusCode) -> String {
 async fn an_unreadable_version_is_skipped_and_reported_and_its_number_never_reused() {
     let data = tempfile::tempdir().unwrap();
     three_versions(data.path()).await;
-    damage(data.path(), 1, "not json at all");
-    damage(data.path(), 3, r#"{"version": 3, "kernel": [null]}"#);
+    damage(data.path(), 1, "not json at all").await;
+    damage(data.path(), 3, r#"{"version": 3, "kernel": [null]}"#).await;
 
     let server = Server::start(data.path()).await;
     let health = server.json("/healthz").await;
@@ -61,17 +61,15 @@ async fn an_unreadable_version_is_skipped_and_reported_and_its_number_never_reus
 
     let newest = server.train(json!({ "solver": "least-squares" })).await;
     assert_eq!(newest["version"], 4, "the unreadable v3 keeps its number");
-    assert_eq!(
-        std::fs::read_to_string(data.path().join("models/v000003.json")).unwrap(),
-        r#"{"version": 3, "kernel": [null]}"#
-    );
+    let kept = crate::stores::object(data.path(), "models/v000003.json").await.unwrap();
+    assert_eq!(kept, r#"{"version": 3, "kernel": [null]}"#, "the unreadable file is left as it is");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_active_version_serves_nothing_until_another_is_activated() {
     let data = tempfile::tempdir().unwrap();
     three_versions(data.path()).await;
-    damage(data.path(), 2, "{");
+    damage(data.path(), 2, "{").await;
 
     let server = Server::start(data.path()).await;
     let message = error(server.get("/readyz").await, StatusCode::SERVICE_UNAVAILABLE).await;

@@ -9,7 +9,7 @@ use crate::helpers::{INCOME1, INCOME2, error_of, spawn_app, spawn_app_with};
 async fn accepted_upload_becomes_the_training_data() {
     let app = spawn_app().await;
     app.upload_ok(INCOME2).await;
-    assert_eq!(std::fs::read_to_string(app.dataset_path()).unwrap(), INCOME2);
+    assert_eq!(app.stored_dataset().await.unwrap(), INCOME2);
     let model = app.train(json!({ "epochs": 1, "features": ["Education", "Seniority"] })).await;
     assert_eq!(model["features"], json!(["Education", "Seniority"]));
     assert_eq!(model["rows"], 30);
@@ -31,7 +31,7 @@ async fn default_columns_follow_the_original_or_take_the_last_column_as_target()
 async fn rejected_uploads_name_the_problem_and_leave_the_dataset_intact() {
     let app = spawn_app().await;
     app.upload_ok(INCOME1).await;
-    let before = std::fs::read(app.dataset_path()).unwrap();
+    let before = app.stored_dataset().await.unwrap();
 
     let cases: [(&[u8], &str); 9] = [
         (b"", "the file is empty"),
@@ -51,7 +51,7 @@ async fn rejected_uploads_name_the_problem_and_leave_the_dataset_intact() {
         let message = error_of(app.upload(contents).await, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert!(message.contains(expected), "{message:?} does not contain {expected:?}");
         assert_eq!(
-            std::fs::read(app.dataset_path()).unwrap(),
+            app.stored_dataset().await.unwrap(),
             before,
             "a rejected upload changed the stored dataset"
         );
@@ -59,12 +59,7 @@ async fn rejected_uploads_name_the_problem_and_leave_the_dataset_intact() {
     // The in-memory dataset is unchanged too: training still sees Income1's columns.
     let model = app.train(json!({ "epochs": 1 })).await;
     assert_eq!(model["features"], json!(["Education"]));
-    let leftovers: Vec<_> = std::fs::read_dir(app.data_dir.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name())
-        .filter(|name| name.to_string_lossy().starts_with(".tmp"))
-        .collect();
-    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+    crate::stores::assert_no_staging_files(app.data_dir.path());
 }
 
 #[tokio::test]
@@ -94,13 +89,13 @@ async fn multipart_without_a_file_field_or_boundary_is_a_bad_request() {
 async fn files_over_the_upload_limit_are_refused() {
     let app = spawn_app_with(|config| config.limits.max_upload_bytes = 1000).await;
     app.upload_ok(INCOME1.lines().take(20).collect::<Vec<_>>().join("\n")).await;
-    let before = std::fs::read(app.dataset_path()).unwrap();
+    let before = app.stored_dataset().await.unwrap();
 
     let big = crate::helpers::linear_csv(200);
     assert!(big.len() > 1000);
     let message = error_of(app.upload(big).await, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert!(message.contains("1000 bytes"), "{message}");
-    assert_eq!(std::fs::read(app.dataset_path()).unwrap(), before);
+    assert_eq!(app.stored_dataset().await.unwrap(), before);
 }
 
 #[tokio::test]
@@ -108,7 +103,7 @@ async fn a_large_upload_streams_to_disk() {
     let app = spawn_app().await;
     let csv = crate::helpers::linear_csv(200_000);
     app.upload_ok(csv.clone()).await;
-    assert_eq!(std::fs::metadata(app.dataset_path()).unwrap().len(), csv.len() as u64);
+    assert_eq!(app.stored_dataset().await.unwrap().len(), csv.len());
     let model = app.train(json!({ "epochs": 1, "batch_size": 100000 })).await;
     assert_eq!(model["rows"], 200_000);
 }

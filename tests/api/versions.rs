@@ -3,7 +3,8 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{error_of, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, error_of, spawn_app, spawn_app_sharing_store, spawn_app_with};
+use crate::stores::{active_pointer, model_objects, object};
 
 #[tokio::test]
 async fn every_training_stores_a_version_and_the_newest_is_active() {
@@ -21,7 +22,7 @@ async fn every_training_stores_a_version_and_the_newest_is_active() {
 
     let stored = app.json("/v1/models/1").await;
     assert_eq!(stored, first, "a stored version is exactly the model that was trained");
-    assert!(app.data_dir.path().join("models/v000002.json").exists());
+    assert!(object(app.data_dir.path(), "models/v000002.json").await.is_some());
     error_of(app.get("/v1/models/9").await, StatusCode::NOT_FOUND).await;
 }
 
@@ -37,7 +38,7 @@ async fn activating_an_older_version_rolls_back_predictions() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(app.predict_ok(json!([12])).await, v1);
     assert_eq!(app.json("/v1/model").await["version"], 1);
-    assert_eq!(std::fs::read_to_string(app.data_dir.path().join("models/active")).unwrap().trim(), "1");
+    assert_eq!(active_pointer(app.data_dir.path()).await, 1);
 
     let response = app.client.post(app.url("/v1/models/5/activate")).send().await.unwrap();
     error_of(response, StatusCode::NOT_FOUND).await;
@@ -80,7 +81,37 @@ async fn old_versions_are_pruned_beyond_the_configured_count() {
         .map(|v| v["version"].as_u64().unwrap())
         .collect();
     assert_eq!(versions, [4, 3]);
-    let files = std::fs::read_dir(app.data_dir.path().join("models")).unwrap().count();
-    assert_eq!(files, 3, "two model files and the active pointer");
+    let objects = model_objects(app.data_dir.path()).await;
+    assert_eq!(objects, ["active", "v000003.json", "v000004.json"], "two model files and the active pointer");
     error_of(app.get("/v1/models/1").await, StatusCode::NOT_FOUND).await;
+}
+
+async fn activate(app: &TestApp, version: u64) -> reqwest::Response {
+    app.client.post(app.url(&format!("/v1/models/{version}/activate"))).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn two_servers_on_one_store_never_overwrite_each_others_activation() {
+    let first = spawn_app().await;
+    first.train(json!({ "epochs": 2, "seed": 1 })).await;
+    first.train(json!({ "epochs": 2, "seed": 2 })).await;
+    let second = spawn_app_sharing_store(&first).await;
+    assert_eq!(second.json("/v1/model").await["version"], 2);
+
+    assert_eq!(activate(&first, 1).await.status(), StatusCode::OK);
+    // The second server still believes version 2 is active: its swap of the pointer loses.
+    let message = error_of(activate(&second, 2).await, StatusCode::CONFLICT).await;
+    assert!(message.contains("it is now version 1"), "{message}");
+    assert_eq!(second.json("/v1/model").await["version"], 1, "the loser serves the winner");
+    assert_eq!(active_pointer(first.data_dir.path()).await, 1, "the pointer stays whole");
+
+    // Trainings take fresh numbers and activate through the same swap.
+    let third = second.train(json!({ "epochs": 2, "seed": 3 })).await;
+    assert_eq!(third["version"], 3);
+    let message = error_of(activate(&first, 2).await, StatusCode::CONFLICT).await;
+    assert!(message.contains("it is now version 3"), "{message}");
+    assert_eq!(first.json("/v1/model").await, third);
+    let racing = first.post_json("/train?wait=true", &json!({ "epochs": 2, "seed": 4 })).await;
+    assert_eq!(racing.status(), StatusCode::OK, "after catching up, the first server activates again");
+    assert_eq!(active_pointer(first.data_dir.path()).await, 4);
 }
