@@ -5,13 +5,22 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The store's health as last seen.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StoreHealth {
-    outage: Mutex<Option<Outage>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// When the store last answered (or when this node started).
+    last_answer: Instant,
+    outage: Option<Outage>,
 }
 
 #[derive(Debug, Clone)]
 struct Outage {
+    /// The last answer before the outage: an outage is found only when a request fails, which
+    /// may take a timeout, so it is counted from there.
     since: Instant,
     error: String,
 }
@@ -23,6 +32,12 @@ pub struct Unreachable {
     pub error: String,
 }
 
+impl Default for StoreHealth {
+    fn default() -> Self {
+        Self { state: Mutex::new(State { last_answer: Instant::now(), outage: None }) }
+    }
+}
+
 impl StoreHealth {
     pub fn new() -> Self {
         Self::default()
@@ -30,32 +45,35 @@ impl StoreHealth {
 
     /// The store answered: an outage, if there was one, is over.
     pub fn answered(&self) {
-        if let Some(outage) = self.outage().take() {
+        let mut state = self.state();
+        state.last_answer = Instant::now();
+        if let Some(outage) = state.outage.take() {
             tracing::info!(after = ?outage.since.elapsed(), "the store answers again");
         }
     }
 
     /// The store did not answer (or refused): an outage starts, or goes on with this error.
     pub fn failed(&self, error: String) {
-        let mut outage = self.outage();
-        match outage.as_mut() {
+        let mut state = self.state();
+        let since = state.last_answer;
+        match state.outage.as_mut() {
             Some(outage) => outage.error = error,
             None => {
                 tracing::warn!(%error, "the store does not answer; serving the last good model");
-                *outage = Some(Outage { since: Instant::now(), error });
+                state.outage = Some(Outage { since, error });
             }
         }
     }
 
     /// The outage going on, if any.
     pub fn unreachable(&self) -> Option<Unreachable> {
-        self.outage()
-            .as_ref()
-            .map(|outage| Unreachable { for_: outage.since.elapsed(), error: outage.error.clone() })
+        let state = self.state();
+        let outage = state.outage.as_ref()?;
+        Some(Unreachable { for_: outage.since.elapsed(), error: outage.error.clone() })
     }
 
-    fn outage(&self) -> std::sync::MutexGuard<'_, Option<Outage>> {
-        self.outage.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -64,14 +82,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_outage_lasts_from_the_first_failure_to_the_next_answer() {
+    fn an_outage_lasts_from_the_last_answer_to_the_next() {
         let health = StoreHealth::new();
         assert_eq!(health.unreachable(), None);
+        health.answered();
+        std::thread::sleep(Duration::from_millis(20));
         health.failed("refused".into());
         std::thread::sleep(Duration::from_millis(20));
         health.failed("timed out".into());
         let outage = health.unreachable().unwrap();
-        assert!(outage.for_ >= Duration::from_millis(20), "{outage:?}");
+        assert!(outage.for_ >= Duration::from_millis(40), "counted from the last answer: {outage:?}");
         assert_eq!(outage.error, "timed out");
         health.answered();
         assert_eq!(health.unreachable(), None);
