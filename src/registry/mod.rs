@@ -87,13 +87,7 @@ impl Registry {
     /// Reads the stored versions and loads the active one, skipping (and reporting) those that
     /// cannot be read. Keeps at most `keep` versions. Fails only when the store does not answer.
     pub async fn open(store: Arc<dyn Storage>, keep: usize) -> Result<Self, RegistryError> {
-        let registry = Self {
-            store,
-            keep: keep.max(1),
-            active: RwLock::new(None),
-            index: Mutex::new(Index::default()),
-            changes: tokio::sync::Mutex::new(()),
-        };
+        let registry = Self::unread(store, keep, None);
         let prefix = Key::fixed(MODELS);
         for listed in registry.store.list(&prefix).await? {
             let Some(version) = version_of(&listed.key) else { continue };
