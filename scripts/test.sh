@@ -18,6 +18,21 @@ step() {
     echo "==> $*" >&2
 }
 
+# Installs Debian packages, as root or through sudo.
+apt_install() {
+    local as_root=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null 2>&1; then
+            echo "test.sh: the tests need $*; install them as root (apt-get install $*)" >&2
+            exit 1
+        fi
+        as_root=(sudo)
+    fi
+    step "apt-get install $*"
+    "${as_root[@]}" apt-get update
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+}
+
 # The release binary, built once: the API tests that start the binary and the browser test use it.
 step "cargo build --release --locked"
 cargo build --release --locked
@@ -130,6 +145,14 @@ start_seaweedfs() {
 }
 
 start_seaweedfs
+# The fleet tests (tests/api/fleet) start SeaweedFS servers of their own, and nginx in front of
+# a trainer and three predictors.
+export REGSERVE_TEST_WEED="$PWD/$SEAWEEDFS_VENV/bin/weed"
+if [ ! -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
+    apt_install nginx
+fi
+REGSERVE_TEST_NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+export REGSERVE_TEST_NGINX
 
 # Unit, integration and API tests (the library, the binary, tests/ and doc tests).
 step "cargo test --locked"
@@ -146,22 +169,6 @@ stop_seaweedfs
 # The benchmarks are run by scripts/bench.sh; here they only have to compile.
 step "cargo bench --locked --no-run"
 cargo bench --locked --no-run
-
-# Installs Debian packages, as root or through sudo.
-apt_install() {
-    local as_root=()
-    if [ "$(id -u)" -ne 0 ]; then
-        if ! command -v sudo >/dev/null 2>&1; then
-            echo "test.sh: the browser test needs $*; install them as root (apt-get install $*)" >&2
-            echo "test.sh: or skip the browser test with REGSERVE_SKIP_BROWSER=1" >&2
-            exit 1
-        fi
-        as_root=(sudo)
-    fi
-    step "apt-get install $*"
-    "${as_root[@]}" apt-get update
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
-}
 
 # End-to-end test of the page: headless Chromium drives the release binary.
 browser_test() {

@@ -5,7 +5,7 @@
 //! the fitted model that gets served and its file format. [`storage`] is where what must outlive
 //! the process is kept (a local directory, an S3-compatible object store, or memory, behind one
 //! interface); on it, [`datasets`] keeps the active dataset and [`registry`] every trained model
-//! and which one is active. [`training`] runs one training at a time in the background,
+//! and which one is active; [`nodes`] is each node's heartbeat and the list of them. [`training`] runs one training at a time in the background,
 //! [`metrics`] counts what happens for Prometheus, [`state`] is the shared handle the HTTP layer
 //! works on. [`settings`] holds the configuration as plain values; [`app`] composes everything
 //! and owns the background tasks, [`server`] serves connections, [`api`] maps HTTP to the
@@ -20,6 +20,7 @@ pub mod data;
 pub mod datasets;
 pub mod metrics;
 pub mod model;
+pub mod nodes;
 pub mod registry;
 pub mod server;
 pub mod settings;

@@ -58,6 +58,8 @@ pub struct Metrics {
     dataset_rows: Gauge,
     store_up: Gauge,
     in_flight: Gauge,
+    /// Requests answered in all, for the heartbeat's rate.
+    answered: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
@@ -130,6 +132,7 @@ impl Metrics {
             dataset_rows,
             store_up,
             in_flight,
+            answered: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -145,6 +148,12 @@ impl Metrics {
         self.latency.get_or_create(&labels).observe(latency);
         let RouteLabels { method, route } = labels;
         self.requests.get_or_create(&RequestLabels { method, route, status }).inc();
+        self.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Requests answered since the start.
+    pub fn requests_answered(&self) -> u64 {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Counts one finished training job and its duration.

@@ -91,6 +91,12 @@ pub struct ClusterSettings {
     pub cache_dir: Option<PathBuf>,
     /// How often a predictor looks at the active-model pointer.
     pub follow_interval: Duration,
+    /// The node's name in `GET /v1/nodes` (default: host name and port).
+    pub node_id: Option<String>,
+    /// The address the node gives in its heartbeat (default: `http://` and the bound address).
+    pub advertise_url: Option<String>,
+    /// How often the node writes its heartbeat.
+    pub heartbeat_interval: Duration,
 }
 
 impl Default for ClusterSettings {
@@ -100,6 +106,9 @@ impl Default for ClusterSettings {
             trainer_url: None,
             cache_dir: None,
             follow_interval: Duration::from_millis(200),
+            node_id: None,
+            advertise_url: None,
+            heartbeat_interval: Duration::from_secs(5),
         }
     }
 }

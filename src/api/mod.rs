@@ -13,6 +13,7 @@ mod gate;
 mod health;
 mod jobs;
 mod models;
+mod nodes;
 mod observe;
 mod page;
 mod predict;
@@ -25,6 +26,7 @@ pub use budget::Budget;
 pub use error::AppError;
 pub use forward::TrainerLink;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, MatchedPath};
@@ -38,6 +40,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::nodes::Directory;
 use crate::settings::{Access, Role};
 use crate::state::AppState;
 
@@ -61,11 +64,19 @@ pub struct HttpOptions {
     pub hosts: Hosts,
     /// On a predictor, the trainer to pass its reads to.
     pub trainer: Option<TrainerLink>,
+    /// This node's id among the nodes.
+    pub node_id: String,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
-        Self { access: Access::default(), cors_origins: Vec::new(), hosts: Hosts::any(), trainer: None }
+        Self {
+            access: Access::default(),
+            cors_origins: Vec::new(),
+            hosts: Hosts::any(),
+            trainer: None,
+            node_id: String::new(),
+        }
     }
 }
 
@@ -75,6 +86,9 @@ pub struct ApiState {
     pub app: AppState,
     pub budget: Budget,
     pub trainer: Option<TrainerLink>,
+    /// The other nodes, as their heartbeats say, and this node's id among them.
+    pub nodes: Arc<Directory>,
+    pub node_id: String,
 }
 
 impl FromRef<ApiState> for AppState {
@@ -152,7 +166,13 @@ pub fn router(state: AppState, options: &HttpOptions, listener: Listener, budget
         Some(cors) => router.layer(cors),
         None => router,
     }
-    .with_state(ApiState { app: state, budget, trainer: options.trainer.clone() })
+    .with_state(ApiState {
+        app: state,
+        budget,
+        trainer: options.trainer.clone(),
+        nodes: Arc::new(Directory::default()),
+        node_id: options.node_id.clone(),
+    })
 }
 
 /// JSON body extractor whose rejections use the service's error shape.
@@ -173,7 +193,7 @@ async fn service_routes() -> Json<serde_json::Value> {
         "routes": [
             "POST /upload", "POST /train", "GET /training_flag", "POST /predict", "GET /healthz", "GET /readyz",
             "GET /metrics",
-            "GET /v1/model", "GET /v1/models", "GET /v1/models/{version}", "POST /v1/models/{version}/activate",
+            "GET /v1/model", "GET /v1/models", "GET /v1/nodes", "GET /v1/models/{version}", "POST /v1/models/{version}/activate",
             "GET /v1/jobs", "GET /v1/jobs/{id}", "DELETE /v1/jobs/{id}", "GET /v1/jobs/{id}/events",
             "GET /v1/dataset", "GET /v1/dataset.csv", "GET /v1/dataset/rows",
         ],

@@ -115,6 +115,7 @@ pub fn routes(request_timeout: Duration, predicts_only: bool) -> (Router<ApiStat
     table.add(Class::Read, Method::POST, "/predict", post(predict::predict));
     table.add(Class::Read, Method::GET, "/v1/model", get(models::current_model));
     table.add(Class::Read, Method::GET, "/v1/models", get(models::list));
+    table.add(Class::Read, Method::GET, "/v1/nodes", get(super::nodes::list));
     table.add(Class::Read, Method::GET, "/v1/models/{version}", get(models::get));
     table.add(Class::Change, Method::POST, "/v1/models/{version}/activate", post(models::activate));
     table.add_trainers(Class::Read, "/v1/jobs", get(jobs::list));

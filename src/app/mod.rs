@@ -19,6 +19,7 @@ use self::tasks::Tasks;
 
 use crate::api::{Budget, Hosts, HttpOptions, Listener, TrainerLink, router};
 use crate::datasets::{DatasetError, Datasets};
+use crate::nodes::{Beater, Identity, default_id};
 use crate::registry::{ModelCache, Registry, RegistryError};
 use crate::server::{self, connection_limit_for, raise_open_file_limit};
 use crate::settings::{Role, Settings};
@@ -57,6 +58,8 @@ pub struct Application {
     state: AppState,
     /// A predictor's follower of the active model, started with the server.
     follower: Option<Follower>,
+    /// Who this node is in its heartbeat.
+    identity: Identity,
 }
 
 impl Application {
@@ -102,8 +105,17 @@ impl Application {
             (Some(url), Role::Predictor) => Some(TrainerLink::new(url).map_err(StartupError::TrainerUrl)?),
             _ => None,
         };
-        let options =
-            HttpOptions { access: config.access, cors_origins: config.cors_origins, hosts, trainer };
+        let identity = identity(
+            &config,
+            listener.local_addr().map_err(|source| StartupError::Bind { addr: config.addr, source })?,
+        );
+        let options = HttpOptions {
+            access: config.access,
+            cors_origins: config.cors_origins,
+            hosts,
+            trainer,
+            node_id: identity.id.clone(),
+        };
         let follower = (role == Role::Predictor).then(|| Follower {
             registry: models.clone(),
             health: health.clone(),
@@ -117,6 +129,7 @@ impl Application {
             connections,
             state: AppState::for_node(config.limits, datasets, models, role, health),
             follower,
+            identity,
         })
     }
 
@@ -153,6 +166,8 @@ impl Application {
         if let Some(follower) = self.follower {
             tasks.spawn("model follower", follower.run(tasks.stop_signal()));
         }
+        let beater = Beater { state: self.state.clone(), identity: self.identity };
+        tasks.spawn("heartbeat", beater.run(tasks.stop_signal()));
         let budget = Budget::new(self.state.limits().max_buffered_bytes);
         let main_listener = if admin_addr.is_some() { Listener::Public } else { Listener::Full };
         let listeners =
@@ -177,6 +192,17 @@ impl Application {
             );
         }
         Ok(())
+    }
+}
+
+/// Who this node says it is: `--node-id` and `--advertise-url`, or its host name, port and
+/// bound address.
+fn identity(config: &Settings, bound: SocketAddr) -> Identity {
+    let cluster = &config.cluster;
+    Identity {
+        id: cluster.node_id.clone().unwrap_or_else(|| default_id(bound.port())),
+        address: cluster.advertise_url.clone().unwrap_or_else(|| format!("http://{bound}")),
+        interval: cluster.heartbeat_interval,
     }
 }
 

@@ -45,6 +45,16 @@ pub struct ServeArgs {
     /// On a predictor: how often to look at the active-model pointer (one conditional read).
     #[arg(long, env = "REGSERVE_FOLLOW_INTERVAL", default_value = "200ms", value_parser = parse_duration)]
     pub follow_interval: Duration,
+    /// This node's name in GET /v1/nodes [default: the host name and the port].
+    #[arg(long, env = "REGSERVE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The address this node gives in its heartbeat [default: http:// and the bound address].
+    #[arg(long, env = "REGSERVE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// How often this node writes its heartbeat to the store (a node whose heartbeat is three
+    /// intervals old shows as lost).
+    #[arg(long, env = "REGSERVE_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
     /// Largest CSV file accepted by /upload, in bytes or with a K/M/G (binary) suffix.
     #[arg(long, env = "REGSERVE_MAX_UPLOAD", default_value = "1536M", value_parser = parse_bytes)]
     pub max_upload: u64,
@@ -169,6 +179,9 @@ impl From<ServeArgs> for Settings {
                 trainer_url: args.trainer_url,
                 cache_dir: args.cache_dir,
                 follow_interval: args.follow_interval.max(Duration::from_millis(10)),
+                node_id: args.node_id,
+                advertise_url: args.advertise_url,
+                heartbeat_interval: args.heartbeat_interval.max(Duration::from_millis(100)),
             },
             admin_addr: args.admin_addr,
             access: Access { admin_token: args.admin_token, read_token: args.read_token },

@@ -14,9 +14,16 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, error_of, linear_csv, spawn_node};
 
+/// The nodes' heartbeat interval in these tests.
+const HEARTBEAT: Duration = Duration::from_millis(100);
+
 /// A trainer with a dataset and version 1, and `count` predictors following it.
 async fn cluster(store: &Arc<MemoryStore>, count: usize) -> (TestApp, Vec<TestApp>) {
-    let trainer = spawn_node(store.clone(), |config| config.cluster.role = Role::Trainer).await;
+    let trainer = spawn_node(store.clone(), |config| {
+        config.cluster.role = Role::Trainer;
+        config.cluster.heartbeat_interval = HEARTBEAT;
+    })
+    .await;
     trainer.upload_ok(linear_csv(200)).await;
     trainer.train(json!({ "solver": "least-squares" })).await;
     let mut predictors = Vec::new();
@@ -37,6 +44,7 @@ async fn predictor(
         config.cluster.role = Role::Predictor;
         config.cluster.trainer_url = trainer_url;
         config.cluster.cache_dir = cache;
+        config.cluster.heartbeat_interval = HEARTBEAT;
     })
     .await
 }
@@ -193,4 +201,33 @@ async fn a_version_that_fails_its_checks_is_reported_and_never_served() {
     assert_eq!(served_version(predictor).await, Some(1));
     assert!(predictor.json("/healthz").await.to_string().contains("model version 7 does not exist"));
     predictor.predict_ok(json!([1.0])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_is_listed_live_with_its_role_and_served_version() {
+    let store = Arc::new(MemoryStore::new());
+    let (trainer, predictors) = cluster(&store, 2).await;
+    let version = trainer.train(json!({ "epochs": 2, "seed": 3 })).await["version"].as_u64().unwrap();
+    serves(&predictors[1], version, Duration::from_secs(1)).await;
+    tokio::time::sleep(HEARTBEAT * 3).await;
+    let listed = predictors[0].json("/v1/nodes").await;
+    let nodes = listed["nodes"].as_array().unwrap();
+    let mut seen: Vec<(String, String, u64, String)> = nodes
+        .iter()
+        .map(|node| {
+            let text = |field: &str| node[field].as_str().unwrap().to_owned();
+            (text("role"), text("address"), node["model_version"].as_u64().unwrap(), text("state"))
+        })
+        .collect();
+    seen.sort();
+    let mut expected: Vec<(String, String, u64, String)> =
+        [("trainer", &trainer), ("predictor", &predictors[0]), ("predictor", &predictors[1])]
+            .iter()
+            .map(|(role, app)| (role.to_string(), app.url(""), version, "up".to_string()))
+            .collect();
+    expected.sort();
+    assert_eq!(seen, expected, "{listed}");
+    let port = predictors[0].addr.port().to_string();
+    assert!(listed["answered_by"].as_str().unwrap().ends_with(&port), "{listed}");
+    assert!(nodes.iter().all(|node| node["age_seconds"].as_f64().unwrap() < 1.0), "{listed}");
 }

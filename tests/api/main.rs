@@ -8,6 +8,8 @@ mod dataset;
 mod disk;
 mod errors;
 mod faults;
+#[cfg(feature = "s3")]
+mod fleet;
 mod helpers;
 mod hostile;
 mod jobs;

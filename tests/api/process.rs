@@ -39,10 +39,10 @@ impl Server {
         let log = cwd.path().join("server.log");
         let output = std::fs::File::create(&log).unwrap();
         let mut command = binary_command(data_dir);
+        command.env("REGSERVE_ADDR", "127.0.0.1:0");
         configure(&mut command);
         let child = tokio::process::Command::from(command)
             .current_dir(cwd.path())
-            .env("REGSERVE_ADDR", "127.0.0.1:0")
             .env("REGSERVE_LOG_FORMAT", "text")
             .env("RUST_LOG", "warn,regserve::app=info")
             .stdin(Stdio::null())

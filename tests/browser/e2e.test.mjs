@@ -411,6 +411,20 @@ describe("the regserve page", { timeout: 240000 }, () => {
     assert.ok(await page.isHidden("#predict-result"), "the previous model's prediction is cleared");
   });
 
+  test("lists the server among the nodes, up and serving the active version", async () => {
+    const listed = await api("GET", "/v1/nodes");
+    assert.equal(listed.nodes.length, 1, JSON.stringify(listed));
+    const expected = { id: listed.answered_by, version: (await api("GET", "/v1/model")).version };
+    // The heartbeat is rewritten every 5 s and the panel refreshed every 2 s.
+    await page.waitForFunction(({ id, version }) => {
+      const row = [...document.querySelectorAll("#nodes-table tbody tr")].find((tr) => tr.dataset.node === id);
+      return row && row.dataset.state === "up" && row.textContent.includes(`v${version}`);
+    }, expected, { timeout: 15000 });
+    const row = page.locator("#nodes-table tbody tr").first();
+    assert.match(await row.textContent(), /this page's server/);
+    assert.match(await row.textContent(), /\ball\b/);
+  });
+
   test("cancels a long training and keeps the served model", async () => {
     const id = await train({ features: ["Education", "Seniority"], solver: "adam", epochs: 1000000, batchSize: 1 });
     await page.waitForSelector('#job[data-state="running"]');
