@@ -135,7 +135,10 @@ impl Beater {
         let put = self.state.store().put(&key, json.into(), PutMode::Overwrite);
         match tokio::time::timeout(LAST_BEAT_TIMEOUT.max(self.identity.interval), put).await {
             Ok(result) => result.map(drop),
-            Err(_) => Ok(tracing::debug!("the heartbeat was not written in time")),
+            Err(_) => {
+                tracing::debug!("the heartbeat was not written in time");
+                Ok(())
+            }
         }
     }
 }
