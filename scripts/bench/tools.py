@@ -942,6 +942,12 @@ def render(results, markdown):
                 f"{verdict(r['hwm_kb'] * 1024 <= numeric + 64 * mb and upload_ok(r))} |")
         add("")
 
+    # --- a cluster (written by scripts/bench/cluster.py) ------------------------------------
+    cluster = res / "cluster.md"
+    if cluster.exists():
+        lines.extend(cluster.read_text().splitlines())
+        add("")
+
     # --- criterion -----------------------------------------------------------------------
     if crit:
         bw = membw["read_gbs_best"] if membw else None
