@@ -11,6 +11,7 @@ use tokio::io::AsyncWriteExt;
 use super::AppError;
 use crate::data::{DataError, parse_csv};
 use crate::state::AppState;
+use crate::storage::StoreError;
 
 /// Room for the multipart boundaries and part headers around the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -60,8 +61,12 @@ async fn receive_upload(
 /// it.
 async fn receive_dataset(state: &AppState, mut field: Field<'_>, limit: u64) -> Result<(), AppError> {
     let temp = state.datasets().staging_file()?;
-    let mut file =
-        tokio::fs::File::from_std(temp.reopen().map_err(DataError::storage("open the staging file"))?);
+    let store = state.store().name().to_owned();
+    let failed = |action: &'static str| {
+        let store = store.clone();
+        move |error: std::io::Error| StoreError::from_io(&store, action, "a staging file", &error)
+    };
+    let mut file = tokio::fs::File::from_std(temp.reopen().map_err(failed("open"))?);
     let mut received: u64 = 0;
     // A client that sends too slowly is cut off by the paced body under the field.
     while let Some(chunk) = field.chunk().await? {
@@ -69,9 +74,9 @@ async fn receive_dataset(state: &AppState, mut field: Field<'_>, limit: u64) -> 
         if received > limit {
             return Err(too_large(limit));
         }
-        file.write_all(&chunk).await.map_err(DataError::storage("write the upload"))?;
+        file.write_all(&chunk).await.map_err(failed("write"))?;
     }
-    file.flush().await.map_err(DataError::storage("write the upload"))?;
+    file.flush().await.map_err(failed("write"))?;
     drop(file);
     tracing::info!(bytes = received, "upload received");
 

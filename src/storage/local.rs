@@ -362,13 +362,7 @@ impl Dir {
     }
 
     fn io_error(&self, action: &'static str, key: &str, error: io::Error) -> StoreError {
-        match error.kind() {
-            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => StoreError::Full {
-                store: self.name.clone(),
-                reason: format!("could not {action} {key}: {error}"),
-            },
-            _ => self.unavailable(action, key, error.to_string()),
-        }
+        StoreError::from_io(&self.name, action, key, &error)
     }
 }
 

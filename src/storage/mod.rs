@@ -132,6 +132,25 @@ pub enum StoreError {
     Unavailable { store: String, action: &'static str, key: String, reason: String },
 }
 
+impl StoreError {
+    /// What a failed file operation of the store `store` means: the store is full, or it cannot
+    /// be used for now.
+    pub fn from_io(store: &str, action: &'static str, key: &str, error: &std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match error.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+                Self::Full { store: store.to_owned(), reason: format!("could not {action} {key}: {error}") }
+            }
+            _ => Self::Unavailable {
+                store: store.to_owned(),
+                action,
+                key: key.to_owned(),
+                reason: error.to_string(),
+            },
+        }
+    }
+}
+
 /// A place to keep objects. Every method is one operation on the store; none holds a lock of the
 /// caller's across it.
 pub trait Storage: Send + Sync + 'static {
