@@ -71,9 +71,17 @@ impl LocalStore {
         Self { dir: Arc::new(Dir::new(root.into())) }
     }
 
-    /// The names and sizes of the files now in the staging directory (for tests: after every
-    /// operation has returned, there should be none).
+    /// The names and sizes of the staging files that no live process is writing: what a crash
+    /// left behind (for tests: after every operation has returned, there should be none).
     pub fn staging_leftovers(&self) -> Vec<(String, u64)> {
+        let mut files = self.staging_files();
+        files.retain(|(name, _)| is_unlocked(&self.dir.staging.join(name)));
+        files
+    }
+
+    /// The names and sizes of the files now in the staging directory, those being written
+    /// included.
+    pub fn staging_files(&self) -> Vec<(String, u64)> {
         let mut files: Vec<(String, u64)> = match fs::read_dir(&self.dir.staging) {
             Ok(entries) => entries
                 .flatten()
@@ -366,6 +374,11 @@ impl Dir {
     }
 }
 
+/// Whether `path` is a file that no live process holds the lock of.
+fn is_unlocked(path: &Path) -> bool {
+    File::open(path).is_ok_and(|file| file.try_lock().is_ok())
+}
+
 /// Removes `path` unless a live process holds its lock.
 fn remove_if_unlocked(path: &Path) -> io::Result<()> {
     let file = File::open(path)?;
@@ -434,7 +447,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path().join("store")).unwrap();
         conformance::check(&store).await;
-        assert_eq!(store.staging_leftovers(), [], "every put cleans up its staging file");
+        assert_eq!(store.staging_files(), [], "every put cleans up its staging file");
     }
 
     #[test]
@@ -443,7 +456,7 @@ mod tests {
         LocalStore::open(dir.path()).unwrap();
         fs::write(dir.path().join(STAGING).join("put-crashed"), b"half a model").unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
-        assert_eq!(store.staging_leftovers(), []);
+        assert_eq!(store.staging_files(), []);
     }
 
     #[test]
@@ -453,7 +466,10 @@ mod tests {
         let in_use = first.staging_file().unwrap();
         let second = LocalStore::open(dir.path()).unwrap();
         let name = in_use.path().file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(second.staging_leftovers(), [(name, 0)]);
+        assert_eq!(second.staging_files(), [(name, 0)], "the file another store writes is kept");
+        assert_eq!(second.staging_leftovers(), [], "and it is not a leftover");
+        drop(in_use);
+        assert_eq!(second.staging_files(), []);
     }
 
     /// Two stores on one directory stand for two processes: each operation opens the lock file
