@@ -161,6 +161,9 @@ class Cluster:
 
     def start_nginx(self, nginx):
         servers = " ".join(f"server 127.0.0.1:{port};" for port in self.predictor_ports)
+        site = (Path(__file__).resolve().parents[2] / "docs" / "cluster" / "nginx.conf").read_text()
+        site = (site.replace("@TRAINER@", f"127.0.0.1:{self.trainer_port}").replace("@PREDICTORS@", servers)
+                .replace("@LISTEN@", f"127.0.0.1:{self.nginx_port}"))
         d = self.scratch
         (d / "nginx.conf").write_text(f"""daemon off; master_process off; worker_processes 1;
 pid {d}/nginx.pid; error_log {d}/nginx-error.log;
@@ -169,24 +172,7 @@ http {{
     access_log off;
     client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
     fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-    upstream regserve_trainer    {{ server 127.0.0.1:{self.trainer_port}; }}
-    upstream regserve_predictors {{ {servers} keepalive 64; }}
-    map $request_method$uri $regserve_pool {{
-        ~^POST/upload$                    regserve_trainer;
-        ~^POST/train$                     regserve_trainer;
-        ~^POST/v1/models/[0-9]+/activate$ regserve_trainer;
-        ~^DELETE/v1/jobs/                 regserve_trainer;
-        default                           regserve_predictors;
-    }}
-    server {{
-        listen 127.0.0.1:{self.nginx_port};
-        location / {{
-            proxy_pass http://$regserve_pool;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-        }}
-    }}
+{site}
 }}
 """)
         self.spawn([nginx, "-c", str(d / "nginx.conf"), "-p", str(d)], log="nginx")

@@ -1,5 +1,6 @@
-//! nginx in front of a cluster, configured as the README's "Running a cluster" shows: the state
-//! changes to the trainer, everything else spread over the predictors.
+//! nginx in front of a cluster, with the site of `docs/cluster/nginx.conf`, which the README's
+//! "Running a cluster" shows: the state changes to the trainer, everything else spread over the
+//! predictors.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -18,38 +19,12 @@ impl Balancer {
         let dir = tempfile::tempdir().unwrap();
         let port = crate::helpers::free_port();
         let servers: String = predictors.iter().map(|port| format!("server 127.0.0.1:{port}; ")).collect();
+        let site = site(&format!("127.0.0.1:{trainer}"), servers.trim_end(), &format!("127.0.0.1:{port}"));
         let config = format!(
-            r#"daemon off; master_process off; worker_processes 1; pid {dir}/nginx.pid; error_log {dir}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
-    upstream regserve_trainer    {{ server 127.0.0.1:{trainer}; }}
-    upstream regserve_predictors {{ {servers} keepalive 32; }}
-    map $request_method$uri $regserve_pool {{
-        ~^POST/upload$                    regserve_trainer;
-        ~^POST/train$                     regserve_trainer;
-        ~^POST/v1/models/[0-9]+/activate$ regserve_trainer;
-        ~^DELETE/v1/jobs/                 regserve_trainer;
-        default                           regserve_predictors;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        client_max_body_size 1536m;
-        location / {{
-            proxy_pass http://$regserve_pool;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 1h;
-            proxy_next_upstream error timeout;
-        }}
-    }}
-}}
-"#,
+            "daemon off; master_process off; worker_processes 1; pid {dir}/nginx.pid; error_log {dir}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;\n\
+             fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;\n{site}\n}}\n",
             dir = dir.path().display()
         );
         let path = dir.path().join("nginx.conf");
@@ -87,4 +62,23 @@ impl Drop for Balancer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The nginx site of `docs/cluster/nginx.conf` for these addresses.
+fn site(trainer: &str, predictors: &str, listen: &str) -> String {
+    SITE.replace("@TRAINER@", trainer).replace("@PREDICTORS@", predictors).replace("@LISTEN@", listen)
+}
+
+const SITE: &str = include_str!("../../../docs/cluster/nginx.conf");
+
+#[test]
+fn the_readmes_nginx_site_is_the_one_the_tests_run() {
+    let readme = include_str!("../../../README.md");
+    let section =
+        &readme[readme.find("An nginx site in front of them").expect("the README shows the site")..];
+    let block = section.split("```nginx\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
+    let filled = site("127.0.0.1:7000", "server 127.0.0.1:7001; server 127.0.0.1:7002;", "8080");
+    let without_comments: String =
+        filled.lines().filter(|line| !line.starts_with('#')).map(|line| format!("{line}\n")).collect();
+    assert_eq!(block, without_comments, "README.md's nginx block and docs/cluster/nginx.conf differ");
 }
