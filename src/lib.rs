@@ -8,9 +8,9 @@
 //! and which one is active; [`nodes`] is each node's heartbeat and the list of them. [`training`] runs one training at a time in the background,
 //! [`metrics`] counts what happens for Prometheus, [`state`] is the shared handle the HTTP layer
 //! works on. [`settings`] holds the configuration as plain values; [`app`] composes everything
-//! and owns the background tasks, [`server`] serves connections, [`api`] maps HTTP to the
+//! and owns the background tasks, [`api`] serves connections and maps HTTP to the
 //! services, and [`cli`] is the command line (the server's flags, `regserve train` and
-//! `regserve predict` without a server). Only [`api`], [`server`] and [`cli`] know HTTP or
+//! `regserve predict` without a server). Only [`api`] and [`cli`] know HTTP or
 //! flags.
 
 pub mod api;
@@ -22,7 +22,6 @@ pub mod metrics;
 pub mod model;
 pub mod nodes;
 pub mod registry;
-pub mod server;
 pub mod settings;
 pub mod state;
 pub mod storage;

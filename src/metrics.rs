@@ -9,8 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::MatchedPath;
-use axum::http::Method;
+use http::Method;
 use prometheus_client::encoding::{
     EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder, NoLabelSet,
 };
@@ -140,7 +139,7 @@ impl Metrics {
     pub fn record_request(
         &self,
         method: &Method,
-        route: Option<MatchedPath>,
+        route: Option<&'static str>,
         status: u16,
         latency: Duration,
     ) {
@@ -251,26 +250,12 @@ struct TrainingLabels {
 
 /// The route template a request matched (`/v1/jobs/{id}`), or `unmatched` for unknown paths,
 /// so that the number of series stays bounded whatever paths clients send.
-#[derive(Debug, Clone)]
-struct Route(Option<MatchedPath>);
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Route(Option<&'static str>);
 
 impl Route {
     fn as_str(&self) -> &str {
-        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
-    }
-}
-
-impl PartialEq for Route {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Route {}
-
-impl std::hash::Hash for Route {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
+        self.0.unwrap_or("unmatched")
     }
 }
 

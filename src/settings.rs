@@ -148,13 +148,12 @@ pub struct ConnectionLimits {
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        let defaults = crate::server::Settings::default();
         Self {
             max_connections: None,
-            header_timeout: defaults.header_timeout,
-            keep_alive_timeout: defaults.keep_alive_timeout,
-            write_timeout: defaults.write_timeout,
-            shutdown_timeout: defaults.shutdown_timeout,
+            header_timeout: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(15),
+            write_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -106,7 +106,7 @@ impl Reservation {
         if self.permit.is_none() {
             return response;
         }
-        crate::server::Guarded::hold(response, self)
+        super::server::Guarded::hold(response, self)
     }
 }
 

@@ -73,10 +73,11 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let started = Instant::now();
-        let route = request.extensions().get::<MatchedPath>().cloned();
-        let method = request.method().clone();
         let gate = &self.shared.gate;
-        let class = gate.classes.of(&method, route.as_ref().map(MatchedPath::as_str));
+        let matched = request.extensions().get::<MatchedPath>();
+        let route = matched.and_then(|path| gate.classes.template(path.as_str()));
+        let method = request.method().clone();
+        let class = gate.classes.of(&method, route);
         let record = Some(Record { shared: self.shared.clone(), method, route, started });
         let has_body = !request.body().is_end_stream();
         let stage = match gate.check(class, request.headers()) {
@@ -97,7 +98,7 @@ where
 }
 
 fn route_name(record: &Option<Record>) -> Option<&str> {
-    record.as_ref().and_then(|record| record.route.as_ref()).map(MatchedPath::as_str)
+    record.as_ref().and_then(|record| record.route)
 }
 
 /// Starts receiving a body, after checking its declared length against the limit and the budget.
@@ -158,7 +159,7 @@ fn too_large(limit: usize) -> Response {
 struct Record {
     shared: Arc<Shared>,
     method: Method,
-    route: Option<MatchedPath>,
+    route: Option<&'static str>,
     started: Instant,
 }
 
@@ -216,7 +217,7 @@ where
                 StageProjection::Calling { answer, held, stream, .. } => {
                     let Ok(response) = ready!(answer.poll(cx));
                     break match (*stream, held.take()) {
-                        (true, Some(held)) => crate::server::Guarded::hold(response, held),
+                        (true, Some(held)) => super::server::Guarded::hold(response, held),
                         _ => response,
                     };
                 }

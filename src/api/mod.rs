@@ -18,6 +18,7 @@ mod observe;
 mod page;
 mod predict;
 mod routes;
+pub mod server;
 mod train;
 mod upload;
 

@@ -93,6 +93,11 @@ pub struct Classes {
 impl Classes {
     /// The class of a matched route (`HEAD` is classed as `GET`); `None` for requests no route
     /// serves (404, 405), which need nothing.
+    /// The template as this table holds it, for a route that matched.
+    pub fn template(&self, route: &str) -> Option<&'static str> {
+        self.by_route.get_key_value(route).map(|(template, _)| *template)
+    }
+
     pub fn of(&self, method: &Method, route: Option<&str>) -> Option<Class> {
         let method = if method == Method::HEAD { &Method::GET } else { method };
         let methods = self.by_route.get(route?)?;

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use self::follow::Follower;
 use self::tasks::Tasks;
 
+use crate::api::server::{self, connection_limit_for, raise_open_file_limit};
 use crate::api::{Budget, Hosts, HttpOptions, Listener, TrainerLink, router};
 use crate::datasets::{DatasetError, Datasets};
 use crate::nodes::{Beater, Identity, default_id};
 use crate::registry::{ModelCache, Registry, RegistryError};
-use crate::server::{self, connection_limit_for, raise_open_file_limit};
 use crate::settings::{Role, Settings};
 use crate::state::AppState;
 use crate::storage::health::StoreHealth;

@@ -45,12 +45,14 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
+        // The defaults of the settings, in one place.
+        let limits = crate::settings::ConnectionLimits::default();
         Self {
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            header_timeout: Duration::from_secs(30),
-            keep_alive_timeout: Duration::from_secs(15),
-            write_timeout: Duration::from_secs(30),
-            shutdown_timeout: Duration::from_secs(5),
+            header_timeout: limits.header_timeout,
+            keep_alive_timeout: limits.keep_alive_timeout,
+            write_timeout: limits.write_timeout,
+            shutdown_timeout: limits.shutdown_timeout,
         }
     }
 }
