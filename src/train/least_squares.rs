@@ -17,6 +17,7 @@ use std::ops::ControlFlow;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
+use super::moments::Moments as SummaryMoments;
 use super::scaled::{column_max_abs, ldexp, log2_of, scale_for};
 use super::{Observer, TrainError, Weights};
 
@@ -78,6 +79,34 @@ pub fn least_squares(
         mse: ldexp(squares.max(0.0) / rows as f64, 2 * scales.y_exponent),
         rank: factor.rank(),
     })
+}
+
+/// The least-squares solution from the sufficient statistics of the rows ([`SummaryMoments`]
+/// of the feature columns followed by the target), without the rows: what a history kept as
+/// segments is solved from. There is no refinement step (it needs the residuals of the rows),
+/// so the solution is as accurate as the normal equations of the centred columns, which for
+/// well-conditioned data is far below any tolerance that matters. `None` when the statistics
+/// overflowed: the rows must then be solved directly.
+pub fn least_squares_from_moments(moments: &SummaryMoments) -> Option<LeastSquares> {
+    let features = moments.columns().checked_sub(1)?;
+    if !moments.is_finite() {
+        return None;
+    }
+    if moments.count == 0 {
+        return Some(LeastSquares { weights: Weights::new(Array1::zeros(features), 0.0), mse: 0.0, rank: 0 });
+    }
+    let gram = Array2::from_shape_fn((features, features), |(j, k)| moments.at(j, k));
+    let cross = Array1::from_shape_fn(features, |j| moments.at(j, features));
+    let norms = gram.diag().mapv(f64::sqrt);
+    let never_cancel = |_: usize, _: f64| ControlFlow::Continue(());
+    let factor = Cholesky::of_correlation(&gram, &norms, &never_cancel)?;
+    let kernel = factor.solve_scaled(&cross, &norms);
+    let squares = moments.at(features, features) - 2.0 * kernel.dot(&cross) + kernel.dot(&gram.dot(&kernel));
+    let x_mean = Array1::from(moments.mean[..features].to_vec());
+    let bias = moments.mean[features] - kernel.dot(&x_mean);
+    let mse = squares.max(0.0) / moments.count as f64;
+    let fit = LeastSquares { weights: Weights::new(kernel, bias), mse, rank: factor.rank() };
+    (fit.weights.is_finite() && mse.is_finite()).then_some(fit)
 }
 
 /// The power of two each column is divided by, and its reciprocal.
@@ -358,6 +387,28 @@ mod tests {
         assert!((fit.weights.kernel()[0] - 4.0).abs() < 1e-6, "{:?}", fit.weights);
         assert!((fit.weights.kernel()[1] - 2e-9).abs() < 1e-15, "{:?}", fit.weights);
         assert!(fit.mse < 1e-12, "{}", fit.mse);
+    }
+
+    #[test]
+    fn the_statistics_of_the_rows_give_the_same_solution_as_the_rows() {
+        let rows = 1000;
+        let a: Vec<f64> = (0..rows).map(|i| 12.0 + (i as f64 * 0.37).sin() * 4.0).collect();
+        let b: Vec<f64> = (0..rows).map(|i| 100.0 + (i as f64 * 0.013).cos() * 30.0).collect();
+        let y: Vec<f64> = (0..rows).map(|i| 3.0 * a[i] - 0.5 * b[i] + 7.0 + (i as f64 * 1.7).sin()).collect();
+        let x = Array2::from_shape_fn((rows, 2), |(i, j)| if j == 0 { a[i] } else { b[i] });
+        let direct = solve(x.view(), ArrayView1::from(&y));
+        let halves = [0..400, 400..rows].map(|r| SummaryMoments::of_columns(&[&a[r.clone()], &b[r.clone()], &y[r]]));
+        let merged = halves[0].merge(&halves[1]);
+        let from_moments = least_squares_from_moments(&merged).unwrap();
+        let relative = |p: f64, q: f64| (p - q).abs() / q.abs();
+        assert!(relative(from_moments.mse, direct.mse) < 1e-9, "{} vs {}", from_moments.mse, direct.mse);
+        assert!(relative(from_moments.weights.bias(), direct.weights.bias()) < 1e-9);
+        for j in 0..2 {
+            assert!(relative(from_moments.weights.kernel()[j], direct.weights.kernel()[j]) < 1e-9);
+        }
+        assert_eq!(from_moments.rank, 2);
+        let overflowing = SummaryMoments::of_columns(&[&[1e300, -1e300], &[1.0, 2.0]]);
+        assert!(least_squares_from_moments(&overflowing).is_none());
     }
 
     #[test]

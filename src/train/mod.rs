@@ -5,13 +5,15 @@
 mod adam;
 mod fit;
 mod least_squares;
+pub mod moments;
 mod params;
 pub mod scaled;
 mod standardize;
 
 pub use adam::Adam;
 pub use fit::{AdamRun, FitOutcome, MAX_HALVINGS, Observer, fit_adam};
-pub use least_squares::{LeastSquares, least_squares};
+pub use least_squares::{LeastSquares, least_squares, least_squares_from_moments};
+pub use moments::Moments;
 pub use params::{
     AdamParams, DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, FitParams, FitSettings, InitialWeights, MAX_EPOCHS,
     Solver,
