@@ -18,6 +18,7 @@ pub mod app;
 pub mod cli;
 pub mod data;
 pub mod datasets;
+pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod nodes;

@@ -113,6 +113,33 @@ impl Default for ClusterSettings {
     }
 }
 
+/// How appended rows are committed and how long they are kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IntakeSettings {
+    /// How long a commit waits for more batches to write with the first (group commit).
+    pub commit_interval: Duration,
+    /// The most rows one commit writes.
+    pub commit_rows: usize,
+    /// The most rows one batch may hold.
+    pub max_batch_rows: usize,
+    /// Keep at least this many of the newest rows, and drop older segments.
+    pub retain_rows: Option<u64>,
+    /// Drop segments whose rows all arrived longer ago than this.
+    pub retain_for: Option<Duration>,
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        Self {
+            commit_interval: Duration::from_millis(2),
+            commit_rows: 500_000,
+            max_batch_rows: 100_000,
+            retain_rows: None,
+            retain_for: None,
+        }
+    }
+}
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -120,6 +147,7 @@ pub struct Settings {
     /// Where the dataset and the model versions are kept.
     pub store: Location,
     pub cluster: ClusterSettings,
+    pub intake: IntakeSettings,
     pub limits: Limits,
     /// Model versions kept in the store.
     pub keep_models: usize,
@@ -206,6 +234,7 @@ impl Settings {
             addr,
             store,
             cluster: ClusterSettings::default(),
+            intake: IntakeSettings::default(),
             limits: Limits::default(),
             keep_models: 20,
             admin_addr: None,

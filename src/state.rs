@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use crate::data::Dataset;
 use crate::datasets::Datasets;
 use crate::metrics::{Metrics, Snapshot};
 use crate::model::Model;
@@ -23,7 +22,7 @@ pub struct AppState {
 
 struct Inner {
     limits: Limits,
-    datasets: Datasets,
+    datasets: Arc<Datasets>,
     models: Arc<Registry>,
     trainer: Trainer,
     metrics: Arc<Metrics>,
@@ -48,7 +47,17 @@ impl AppState {
     ) -> Self {
         let metrics = Arc::new(Metrics::new());
         let trainer = Trainer::new(models.clone(), metrics.clone(), limits.training_priority);
-        Self { inner: Arc::new(Inner { limits, datasets, models, trainer, metrics, role, store_health }) }
+        Self {
+            inner: Arc::new(Inner {
+                limits,
+                datasets: Arc::new(datasets),
+                models,
+                trainer,
+                metrics,
+                role,
+                store_health,
+            }),
+        }
     }
 
     /// What this node does.
@@ -70,14 +79,9 @@ impl AppState {
         self.inner.models.store()
     }
 
-    /// The active dataset and the way to replace it.
-    pub fn datasets(&self) -> &Datasets {
+    /// The dataset and the ways to change it.
+    pub fn datasets(&self) -> &Arc<Datasets> {
         &self.inner.datasets
-    }
-
-    /// The active dataset.
-    pub fn dataset(&self) -> Arc<Dataset> {
-        self.inner.datasets.current()
     }
 
     /// The stored model versions, the active one among them.
@@ -95,9 +99,14 @@ impl AppState {
         u8::from(self.model().is_some() && !self.inner.trainer.is_running())
     }
 
-    /// Starts training `request` on the active dataset, from the served model for a warm start.
+    /// Starts training `request` on the rows it names, from the served model for a warm start.
     pub fn start_training(&self, request: TrainRequest) -> Result<Arc<Job>, JobError> {
-        self.inner.trainer.start(self.dataset(), request, self.model())
+        let served = self.model();
+        let data = self
+            .datasets()
+            .history()
+            .training(request.rows, served.as_deref().and_then(Model::trained_rows))?;
+        self.inner.trainer.start(data, request, served)
     }
 
     /// The training jobs.
@@ -117,7 +126,7 @@ impl AppState {
         self.inner.metrics.render(Snapshot {
             model_version: model.as_ref().map(|model| model.version()),
             model_age: model.as_ref().and_then(|model| model.age()),
-            dataset_rows: self.dataset().rows(),
+            dataset_rows: self.datasets().history().rows,
             store_up: self.inner.store_health.unreachable().is_none(),
         })
     }

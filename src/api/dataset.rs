@@ -15,8 +15,8 @@ use crate::state::AppState;
 
 /// `GET /v1/dataset`: columns with their types and ranges, rows, SHA-256, default selection.
 pub async fn summary(State(state): State<AppState>) -> Response {
-    let dataset = state.dataset();
-    Json(dataset.summary()).into_response()
+    let history = state.datasets().history();
+    Json(history.summary(state.datasets().activity().view())).into_response()
 }
 
 /// The most rows one `GET /v1/dataset/rows` returns.
@@ -43,8 +43,8 @@ pub async fn rows(
         let message = format!("limit: at most {MAX_SAMPLE_ROWS} rows per request");
         return Err(AppError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, message));
     }
-    let dataset = state.dataset();
-    Ok(Json(dataset.sample_rows(limit, query.spread)).into_response())
+    let history = state.datasets().history();
+    Ok(Json(history.sample_rows(limit, query.spread)).into_response())
 }
 
 /// `GET /v1/dataset.csv`: the uploaded file as stored, or the built-in dataset.

@@ -5,6 +5,7 @@
 mod access;
 mod body;
 mod budget;
+mod data;
 mod dataset;
 mod error;
 mod forward;

@@ -15,7 +15,7 @@ use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 
 use super::access::Need;
-use super::{ApiState, dataset, health, jobs, models, observe, page, predict, train, upload};
+use super::{ApiState, data, dataset, health, jobs, models, observe, page, predict, train, upload};
 
 /// What a route is, for access and limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +130,8 @@ pub fn routes(request_timeout: Duration, predicts_only: bool) -> (Router<ApiStat
     table.add_trainers(Class::Read, "/v1/dataset", get(dataset::summary));
     table.add_trainers(Class::Stream, "/v1/dataset.csv", get(dataset::download));
     table.add_trainers(Class::Read, "/v1/dataset/rows", get(dataset::rows));
+    table.add(Class::Change, Method::POST, "/v1/data", post(data::append));
+    table.add(Class::Change, Method::DELETE, "/v1/data", delete(data::clear));
     table.add(Class::Train, Method::POST, "/train", post(train::train));
     let upload = post(upload::upload.layer(DefaultBodyLimit::disable()));
     table.add(Class::Upload, Method::POST, "/upload", upload);
@@ -198,8 +200,8 @@ mod tests {
             .collect();
         assert_eq!(
             changes.len(),
-            4,
-            "exactly upload, train, cancel and activate change the state: {changes:?}"
+            6,
+            "exactly upload, train, cancel, activate, append and reset change the state: {changes:?}"
         );
     }
 }

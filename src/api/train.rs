@@ -16,14 +16,16 @@ use serde_json::{Map, Value};
 use super::AppError;
 use super::budget::{Budget, large_json};
 use super::models::{ModelAnswer, answer_bytes};
+use crate::datasets::RowChoice;
 use crate::model::HistoryDetail;
 use crate::state::AppState;
 use crate::train::FitSettings;
 use crate::training::{JobView, TrainRequest};
 
 /// Every field the body may hold.
-const FIELDS: [&str; 14] = [
+const FIELDS: [&str; 15] = [
     "features",
+    "rows",
     "target",
     "solver",
     "warm_start",
@@ -109,9 +111,13 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<TrainRequest, AppError
     let features = take_field(&mut fields, "features")?;
     let target = take_field(&mut fields, "target")?;
     let warm_start = take_field(&mut fields, "warm_start")?.unwrap_or(false);
+    let rows = match fields.remove("rows") {
+        None | Some(Value::Null) => RowChoice::All,
+        Some(value) => row_choice(&value)?,
+    };
     let settings: FitSettings = serde_path_to_error::deserialize(Value::Object(fields))
         .map_err(|error| unprocessable(error.to_string()))?;
-    Ok(TrainRequest { features, target, settings, warm_start })
+    Ok(TrainRequest { features, target, settings, warm_start, rows })
 }
 
 fn take_field<T: serde::de::DeserializeOwned>(
@@ -123,6 +129,30 @@ fn take_field<T: serde::de::DeserializeOwned>(
         Some(value) => {
             serde_json::from_value(value).map(Some).map_err(|error| unprocessable(format!("{name}: {error}")))
         }
+    }
+}
+
+/// `"all"`, `"new"`, `{"last": N}` or `{"since": "RFC 3339 time"}`.
+fn row_choice(value: &Value) -> Result<RowChoice, AppError> {
+    let expected =
+        || unprocessable(r#"rows: "all", "new", {"last": N} or {"since": "2026-12-01T00:00:00Z"}"#);
+    match value {
+        Value::String(text) if text == "all" => Ok(RowChoice::All),
+        Value::String(text) if text == "new" => Ok(RowChoice::New),
+        Value::Object(choice) if choice.len() == 1 => match choice.iter().next().expect("one entry") {
+            (name, Value::Number(n)) if name == "last" => match n.as_u64() {
+                Some(last) if last > 0 => Ok(RowChoice::Last(last)),
+                _ => Err(unprocessable("rows.last: a whole number of rows, at least 1")),
+            },
+            (name, Value::String(time)) if name == "since" => {
+                let time = time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+                    .map_err(|error| unprocessable(format!("rows.since: not an RFC 3339 time: {error}")))?;
+                let ms = time.unix_timestamp_nanos() / 1_000_000;
+                Ok(RowChoice::Since(i64::try_from(ms).unwrap_or(i64::MAX)))
+            }
+            _ => Err(expected()),
+        },
+        _ => Err(expected()),
     }
 }
 

@@ -74,11 +74,19 @@ impl Application {
     pub async fn build_on(config: Settings, store: Arc<dyn Storage>) -> Result<Self, StartupError> {
         let role = config.cluster.role;
         let datasets = match role.trains() {
-            true => Datasets::open(store.clone()).await?,
+            true => Datasets::open(store.clone(), config.intake).await?,
             false => Datasets::builtin(store.clone()),
         };
-        let dataset = datasets.current();
-        tracing::info!(store = store.name(), role = role.as_str(), rows = dataset.rows(), columns = ?dataset.column_names(), "dataset loaded");
+        let history = datasets.history();
+        let columns = history.schema.as_ref().map(|schema| schema.column_names().join(", "));
+        tracing::info!(
+            store = store.name(),
+            role = role.as_str(),
+            rows = history.rows,
+            segments = history.chunks.len(),
+            ?columns,
+            "dataset loaded"
+        );
         let health = Arc::new(StoreHealth::new());
         let cache = match (&config.cluster.cache_dir, role) {
             (Some(dir), Role::Predictor) => Some(ModelCache::open(dir).map_err(StartupError::Cache)?),
@@ -163,6 +171,9 @@ impl Application {
         }
         tracing::debug!(max_connections = self.connections.max_connections, "connection limit");
         let tasks = Tasks::new();
+        if let Some(committer) = self.state.datasets().committer() {
+            tasks.spawn("committer", committer.run(tasks.stop_signal()));
+        }
         if let Some(follower) = self.follower {
             tasks.spawn("model follower", follower.run(tasks.stop_signal()));
         }

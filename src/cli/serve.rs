@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::settings::{
-    Access, ClusterSettings, ConnectionLimits, Limits, Location, Role, Settings, Token, TrainingPriority,
-    default_data_dir, parse_host_name, parse_origin,
+    Access, ClusterSettings, ConnectionLimits, IntakeSettings, Limits, Location, Role, Settings, Token,
+    TrainingPriority, default_data_dir, parse_host_name, parse_origin,
 };
 use crate::units::{parse_bytes, parse_duration};
 
@@ -183,6 +183,7 @@ impl From<ServeArgs> for Settings {
                 advertise_url: args.advertise_url,
                 heartbeat_interval: args.heartbeat_interval.max(Duration::from_millis(100)),
             },
+            intake: IntakeSettings::default(),
             admin_addr: args.admin_addr,
             access: Access { admin_token: args.admin_token, read_token: args.read_token },
             cors_origins: args.cors_origins,

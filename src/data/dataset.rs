@@ -26,7 +26,7 @@ pub struct Column {
 }
 
 /// Range and mean of a numeric column.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct ColumnStats {
     pub min: f64,
     pub mean: f64,

@@ -4,7 +4,7 @@
 mod csv;
 mod dataset;
 
-pub use self::csv::{MAX_COLUMNS, MAX_NAME_BYTES, MAX_ROW_BYTES, MAX_VALUE_BYTES, parse_csv};
+pub use self::csv::{MAX_COLUMNS, MAX_NAME_BYTES, MAX_ROW_BYTES, MAX_VALUE_BYTES, parse_csv, parse_number};
 pub use dataset::{
     BadValue, Column, ColumnStats, ColumnSummary, Dataset, DatasetSummary, RowSample, Selection,
 };

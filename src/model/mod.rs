@@ -6,6 +6,7 @@
 //! the way in and out); answers show it with its loss history shaped by a [`HistoryDetail`]
 //! ([`history`]).
 
+mod exact;
 pub mod file;
 mod history;
 
@@ -46,13 +47,28 @@ struct Fit {
     metrics: Metrics,
     /// Rows of the dataset the model was trained on.
     rows: usize,
-    /// SHA-256 of the dataset file the model was trained on.
+    /// SHA-256 of the dataset file the model was trained on (of a description of the rows, when
+    /// they were more or fewer than one file's).
     dataset_sha256: String,
+    /// Which of the dataset's rows the model was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trained_rows: Option<TrainedRows>,
     started_at: String,
     trained_at: String,
     duration_ms: f64,
     /// The training job that produced the model.
     job: u64,
+}
+
+/// Which rows of the dataset a model was trained on: their generation (an upload starts a new
+/// one) and the sequence numbers of the first and the last, and how they were chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainedRows {
+    pub generation: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// `all`, `last N`, `since TIME` or `new`.
+    pub choice: String,
 }
 
 /// A model as an answer shows it: its loss history whole, sampled down, or left out.
@@ -133,6 +149,7 @@ impl Model {
             initial: outcome.initial,
             rows: dataset.rows(),
             dataset_sha256: dataset.sha256().to_owned(),
+            trained_rows: None,
             started_at,
             trained_at: now_rfc3339(),
             duration_ms: clock.elapsed().as_secs_f64() * 1e3,
@@ -189,6 +206,17 @@ impl Model {
             });
         }
         Ok(self.fit.weights.clone())
+    }
+
+    /// The same model, recorded as trained on `rows`.
+    pub fn with_trained_rows(mut self, rows: TrainedRows) -> Self {
+        self.fit.trained_rows = Some(rows);
+        self
+    }
+
+    /// Which rows of the dataset the model was trained on, when that was recorded.
+    pub fn trained_rows(&self) -> Option<&TrainedRows> {
+        self.fit.trained_rows.as_ref()
     }
 
     /// The same model as stored under `version`.

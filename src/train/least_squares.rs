@@ -397,7 +397,8 @@ mod tests {
         let y: Vec<f64> = (0..rows).map(|i| 3.0 * a[i] - 0.5 * b[i] + 7.0 + (i as f64 * 1.7).sin()).collect();
         let x = Array2::from_shape_fn((rows, 2), |(i, j)| if j == 0 { a[i] } else { b[i] });
         let direct = solve(x.view(), ArrayView1::from(&y));
-        let halves = [0..400, 400..rows].map(|r| SummaryMoments::of_columns(&[&a[r.clone()], &b[r.clone()], &y[r]]));
+        let halves =
+            [0..400, 400..rows].map(|r| SummaryMoments::of_columns(&[&a[r.clone()], &b[r.clone()], &y[r]]));
         let merged = halves[0].merge(&halves[1]);
         let from_moments = least_squares_from_moments(&merged).unwrap();
         let relative = |p: f64, q: f64| (p - q).abs() / q.abs();

@@ -34,8 +34,7 @@ impl Moments {
         if rows == 0 {
             return Self::empty(d);
         }
-        let mean: Vec<f64> =
-            columns.iter().map(|column| column.iter().sum::<f64>() / rows as f64).collect();
+        let mean: Vec<f64> = columns.iter().map(|column| column.iter().sum::<f64>() / rows as f64).collect();
         let centred: Vec<Vec<f64>> =
             columns.iter().zip(&mean).map(|(column, m)| column.iter().map(|v| v - m).collect()).collect();
         let mut comoment = vec![0.0; d * d];
@@ -99,7 +98,8 @@ impl Moments {
 
     /// Only the columns `keep`, in that order.
     pub fn select(&self, keep: &[usize]) -> Self {
-        let comoment = keep.iter().flat_map(|&j| keep.iter().map(move |&k| (j, k))).map(|(j, k)| self.at(j, k));
+        let comoment =
+            keep.iter().flat_map(|&j| keep.iter().map(move |&k| (j, k))).map(|(j, k)| self.at(j, k));
         Self {
             count: self.count,
             mean: keep.iter().map(|&j| self.mean[j]).collect(),

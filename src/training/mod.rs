@@ -18,11 +18,12 @@ pub use job::{CancelOutcome, CancelReason, Job, JobSpec, JobState, JobView, Prog
 pub use pace::TrainingPriority;
 
 use self::pace::Pacer;
-use crate::data::{DataError, Dataset, Selection};
+use crate::data::{DataError, Selection};
+use crate::datasets::{RowChoice, TrainingData};
 use crate::metrics::{Metrics, TrainingOutcome};
 use crate::model::{Model, TrainSpec, now_rfc3339};
 use crate::registry::{Registry, RegistryError};
-use crate::train::{FitSettings, Observer, TrainError};
+use crate::train::{FitParams, FitSettings, Observer, TrainError};
 
 /// Finished jobs kept for `GET /v1/jobs`.
 const RECENT_JOBS: usize = 50;
@@ -37,6 +38,8 @@ pub struct TrainRequest {
     pub target: Option<String>,
     pub settings: FitSettings,
     pub warm_start: bool,
+    /// Which of the dataset's rows to train on.
+    pub rows: RowChoice,
 }
 
 /// Why a job could not start, or how it ended without a model.
@@ -89,7 +92,7 @@ struct JobRegistry {
 struct Work {
     trainer: Trainer,
     job: Arc<Job>,
-    dataset: Arc<Dataset>,
+    data: TrainingData,
     selection: Selection,
     warm_start: Option<Arc<Model>>,
 }
@@ -111,14 +114,15 @@ impl Trainer {
         }
     }
 
-    /// Validates `request` against `dataset` and the `current` model, and starts training it.
+    /// Validates `request` against the rows of `data` and the `current` model, and starts
+    /// training it.
     pub fn start(
         &self,
-        dataset: Arc<Dataset>,
+        data: TrainingData,
         request: TrainRequest,
         current: Option<Arc<Model>>,
     ) -> Result<Arc<Job>, JobError> {
-        let selection = dataset.select(request.features, request.target)?;
+        let selection = data.schema().select(request.features, request.target)?;
         let params = request.settings.validate(selection.features.len())?;
         let warm_start = match request.warm_start {
             true => Some(current.ok_or(JobError::NoModelToWarmStart)?),
@@ -131,14 +135,14 @@ impl Trainer {
         let spec = JobSpec {
             features: selection.features.clone(),
             target: selection.target.clone(),
-            rows: dataset.rows(),
+            rows: data.rows(),
             params,
             warm_start_from: warm_start.as_ref().map(|model| model.version()),
         };
         let job = self.register(spec)?;
         tracing::info!(job = job.id(), features = ?job.spec().features, target = %job.spec().target,
             rows = job.spec().rows, solver = ?job.spec().params.solver(), "training started");
-        let work = Work { trainer: self.clone(), job: job.clone(), dataset, selection, warm_start };
+        let work = Work { trainer: self.clone(), job: job.clone(), data, selection, warm_start };
         let spawned =
             std::thread::Builder::new().name(format!("train-job-{}", job.id())).spawn(move || work.run());
         match spawned {
@@ -250,7 +254,8 @@ impl Work {
             job: self.job.id(),
         };
         let mut publisher = Publisher::new(&self.job, Pacer::new(self.trainer.inner.priority));
-        let trained = Model::train(&self.dataset, spec, &mut publisher);
+        let trained =
+            self.train(spec, &mut publisher).map(|model| model.with_trained_rows(self.data.record()));
         publisher.flush();
         tracing::debug!(job = self.job.id(), paused = ?publisher.pacer.paused(), "the fit paused for the server's requests");
         let cancelled = |by| JobError::Cancelled { job: self.job.id(), by };
@@ -264,6 +269,23 @@ impl Work {
         self.job.begin_storing().map_err(cancelled)?;
         let inner = &self.trainer.inner;
         Ok(inner.runtime.block_on(inner.models.commit(model))?)
+    }
+}
+
+impl Work {
+    /// The exact solver from the rows' statistics when the dataset keeps them; otherwise a fit
+    /// over the rows themselves.
+    fn train(&self, spec: TrainSpec<'_>, publisher: &mut Publisher<'_>) -> Result<Model, TrainError> {
+        if matches!(spec.params, FitParams::LeastSquares)
+            && let Some(moments) = self.data.moments(&self.selection)
+        {
+            let (rows, sha256) = (self.data.rows(), self.data.sha256());
+            let spec = TrainSpec { selection: spec.selection.clone(), params: spec.params.clone(), ..spec };
+            if let Some(trained) = Model::solve_from_moments(&moments, spec, rows, sha256) {
+                return trained;
+            }
+        }
+        Model::train(&self.data.dataset(), spec, publisher)
     }
 }
 

@@ -54,7 +54,11 @@ fn names_the_store((status, body): (StatusCode, Value)) {
 async fn an_unreachable_store_is_a_503_naming_it_and_nothing_stored_changes() {
     let store = Arc::new(MemoryStore::new());
     let models = Registry::open(store.clone(), 5).await.unwrap();
-    let state = AppState::new(Limits::default(), Datasets::open(store.clone()).await.unwrap(), models);
+    let state = AppState::new(
+        Limits::default(),
+        Datasets::open(store.clone(), Default::default()).await.unwrap(),
+        models,
+    );
     let (status, trained) = post_json(&state, "/train?wait=true", json!({ "solver": "least-squares" })).await;
     assert_eq!(status, StatusCode::OK, "{trained}");
     let predict = || post_json(&state, "/predict", json!({ "x_predict": [10, 15.5] }));

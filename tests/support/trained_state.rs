@@ -25,6 +25,6 @@ pub fn trained_state(runtime: &tokio::runtime::Runtime, epochs: usize) -> AppSta
         let spec = TrainSpec { selection, params, warm_start: None, job: 1 };
         let model = Model::train(&dataset, spec, &mut |_, _| ControlFlow::Continue(())).unwrap();
         models.commit(model).await.unwrap();
-        AppState::new(Limits::default(), Datasets::open(store).await.unwrap(), models)
+        AppState::new(Limits::default(), Datasets::open(store, Default::default()).await.unwrap(), models)
     })
 }

@@ -15,6 +15,7 @@ mod chunks;
 mod records;
 
 use self::chunks::{Chunk, Chunker};
+pub use self::records::parse_number;
 use self::records::{ChunkReader, ChunkValues, ColumnSpec, Columns, Layout, parse_records};
 use super::DataError;
 use super::dataset::{Dataset, Selection};

@@ -213,7 +213,7 @@ fn too_long_value(record: &::csv::StringRecord, line: u64) -> Option<DataError> 
 }
 
 /// Parses one finite number, or says why the field is not one.
-fn parse_number(field: &str) -> Result<f64, &'static str> {
+pub fn parse_number(field: &str) -> Result<f64, &'static str> {
     // Most fields have no padding; `trim` only when an end byte could be white space.
     let padded = |byte: Option<&u8>| byte.is_some_and(|b| b.is_ascii_whitespace() || !b.is_ascii());
     let bytes = field.as_bytes();

@@ -1,0 +1,139 @@
+//! What the intake has done, by source: rows appended and rejected since start, and the rows of
+//! each of the last sixty seconds (for a rate over the last minute), plus how long commits take.
+//! Plain counters behind one small lock, read by `GET /v1/dataset`, `/metrics` and the page.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::batch::Source;
+
+/// The window a rate is taken over.
+const WINDOW_SECONDS: u64 = 60;
+
+/// The intake's counters.
+pub struct Activity {
+    started: Instant,
+    sources: Mutex<[SourceActivity; 4]>,
+    commits: Mutex<CommitLatencies>,
+}
+
+/// Upper bounds of the commit-latency histogram's buckets, in seconds.
+pub const COMMIT_BUCKETS: [f64; 12] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
+
+/// A histogram of commit latencies: counts per bucket (not cumulative), their sum and count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommitLatencies {
+    pub buckets: [u64; COMMIT_BUCKETS.len()],
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+#[derive(Default, Clone)]
+struct SourceActivity {
+    appended: u64,
+    rejected: u64,
+    /// `(second since start, rows)`, the newest last.
+    recent: VecDeque<(u64, u64)>,
+}
+
+/// One source's counters, as shown.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct SourceView {
+    pub rows: u64,
+    pub rejected: u64,
+    /// Rows appended per second over the last minute (or since start, when that is shorter).
+    pub rows_per_second: f64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self { started: Instant::now(), sources: Mutex::default(), commits: Mutex::default() }
+    }
+}
+
+impl Activity {
+    /// Counts `rows` appended from `source`.
+    pub fn appended(&self, source: Source, rows: usize) {
+        let second = self.started.elapsed().as_secs();
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let counters = &mut sources[source as usize];
+        counters.appended += rows as u64;
+        match counters.recent.back_mut() {
+            Some((at, count)) if *at == second => *count += rows as u64,
+            _ => counters.recent.push_back((second, rows as u64)),
+        }
+        while counters.recent.front().is_some_and(|(at, _)| at + WINDOW_SECONDS <= second) {
+            counters.recent.pop_front();
+        }
+    }
+
+    /// Counts `rows` (or messages) from `source` that were refused.
+    pub fn rejected(&self, source: Source, rows: usize) {
+        self.sources.lock().unwrap_or_else(PoisonError::into_inner)[source as usize].rejected += rows as u64;
+    }
+
+    /// Records how long a batch waited for its commit, from its arrival to its answer.
+    pub fn committed(&self, latency: Duration) {
+        let seconds = latency.as_secs_f64();
+        let mut commits = self.commits.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(bucket) = COMMIT_BUCKETS.iter().position(|&bound| seconds <= bound) {
+            commits.buckets[bucket] += 1;
+        }
+        commits.sum_seconds += seconds;
+        commits.count += 1;
+    }
+
+    /// The commit latencies so far.
+    pub fn commit_latencies(&self) -> CommitLatencies {
+        self.commits.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Each source's counters.
+    pub fn view(&self) -> Vec<(Source, SourceView)> {
+        let elapsed = self.started.elapsed();
+        let second = elapsed.as_secs();
+        let window = elapsed.as_secs_f64().clamp(1.0, WINDOW_SECONDS as f64);
+        let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        Source::ALL
+            .into_iter()
+            .map(|source| {
+                let counters = &sources[source as usize];
+                let recent: u64 = counters
+                    .recent
+                    .iter()
+                    .filter(|(at, _)| at + WINDOW_SECONDS > second)
+                    .map(|(_, rows)| rows)
+                    .sum();
+                let view = SourceView {
+                    rows: counters.appended,
+                    rejected: counters.rejected,
+                    rows_per_second: recent as f64 / window,
+                };
+                (source, view)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_source_and_rates_over_the_window() {
+        let activity = Activity::default();
+        activity.appended(Source::Mqtt, 30);
+        activity.appended(Source::Mqtt, 12);
+        activity.rejected(Source::Http, 2);
+        let view = activity.view();
+        let mqtt = view.iter().find(|(source, _)| *source == Source::Mqtt).unwrap().1;
+        assert_eq!((mqtt.rows, mqtt.rejected), (42, 0));
+        assert!(mqtt.rows_per_second > 0.0 && mqtt.rows_per_second <= 42.0);
+        assert_eq!(view[Source::Http as usize].1.rejected, 2);
+        activity.committed(Duration::from_millis(3));
+        activity.committed(Duration::from_secs(60));
+        let latencies = activity.commit_latencies();
+        assert_eq!((latencies.buckets[2], latencies.buckets.iter().sum::<u64>(), latencies.count), (1, 1, 2));
+    }
+}
