@@ -19,7 +19,8 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     number.checked_mul(1 << shift).ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// Parses a duration: `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds; it must not be 0.
+/// Parses a duration: `30s`, `500ms`, `2m`, `1h`, `7d`, or a bare number of seconds; it must not
+/// be 0.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -30,7 +31,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => Duration::from_secs(number),
         "m" => Duration::from_secs(number.saturating_mul(60)),
         "h" => Duration::from_secs(number.saturating_mul(3600)),
-        _ => return Err(format!("{text:?} has an unknown unit; use ms, s, m or h")),
+        "d" => Duration::from_secs(number.saturating_mul(86_400)),
+        _ => return Err(format!("{text:?} has an unknown unit; use ms, s, m, h or d")),
     };
     if duration.is_zero() {
         return Err(format!("{text:?}: a duration must be above 0"));

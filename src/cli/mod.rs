@@ -134,6 +134,27 @@ mod tests {
     }
 
     #[test]
+    fn intake_flags_default_to_the_settings_defaults_and_parse() {
+        let config = Settings::from(Cli::try_parse_from(["regserve"]).unwrap().serve);
+        assert_eq!(config.intake, crate::settings::IntakeSettings::default());
+        let cli = Cli::try_parse_from([
+            "regserve",
+            "--retain-for",
+            "7d",
+            "--retain-rows",
+            "1000",
+            "--commit-interval",
+            "10ms",
+        ]);
+        let config = Settings::from(cli.unwrap().serve);
+        assert_eq!(config.intake.retain_for, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(
+            (config.intake.retain_rows, config.intake.commit_interval),
+            (Some(1000), Duration::from_millis(10))
+        );
+    }
+
+    #[test]
     fn connection_flags_parse_and_host_names_are_checked() {
         let cli = Cli::try_parse_from([
             "regserve",

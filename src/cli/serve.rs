@@ -55,6 +55,23 @@ pub struct ServeArgs {
     /// intervals old shows as lost).
     #[arg(long, env = "REGSERVE_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
+    /// How long a commit of appended rows waits for more batches to write with the first (group
+    /// commit): longer writes fewer, larger segments; every batch is answered once durable.
+    #[arg(long, env = "REGSERVE_COMMIT_INTERVAL", default_value = "2ms", value_parser = parse_duration)]
+    pub commit_interval: Duration,
+    /// The most rows one commit writes as one segment.
+    #[arg(long, env = "REGSERVE_COMMIT_ROWS", default_value = "500000")]
+    pub commit_rows: usize,
+    /// The most rows one appended batch may hold (larger ones are refused with 413).
+    #[arg(long, env = "REGSERVE_MAX_BATCH_ROWS", default_value = "100000")]
+    pub max_batch_rows: usize,
+    /// Keep at least this many of the newest rows; older segments are dropped from training and
+    /// from the store.
+    #[arg(long, env = "REGSERVE_RETAIN_ROWS")]
+    pub retain_rows: Option<u64>,
+    /// Drop segments whose rows all arrived longer ago than this (e.g. 7d, 12h).
+    #[arg(long, env = "REGSERVE_RETAIN_FOR", value_parser = parse_duration)]
+    pub retain_for: Option<Duration>,
     /// Largest CSV file accepted by /upload, in bytes or with a K/M/G (binary) suffix.
     #[arg(long, env = "REGSERVE_MAX_UPLOAD", default_value = "1536M", value_parser = parse_bytes)]
     pub max_upload: u64,
@@ -183,7 +200,13 @@ impl From<ServeArgs> for Settings {
                 advertise_url: args.advertise_url,
                 heartbeat_interval: args.heartbeat_interval.max(Duration::from_millis(100)),
             },
-            intake: IntakeSettings::default(),
+            intake: IntakeSettings {
+                commit_interval: args.commit_interval,
+                commit_rows: args.commit_rows.max(1),
+                max_batch_rows: args.max_batch_rows.max(1),
+                retain_rows: args.retain_rows,
+                retain_for: args.retain_for,
+            },
             admin_addr: args.admin_addr,
             access: Access { admin_token: args.admin_token, read_token: args.read_token },
             cors_origins: args.cors_origins,
