@@ -25,18 +25,22 @@ pub async fn append(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    let body = body?;
-    let envelope = decode_body(&headers, &body).map_err(|error| {
-        state.datasets().activity().rejected(Source::Http, 1);
-        error
+    let appended = receive(&state, &headers, body?).await.inspect_err(|error| {
+        if error.status().is_client_error() {
+            state.datasets().activity().rejected(Source::Http, 1);
+        }
     })?;
-    let key = idempotency_key(&headers)?.or(envelope.batch_id);
+    Ok(Json(answer(appended)).into_response())
+}
+
+async fn receive(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Appended, AppError> {
+    let envelope = decode_body(headers, &body)?;
+    let key = idempotency_key(headers)?.or(envelope.batch_id);
     if envelope.rows.count() == 0 {
         return Err(AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "the batch has no rows"));
     }
     let batch = ingest::batch(envelope.rows, Source::Http, key, None);
-    let appended = state.datasets().intake().append(batch).await.map_err(append_error)?;
-    Ok(Json(answer(appended)).into_response())
+    state.datasets().intake().append(batch).await.map_err(append_error)
 }
 
 /// `DELETE /v1/data`: the dataset becomes empty, a new generation whose columns the next

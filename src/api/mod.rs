@@ -6,6 +6,7 @@ mod access;
 mod body;
 mod budget;
 mod data;
+mod data_ws;
 mod dataset;
 mod error;
 mod forward;

@@ -15,7 +15,7 @@ use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 
 use super::access::Need;
-use super::{ApiState, data, dataset, health, jobs, models, observe, page, predict, train, upload};
+use super::{ApiState, data, data_ws, dataset, health, jobs, models, observe, page, predict, train, upload};
 
 /// What a route is, for access and limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,8 @@ pub enum Class {
     Train,
     /// `/upload`: as [`Class::Train`], under an upload slot, its body streamed by the handler.
     Upload,
+    /// The WebSocket intake: the admin token, under a stream slot for as long as it is open.
+    Feed,
 }
 
 /// The limit a request of a class counts against.
@@ -52,7 +54,7 @@ impl Class {
         match self {
             Class::Page | Class::Probe => Need::Open,
             Class::Read | Class::Stream => Need::Read,
-            Class::Change | Class::Train | Class::Upload => Need::Admin,
+            Class::Change | Class::Train | Class::Upload | Class::Feed => Need::Admin,
         }
     }
 
@@ -66,7 +68,7 @@ impl Class {
     pub fn slot(self) -> Option<Slot> {
         match self {
             Class::Probe => None,
-            Class::Stream => Some(Slot::Stream),
+            Class::Stream | Class::Feed => Some(Slot::Stream),
             Class::Upload => Some(Slot::Upload),
             Class::Page | Class::Read | Class::Change | Class::Train => Some(Slot::Request),
         }
@@ -132,6 +134,7 @@ pub fn routes(request_timeout: Duration, predicts_only: bool) -> (Router<ApiStat
     table.add_trainers(Class::Read, "/v1/dataset/rows", get(dataset::rows));
     table.add(Class::Change, Method::POST, "/v1/data", post(data::append));
     table.add(Class::Change, Method::DELETE, "/v1/data", delete(data::clear));
+    table.add(Class::Feed, Method::GET, "/v1/data/ws", get(data_ws::feed));
     table.add(Class::Train, Method::POST, "/train", post(train::train));
     let upload = post(upload::upload.layer(DefaultBodyLimit::disable()));
     table.add(Class::Upload, Method::POST, "/upload", upload);
@@ -200,8 +203,8 @@ mod tests {
             .collect();
         assert_eq!(
             changes.len(),
-            6,
-            "exactly upload, train, cancel, activate, append and reset change the state: {changes:?}"
+            7,
+            "exactly upload, train, cancel, activate, append (HTTP and WebSocket) and reset change the state: {changes:?}"
         );
     }
 }

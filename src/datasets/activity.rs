@@ -41,6 +41,7 @@ struct SourceActivity {
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct SourceView {
     pub rows: u64,
+    /// Batches refused as bad input.
     pub rejected: u64,
     /// Rows appended per second over the last minute (or since start, when that is shorter).
     pub rows_per_second: f64,
@@ -68,9 +69,10 @@ impl Activity {
         }
     }
 
-    /// Counts `rows` (or messages) from `source` that were refused.
-    pub fn rejected(&self, source: Source, rows: usize) {
-        self.sources.lock().unwrap_or_else(PoisonError::into_inner)[source as usize].rejected += rows as u64;
+    /// Counts batches (requests, frames, messages, records) from `source` refused as bad input.
+    pub fn rejected(&self, source: Source, batches: usize) {
+        self.sources.lock().unwrap_or_else(PoisonError::into_inner)[source as usize].rejected +=
+            batches as u64;
     }
 
     /// Records how long a batch waited for its commit, from its arrival to its answer.

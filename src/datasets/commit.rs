@@ -217,7 +217,6 @@ impl Datasets {
             match plan.admit(&pending.batch) {
                 Ok(first) => plan.accepted.push((pending, first)),
                 Err(error) => {
-                    self.activity.rejected(pending.batch.source, pending.batch.rows());
                     let _ = pending.reply.send(Err(error));
                 }
             }

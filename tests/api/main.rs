@@ -4,6 +4,7 @@ mod binary;
 mod cluster;
 mod concurrency;
 mod connections;
+mod data;
 mod dataset;
 mod disk;
 mod errors;

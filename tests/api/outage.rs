@@ -71,7 +71,7 @@ async fn an_unreachable_store_is_a_503_naming_it_and_nothing_stored_changes() {
     let upload = multipart("x,y\n1,2\n3,5\n4,9\n");
     names_the_store(call(&state, "POST", "/upload", "multipart/form-data; boundary=X", upload.clone()).await);
     assert_eq!(predict().await, (StatusCode::OK, predicted.clone()), "predictions go on");
-    assert_eq!(state.dataset().rows(), 30, "the built-in dataset is still in service");
+    assert_eq!(state.datasets().history().rows, 30, "the built-in dataset is still in service");
 
     store.set_unavailable(false);
     let (_, listed) = call(&state, "GET", "/v1/models", "application/json", String::new()).await;

@@ -1,0 +1,105 @@
+//! `GET /v1/data/ws`: appended rows over a WebSocket. Each text frame is a batch
+//! `{"seq": n, "rows": [...]}` (optionally with `"batch_id"`), answered in order with
+//! `{"ack": n, "rows": TOTAL}` once its rows are durable or `{"nack": n, "error": "..."}`; the
+//! connection stays open either way. At most [`MAX_UNACKNOWLEDGED`] batches of a connection are
+//! in flight: beyond that the server stops reading the socket until one is answered, so a fast
+//! sender is slowed to the store's pace rather than buffered. A client that stops reading its
+//! answers for [`SEND_TIMEOUT`] is disconnected.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::response::Response;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+
+use crate::datasets::{AppendError, Source};
+use crate::ingest::{self, decode};
+use crate::state::AppState;
+
+/// Batches of one connection that may wait for their commit at once.
+pub const MAX_UNACKNOWLEDGED: usize = 16;
+/// How long an answer may wait for the client to read it.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Answer = Pin<Box<dyn Future<Output = String> + Send>>;
+
+pub async fn feed(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let limit = state.limits().max_body_bytes;
+    upgrade.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| session(state, socket))
+}
+
+async fn session(state: AppState, socket: WebSocket) {
+    let (mut outgoing, mut incoming) = socket.split();
+    let mut in_flight: FuturesOrdered<Answer> = FuturesOrdered::new();
+    let mut reading = true;
+    while reading || !in_flight.is_empty() {
+        tokio::select! {
+            message = incoming.next(), if reading && in_flight.len() < MAX_UNACKNOWLEDGED => match message {
+                Some(Ok(Message::Text(text))) => in_flight.push_back(Box::pin(answer(state.clone(), text.to_string()))),
+                Some(Ok(Message::Binary(_))) => {
+                    state.datasets().activity().rejected(Source::WebSocket, 1);
+                    let refusal = nack(None, "frames are text: JSON {\"seq\": n, \"rows\": [...]}");
+                    in_flight.push_back(Box::pin(std::future::ready(refusal)));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => reading = false,
+            },
+            Some(reply) = in_flight.next() => {
+                match tokio::time::timeout(SEND_TIMEOUT, outgoing.send(Message::Text(reply.into()))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        tracing::info!("a WebSocket client stopped reading its answers; disconnected");
+                        let frame = CloseFrame { code: close_code::POLICY, reason: "answers were not read".into() };
+                        let _ = tokio::time::timeout(SEND_TIMEOUT, outgoing.send(Message::Close(Some(frame)))).await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    let _ = outgoing.close().await;
+}
+
+/// The answer to one frame.
+async fn answer(state: AppState, text: String) -> String {
+    let envelope = match decode::json(text.as_bytes()) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            state.datasets().activity().rejected(Source::WebSocket, 1);
+            return nack(seq_of(&text), &error);
+        }
+    };
+    let refused = |seq, error: &str| {
+        state.datasets().activity().rejected(Source::WebSocket, 1);
+        nack(seq, error)
+    };
+    let Some(seq) = envelope.seq else {
+        return refused(None, "the frame has no \"seq\": send {\"seq\": n, \"rows\": [...]}");
+    };
+    if envelope.rows.count() == 0 {
+        return refused(Some(seq), "the batch has no rows");
+    }
+    let batch = ingest::batch(envelope.rows, Source::WebSocket, envelope.batch_id, None);
+    match state.datasets().intake().append(batch).await {
+        Ok(appended) => json!({"ack": seq, "rows": appended.rows}).to_string(),
+        Err(error @ (AppendError::Invalid(_) | AppendError::TooLarge { .. })) => {
+            refused(Some(seq), &error.to_string())
+        }
+        Err(error) => nack(Some(seq), &error.to_string()),
+    }
+}
+
+fn nack(seq: Option<u64>, error: &str) -> String {
+    json!({"nack": seq, "error": error}).to_string()
+}
+
+/// The `seq` of a frame that did not decode as a batch, if it has one.
+fn seq_of(text: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(text).ok()?.get("seq")?.as_u64()
+}
