@@ -45,7 +45,7 @@ impl AppState {
         role: Role,
         store_health: Arc<StoreHealth>,
     ) -> Self {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(datasets.activity().metrics()));
         let trainer = Trainer::new(models.clone(), metrics.clone(), limits.training_priority);
         Self {
             inner: Arc::new(Inner {

@@ -1,12 +1,14 @@
 //! What the intake has done, by source: rows appended and rejected since start, and the rows of
 //! each of the last sixty seconds (for a rate over the last minute), plus how long commits take.
-//! Plain counters behind one small lock, read by `GET /v1/dataset`, `/metrics` and the page.
+//! Plain counters behind one small lock, read by `GET /v1/dataset` and the page, and the same
+//! counts in the Prometheus recorders of `/metrics`.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::batch::Source;
+use crate::metrics::IntakeMetrics;
 
 /// The window a rate is taken over.
 const WINDOW_SECONDS: u64 = 60;
@@ -15,18 +17,7 @@ const WINDOW_SECONDS: u64 = 60;
 pub struct Activity {
     started: Instant,
     sources: Mutex<[SourceActivity; 4]>,
-    commits: Mutex<CommitLatencies>,
-}
-
-/// Upper bounds of the commit-latency histogram's buckets, in seconds.
-pub const COMMIT_BUCKETS: [f64; 12] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
-
-/// A histogram of commit latencies: counts per bucket (not cumulative), their sum and count.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct CommitLatencies {
-    pub buckets: [u64; COMMIT_BUCKETS.len()],
-    pub sum_seconds: f64,
-    pub count: u64,
+    metrics: IntakeMetrics,
 }
 
 #[derive(Default, Clone)]
@@ -49,7 +40,7 @@ pub struct SourceView {
 
 impl Default for Activity {
     fn default() -> Self {
-        Self { started: Instant::now(), sources: Mutex::default(), commits: Mutex::default() }
+        Self { started: Instant::now(), sources: Mutex::default(), metrics: IntakeMetrics::default() }
     }
 }
 
@@ -58,6 +49,7 @@ impl Activity {
     pub fn appended(&self, source: Source, rows: usize) {
         let second = self.started.elapsed().as_secs();
         let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        self.metrics.appended(source.as_str(), rows);
         let counters = &mut sources[source as usize];
         counters.appended += rows as u64;
         match counters.recent.back_mut() {
@@ -71,24 +63,19 @@ impl Activity {
 
     /// Counts batches (requests, frames, messages, records) from `source` refused as bad input.
     pub fn rejected(&self, source: Source, batches: usize) {
+        self.metrics.rejected(source.as_str(), batches);
         self.sources.lock().unwrap_or_else(PoisonError::into_inner)[source as usize].rejected +=
             batches as u64;
     }
 
     /// Records how long a batch waited for its commit, from its arrival to its answer.
     pub fn committed(&self, latency: Duration) {
-        let seconds = latency.as_secs_f64();
-        let mut commits = self.commits.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(bucket) = COMMIT_BUCKETS.iter().position(|&bound| seconds <= bound) {
-            commits.buckets[bucket] += 1;
-        }
-        commits.sum_seconds += seconds;
-        commits.count += 1;
+        self.metrics.committed(latency);
     }
 
-    /// The commit latencies so far.
-    pub fn commit_latencies(&self) -> CommitLatencies {
-        self.commits.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    /// The Prometheus recorders these counts are also kept in.
+    pub fn metrics(&self) -> &IntakeMetrics {
+        &self.metrics
     }
 
     /// Each source's counters.
@@ -133,9 +120,5 @@ mod tests {
         assert_eq!((mqtt.rows, mqtt.rejected), (42, 0));
         assert!(mqtt.rows_per_second > 0.0 && mqtt.rows_per_second <= 42.0);
         assert_eq!(view[Source::Http as usize].1.rejected, 2);
-        activity.committed(Duration::from_millis(3));
-        activity.committed(Duration::from_secs(60));
-        let latencies = activity.commit_latencies();
-        assert_eq!((latencies.buckets[2], latencies.buckets.iter().sum::<u64>(), latencies.count), (1, 1, 2));
     }
 }

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tempfile::NamedTempFile;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-pub use activity::{Activity, COMMIT_BUCKETS, CommitLatencies, SourceView};
+pub use activity::{Activity, SourceView};
 pub use batch::{AppendError, Appended, Batch, KafkaPosition, Source};
 pub use commit::{Committer, Intake};
 pub use history::{Chunk, History, RowChoice, Rows};

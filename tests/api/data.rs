@@ -54,6 +54,10 @@ async fn rows_append_in_every_format_and_survive_a_restart() {
         &summary["columns"].as_array().unwrap().iter().find(|c| c["name"] == "Income").unwrap().clone();
     assert_eq!(income["min"], 2.0, "the appended rows count in the ranges: {income}");
 
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("regserve_ingested_rows_total{source=\"http\"} 5\n"), "{metrics}");
+    assert!(metrics.contains("regserve_commit_latency_seconds_count 3\n"), "{metrics}");
+
     let restarted = spawn_app_sharing_store(&app).await;
     assert_eq!(restarted.rows().await, builtin + 5);
     let last = restarted.json("/v1/dataset/rows?limit=1000").await;
@@ -90,6 +94,8 @@ async fn a_bad_batch_is_refused_whole_naming_the_row_and_column() {
     assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(app.rows().await, before, "nothing was appended");
     assert_eq!(app.json("/v1/dataset").await["sources"]["http"]["rejected"], 8);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("regserve_rejected_batches_total{source=\"http\"} 8\n"), "{metrics}");
 }
 
 impl TestApp {

@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by route and status with their latency, trainings by outcome
-//! and their duration, and gauges of the served model and dataset, rendered in the Prometheus
+//! and their duration, rows appended and refused by source ([`intake`]), and gauges of the
+//! served model and dataset, rendered in the Prometheus
 //! text format (version 0.0.4) for `GET /metrics`.
 //!
 //! Recording a request touches no lock but the read side of one map per family (the label set
@@ -21,6 +22,10 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::train::Solver;
+
+mod intake;
+
+pub use intake::IntakeMetrics;
 
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -63,13 +68,15 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(&IntakeMetrics::default())
     }
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The service's metrics, the intake's recorders among them.
+    pub fn new(intake: &IntakeMetrics) -> Self {
         let mut registry = Registry::with_prefix("regserve");
+        intake.register(&mut registry);
         let requests = Family::default();
         registry.register(
             "http_requests",
@@ -322,7 +329,7 @@ mod tests {
 
     #[test]
     fn renders_the_text_format_with_labels() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::default();
         metrics.record_request(&Method::GET, None, 404, Duration::from_millis(3));
         metrics.record_training(TrainingOutcome::Failed, Solver::LeastSquares, Duration::from_millis(2));
         let snapshot =
