@@ -1,4 +1,5 @@
-//! The active dataset: a summary (`/v1/dataset`) and the file itself (`/v1/dataset.csv`).
+//! The dataset: a summary (`/v1/dataset`), some rows (`/v1/dataset/rows`) and the whole of it
+//! as CSV (`/v1/dataset.csv`).
 
 use axum::Json;
 use axum::body::Body;
@@ -11,6 +12,7 @@ use tokio_util::io::ReaderStream;
 
 use super::AppError;
 use crate::data::DEFAULT_DATASET_CSV;
+use crate::datasets::Chunk;
 use crate::state::AppState;
 
 /// `GET /v1/dataset`: columns with their types and ranges, rows, SHA-256, default selection.
@@ -47,15 +49,22 @@ pub async fn rows(
     Ok(Json(history.sample_rows(limit, query.spread)).into_response())
 }
 
-/// `GET /v1/dataset.csv`: the uploaded file as stored, or the built-in dataset.
+/// `GET /v1/dataset.csv`: the uploaded file as stored, or the built-in dataset, while nothing
+/// was appended; the rows written out as CSV otherwise.
 pub async fn download(State(state): State<AppState>) -> Result<Response, AppError> {
     let headers = [
         (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
         (header::CONTENT_DISPOSITION, "attachment; filename=\"dataset.csv\""),
     ];
-    let body = match state.datasets().stored_file().await? {
-        Some(file) => Body::from_stream(ReaderStream::new(tokio::fs::File::from_std(file))),
-        None => Body::from(DEFAULT_DATASET_CSV),
+    let history = state.datasets().history();
+    let only_base = matches!(history.chunks.as_slice(), [Chunk::Base(_)]);
+    let body = match (only_base, state.datasets().stored_file().await?) {
+        (true, Some(file)) => Body::from_stream(ReaderStream::new(tokio::fs::File::from_std(file))),
+        (true, None) => Body::from(DEFAULT_DATASET_CSV),
+        (false, _) => {
+            let blocks = history.csv_blocks().map(Ok::<_, std::convert::Infallible>);
+            Body::from_stream(futures_util::stream::iter(blocks))
+        }
     };
     Ok((headers, body).into_response())
 }

@@ -84,6 +84,46 @@ impl History {
     }
 }
 
+/// Rows per block of [`History::csv_blocks`].
+const CSV_BLOCK_ROWS: usize = 16_384;
+
+impl History {
+    /// The rows as CSV, a header line and then blocks of rows, for a download of a dataset that
+    /// has appended rows (or no file). Text columns, which only an uploaded file has, are empty.
+    pub fn csv_blocks(self: std::sync::Arc<Self>) -> impl Iterator<Item = bytes::Bytes> + Send {
+        let names = self.schema.as_ref().map(|schema| schema.column_names().join(",")).unwrap_or_default();
+        let header = bytes::Bytes::from(format!("{names}\n"));
+        let blocks: Vec<(usize, std::ops::Range<usize>)> = self
+            .chunks
+            .iter()
+            .enumerate()
+            .flat_map(|(index, chunk)| {
+                (0..chunk.rows())
+                    .step_by(CSV_BLOCK_ROWS)
+                    .map(move |start| (index, start..(start + CSV_BLOCK_ROWS).min(chunk.rows())))
+            })
+            .collect();
+        let width = self.schema.as_ref().map_or(0, |schema| schema.columns().len());
+        std::iter::once(header).chain(blocks.into_iter().map(move |(index, rows)| {
+            let chunk = &self.chunks[index];
+            let columns: Vec<Option<&[f64]>> = (0..width).map(|j| chunk.column(j)).collect();
+            let mut text = String::with_capacity(rows.len() * width * 12);
+            for row in rows {
+                for (j, column) in columns.iter().enumerate() {
+                    if j > 0 {
+                        text.push(',');
+                    }
+                    if let Some(values) = column {
+                        text.push_str(&values[row].to_string());
+                    }
+                }
+                text.push('\n');
+            }
+            bytes::Bytes::from(text)
+        }))
+    }
+}
+
 /// Milliseconds since 1970 as RFC 3339.
 fn rfc3339(ms: i64) -> String {
     let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

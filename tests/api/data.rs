@@ -62,6 +62,12 @@ async fn rows_append_in_every_format_and_survive_a_restart() {
     assert_eq!(restarted.rows().await, builtin + 5);
     let last = restarted.json("/v1/dataset/rows?limit=1000").await;
     assert_eq!(last["rows"][builtin as usize + 4], json!([3.0, 5.0]));
+    let csv = restarted.get("/v1/dataset.csv").await.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        (lines.len(), lines[0], lines[1], lines[lines.len() - 1]),
+        (builtin as usize + 6, "Education,Income", "10,26.6588387834389", "3,5")
+    );
 }
 
 #[tokio::test]
