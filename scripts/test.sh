@@ -162,7 +162,7 @@ cargo test --locked
 # kills, damaged versions) once more, with every server's state in the S3 store.
 step "cargo test --locked --test api on the S3 store ($REGSERVE_TEST_S3)"
 REGSERVE_TEST_STORE="$REGSERVE_TEST_S3" cargo test --locked --test api -- \
-    upload:: train:: versions:: model:: dataset:: stored:: binary:: faults:: shutdown:: jobs::
+    upload:: data:: durability:: train:: versions:: model:: dataset:: stored:: binary:: faults:: shutdown:: jobs::
 
 stop_seaweedfs
 

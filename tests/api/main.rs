@@ -7,6 +7,7 @@ mod connections;
 mod data;
 mod dataset;
 mod disk;
+mod durability;
 mod errors;
 mod faults;
 #[cfg(feature = "s3")]
