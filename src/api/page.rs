@@ -8,9 +8,10 @@ use super::{AppError, AppPath};
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 
 /// Every asset the page loads: name, content type, contents.
-const ASSETS: [(&str, &str, &str); 3] = [
+const ASSETS: [(&str, &str, &str); 4] = [
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../static/app.js")),
     ("nodes.js", "text/javascript; charset=utf-8", include_str!("../../static/nodes.js")),
+    ("intake.js", "text/javascript; charset=utf-8", include_str!("../../static/intake.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
 ];
 

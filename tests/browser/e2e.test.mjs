@@ -639,6 +639,21 @@ describe("the regserve page", { timeout: 240000 }, () => {
     assert.equal((await api("GET", "/v1/dataset")).rows, 30);
   });
 
+  test("shows rows arriving live, per source", async () => {
+    const rows = [1, 2, 3].map((i) => ({ Education: 10 + i, Seniority: 100 + i, Income: 30 + i }));
+    const answer = await api("POST", "/v1/data", { rows });
+    assert.equal(answer.appended, 3);
+    // The panel is refreshed every 2 s.
+    await page.waitForFunction(() => {
+      const http = document.querySelector('#intake-table tr[data-source="http"]');
+      return http && http.cells[1].textContent === "3";
+    }, null, { timeout: 10000 });
+    const cells = await page.locator('#intake-table tr[data-source="http"] td').allTextContents();
+    assert.ok(Number(cells[2]) > 0, `a rate over the last minute: ${cells}`);
+    assert.match(await page.textContent("#intake-summary"), /^33 rows, 1 appended segments; the newest arrived /);
+    assert.equal(await page.locator("#intake-table tbody tr").count(), 4);
+  });
+
   test("fits a phone-width screen", async () => {
     await page.setViewportSize(PHONE);
     await page.waitForFunction(() => document.querySelector(".grid").getBoundingClientRect().width <= 390);
