@@ -174,8 +174,8 @@ impl Reader {
         });
     }
 
-    /// Appends one fetch's good records with its position; if the intake refuses them, counts
-    /// them all rejected and stores the position alone. The offset after the last record once
+    /// Appends one fetch's good records with its position; if the intake refuses them, they are
+    /// counted rejected and the position is stored alone. The offset after the last record once
     /// durable, None once stopped.
     async fn hand_over(&self, records: Vec<RecordAndOffset>) -> Option<i64> {
         let next_offset = records.last()?.offset + 1;
@@ -188,7 +188,10 @@ impl Reader {
         self.reject(rejects);
         let batch = super::batch(rows, Source::Kafka, None, Some(position.clone()));
         if let Err(why) = self.append(batch).await? {
-            self.common.datasets.activity().rejected(Source::Kafka, good);
+            // The intake counts the rows of a batch it refuses as invalid itself.
+            if matches!(why, AppendError::TooLarge { .. }) {
+                self.common.datasets.activity().rejected(Source::Kafka, good);
+            }
             let (topic, partition) = (&self.common.topic, position.partition);
             self.common.log.warn("kafka", || {
                 format!(
@@ -204,13 +207,13 @@ impl Reader {
     }
 
     /// Retries while the intake cannot take the batch now; `Some(Err)` when it refuses it.
-    async fn append(&self, batch: Batch) -> Option<Result<(), String>> {
+    async fn append(&self, batch: Batch) -> Option<Result<(), AppendError>> {
         let mut backoff = Backoff::new();
         loop {
             match self.common.datasets.intake().append(batch.clone()).await {
                 Ok(_) => return Some(Ok(())),
                 Err(refused @ (AppendError::Invalid(_) | AppendError::TooLarge { .. })) => {
-                    return Some(Err(refused.to_string()));
+                    return Some(Err(refused));
                 }
                 Err(why) => {
                     self.common.log.warn("kafka", || format!("a fetch of {} waits: {why}", self.common.topic))
