@@ -79,6 +79,9 @@ impl Application {
     pub async fn build_on(config: Settings, store: Arc<dyn Storage>) -> Result<Self, StartupError> {
         let role = config.cluster.role;
         ingest::check(&config.sources).map_err(StartupError::Sources)?;
+        if !role.trains() && config.sources != SourceSettings::default() {
+            tracing::warn!("a predictor does not subscribe to message brokers; run them on the trainer");
+        }
         let datasets = match role.trains() {
             true => Datasets::open(store.clone(), config.intake).await?,
             false => Datasets::builtin(store.clone()),

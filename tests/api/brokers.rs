@@ -330,12 +330,30 @@ async fn a_bad_kafka_record_is_skipped_and_counted() {
     let records = [r#"{"x": 1, "y": 1}"#, r#"{"x": 2, "y":"#, r#"{"y": 3, "z": 3}"#, "y,x\n4,4\n5,5\n"];
     produce(&client, &topic, 0, records.map(String::from).to_vec()).await;
     server.until_rows(UPLOADED + 3).await;
+    until_rejected(&server, 2).await;
+    produce(&client, &topic, 0, vec![r#"{"x": 6, "y": 6}"#.to_owned()]).await;
+    server.until_rows(UPLOADED + 4).await;
+
+    // A fetch whose first good record does not fit the dataset: the whole fetch is refused,
+    // and only its position is stored (with the next rows written).
+    produce(&client, &topic, 0, vec![r#"{"x": 7, "z": 7}"#.to_owned(), r#"{"x": 8, "y": 8}"#.to_owned()])
+        .await;
+    until_rejected(&server, 4).await;
+    produce(&client, &topic, 0, vec![r#"{"x": 9, "y": 9}"#.to_owned()]).await;
+    server.until_rows(UPLOADED + 5).await;
+    server.stop().await;
+
+    let settings = kafka_settings(&broker, &topic);
+    let server = Server::start(dir.path(), |config| config.sources.kafka = Some(settings)).await;
+    server.stays_at(UPLOADED + 5).await;
+    assert_eq!(server.source("kafka", "rejected").await, 0, "nothing was read again after the restart");
+    server.stop().await;
+}
+
+async fn until_rejected(server: &Server, rejected: u64) {
     let deadline = Instant::now() + WAIT;
-    while server.source("kafka", "rejected").await != 2 {
+    while server.source("kafka", "rejected").await != rejected {
         assert!(Instant::now() < deadline, "{}", server.dataset().await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    produce(&client, &topic, 0, vec![r#"{"x": 6, "y": 6}"#.to_owned()]).await;
-    server.until_rows(UPLOADED + 4).await;
-    server.stop().await;
 }
