@@ -188,10 +188,7 @@ impl Reader {
         self.reject(rejects);
         let batch = super::batch(rows, Source::Kafka, None, Some(position.clone()));
         if let Err(why) = self.append(batch).await? {
-            // The intake counts the rows of a batch it refuses as invalid itself.
-            if matches!(why, AppendError::TooLarge { .. }) {
-                self.common.datasets.activity().rejected(Source::Kafka, good);
-            }
+            self.common.datasets.activity().rejected(Source::Kafka, good);
             let (topic, partition) = (&self.common.topic, position.partition);
             self.common.log.warn("kafka", || {
                 format!(

@@ -230,10 +230,7 @@ impl Shared {
     async fn handle(self: Arc<Self>, publish: Publish, generation: u64) {
         let appended = match super::decode::payload(&publish.payload) {
             Ok(envelope) => self.append(&publish, envelope, generation).await,
-            Err(why) => {
-                self.datasets.activity().rejected(Source::Mqtt, 1);
-                Some(Err(why))
-            }
+            Err(why) => Some(Err(why)),
         };
         match appended {
             None => return,
@@ -256,10 +253,6 @@ impl Shared {
             match self.datasets.intake().append(batch.clone()).await {
                 Ok(_) => return Some(Ok(())),
                 Err(refused @ (AppendError::Invalid(_) | AppendError::TooLarge { .. })) => {
-                    // The intake counts what it refuses as invalid itself, not what is too large.
-                    if matches!(refused, AppendError::TooLarge { .. }) {
-                        self.datasets.activity().rejected(Source::Mqtt, 1);
-                    }
                     return Some(Err(refused.to_string()));
                 }
                 Err(why) => self
@@ -272,8 +265,9 @@ impl Shared {
         }
     }
 
-    /// Logs a refused message (counted already) and sends its payload to the dead-letter topic.
+    /// Counts a refused message and sends its payload to the dead-letter topic.
     async fn reject(&self, publish: &Publish, why: &str) {
+        self.datasets.activity().rejected(Source::Mqtt, 1);
         self.rejects_log.warn("mqtt", || format!("rejected a message on {}: {why}", publish.topic));
         let Some(topic) = &self.dead_letter else { return };
         let sent = self.client.publish_bytes(topic, QoS::AtLeastOnce, false, publish.payload.clone()).await;

@@ -338,7 +338,7 @@ async fn a_bad_kafka_record_is_skipped_and_counted() {
     // and only its position is stored (with the next rows written).
     produce(&client, &topic, 0, vec![r#"{"x": 7, "z": 7}"#.to_owned(), r#"{"x": 8, "y": 8}"#.to_owned()])
         .await;
-    until_rejected(&server, 4).await;
+    until_rejected(&server, 2 + 2).await;
     produce(&client, &topic, 0, vec![r#"{"x": 9, "y": 9}"#.to_owned()]).await;
     server.until_rows(UPLOADED + 5).await;
     server.stop().await;
