@@ -104,7 +104,7 @@ stop_seaweedfs() {
 start_seaweedfs() {
     install_seaweedfs
     weed_dir=$(mktemp -d "${TMPDIR:-/tmp}/regserve-s3.XXXXXX")
-    trap stop_seaweedfs EXIT
+    trap stop_services EXIT
     trap 'exit 130' INT TERM
 
     local master master_grpc volume volume_grpc filer filer_grpc s3 s3_grpc admin admin_grpc
@@ -144,7 +144,25 @@ start_seaweedfs() {
     export AWS_ENDPOINT_URL="http://127.0.0.1:$s3" AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
 }
 
+# The broker tests (tests/api/brokers.rs) run against mosquitto (MQTT) and Tansu (Kafka) on
+# loopback, started by scripts/brokers.sh and stopped by PID at exit.
+# shellcheck source=scripts/brokers.sh
+. scripts/brokers.sh
+brokers_dir=
+
+stop_services() {
+    stop_seaweedfs
+    if [ -n "$brokers_dir" ]; then
+        stop_test_brokers "$brokers_dir"
+        rm -rf "$brokers_dir"
+        brokers_dir=
+    fi
+}
+
 start_seaweedfs
+brokers_dir=$(mktemp -d "${TMPDIR:-/tmp}/regserve-brokers.XXXXXX")
+step "mosquitto and Tansu (state and logs in $brokers_dir)"
+start_test_brokers "$brokers_dir"
 # The fleet tests (tests/api/fleet) start SeaweedFS servers of their own, and nginx in front of
 # a trainer and three predictors.
 export REGSERVE_TEST_WEED="$PWD/$SEAWEEDFS_VENV/bin/weed"

@@ -197,12 +197,16 @@ fn key_of(id: &str) -> Key {
 
 /// The default id of a node: its host name and port.
 pub fn default_id(port: u16) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}-{port}", host_name())
+}
+
+/// This machine's host name (`node` when it has none).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "node".to_owned());
-    format!("{host}-{port}")
+        .unwrap_or_else(|| "node".to_owned())
 }
 
 fn now_rfc3339() -> String {

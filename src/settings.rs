@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::ingest::settings::{KafkaSettings, MqttSettings, SourceSettings};
 pub use crate::storage::Location;
 
 pub use crate::training::TrainingPriority;
@@ -148,6 +149,8 @@ pub struct Settings {
     pub store: Location,
     pub cluster: ClusterSettings,
     pub intake: IntakeSettings,
+    /// The message brokers subscribed to (on a node that trains).
+    pub sources: SourceSettings,
     pub limits: Limits,
     /// Model versions kept in the store.
     pub keep_models: usize,
@@ -235,6 +238,7 @@ impl Settings {
             store,
             cluster: ClusterSettings::default(),
             intake: IntakeSettings::default(),
+            sources: SourceSettings::default(),
             limits: Limits::default(),
             keep_models: 20,
             admin_addr: None,

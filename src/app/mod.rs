@@ -20,9 +20,10 @@ use self::tasks::Tasks;
 use crate::api::server::{self, connection_limit_for, raise_open_file_limit};
 use crate::api::{Budget, Hosts, HttpOptions, Listener, TrainerLink, router};
 use crate::datasets::{DatasetError, Datasets};
+use crate::ingest;
 use crate::nodes::{Beater, Identity, default_id};
 use crate::registry::{ModelCache, Registry, RegistryError};
-use crate::settings::{Role, Settings};
+use crate::settings::{Role, Settings, SourceSettings};
 use crate::state::AppState;
 use crate::storage::health::StoreHealth;
 use crate::storage::{Storage, StoreError};
@@ -44,6 +45,8 @@ pub enum StartupError {
     Cache(StoreError),
     #[error("{0}")]
     TrainerUrl(String),
+    #[error("{0}")]
+    Sources(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -60,6 +63,8 @@ pub struct Application {
     follower: Option<Follower>,
     /// Who this node is in its heartbeat.
     identity: Identity,
+    /// The message brokers to subscribe to (none on a predictor).
+    sources: SourceSettings,
 }
 
 impl Application {
@@ -73,6 +78,10 @@ impl Application {
     /// process can share a store in memory).
     pub async fn build_on(config: Settings, store: Arc<dyn Storage>) -> Result<Self, StartupError> {
         let role = config.cluster.role;
+        ingest::check(&config.sources).map_err(StartupError::Sources)?;
+        if !role.trains() && config.sources != SourceSettings::default() {
+            tracing::warn!("a predictor does not subscribe to message brokers; run them on the trainer");
+        }
         let datasets = match role.trains() {
             true => Datasets::open(store.clone(), config.intake).await?,
             false => Datasets::builtin(store.clone()),
@@ -138,6 +147,7 @@ impl Application {
             state: AppState::for_node(config.limits, datasets, models, role, health),
             follower,
             identity,
+            sources: if role.trains() { config.sources } else { SourceSettings::default() },
         })
     }
 
@@ -173,6 +183,11 @@ impl Application {
         let tasks = Tasks::new();
         if let Some(committer) = self.state.datasets().committer() {
             tasks.spawn("committer", committer.run(tasks.stop_signal()));
+        }
+        for (name, subscriber) in
+            ingest::subscribers(&self.sources, self.state.datasets(), &tasks.stop_signal())
+        {
+            tasks.spawn(name, subscriber);
         }
         if let Some(follower) = self.follower {
             tasks.spawn("model follower", follower.run(tasks.stop_signal()));

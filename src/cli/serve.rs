@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::ingest::settings::{parse_kafka_broker, parse_mqtt_url};
+use crate::nodes::host_name;
 use crate::settings::{
-    Access, ClusterSettings, ConnectionLimits, IntakeSettings, Limits, Location, Role, Settings, Token,
-    TrainingPriority, default_data_dir, parse_host_name, parse_origin,
+    Access, ClusterSettings, ConnectionLimits, IntakeSettings, KafkaSettings, Limits, Location, MqttSettings,
+    Role, Settings, SourceSettings, Token, TrainingPriority, default_data_dir, parse_host_name, parse_origin,
 };
 use crate::units::{parse_bytes, parse_duration};
 
@@ -158,6 +160,38 @@ pub struct ServeArgs {
     /// flag or separate origins with commas. Off by default: the page is same-origin.
     #[arg(long = "cors-origin", value_name = "ORIGIN", env = "REGSERVE_CORS_ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
+    /// Subscribe to this MQTT broker (mqtt://HOST[:PORT], port 1883 by default) and append the
+    /// rows of every message (a JSON row, a JSON batch, an array of rows, or CSV with a header)
+    /// on the --mqtt-topic filters. QoS 1 on a persistent session: a message is acknowledged
+    /// only once its rows are durable. Only on a node that trains.
+    #[arg(long, env = "REGSERVE_MQTT_URL", value_name = "URL", value_parser = parse_mqtt_url, requires = "mqtt_topics")]
+    pub mqtt_url: Option<(String, u16)>,
+    /// An MQTT topic filter to subscribe to (`+` and `#` wildcards allowed); repeat the flag or
+    /// separate filters with commas.
+    #[arg(
+        long = "mqtt-topic",
+        value_name = "FILTER",
+        env = "REGSERVE_MQTT_TOPIC",
+        value_delimiter = ',',
+        requires = "mqtt_url"
+    )]
+    pub mqtt_topics: Vec<String>,
+    /// An MQTT topic that receives (QoS 1) the payload of every message whose rows were refused.
+    #[arg(long, env = "REGSERVE_MQTT_DEAD_LETTER", value_name = "TOPIC", requires = "mqtt_url")]
+    pub mqtt_dead_letter: Option<String>,
+    /// The MQTT client id, under which the broker keeps the session and the messages not yet
+    /// acknowledged: keep it stable across restarts [default: regserve- and the node id, else
+    /// the host name].
+    #[arg(long, env = "REGSERVE_MQTT_CLIENT_ID", value_name = "ID", requires = "mqtt_url")]
+    pub mqtt_client_id: Option<String>,
+    /// Read the --kafka-topic from these Kafka brokers (HOST:PORT, comma-separated) and append
+    /// the rows of its records; the offsets read are stored with the rows, so every record is
+    /// appended once, also across restarts. Only on a node that trains.
+    #[arg(long, env = "REGSERVE_KAFKA_BROKERS", value_name = "HOST:PORT,...", value_delimiter = ',', value_parser = parse_kafka_broker, requires = "kafka_topic")]
+    pub kafka_brokers: Vec<String>,
+    /// The Kafka topic to read (every partition).
+    #[arg(long, env = "REGSERVE_KAFKA_TOPIC", value_name = "TOPIC", requires = "kafka_brokers")]
+    pub kafka_topic: Option<String>,
     /// Log lines as human-readable text or as one JSON object per line.
     #[arg(long, env = "REGSERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -170,9 +204,31 @@ pub enum LogFormat {
     Json,
 }
 
+impl ServeArgs {
+    /// The broker subscribers the flags configure.
+    fn sources(&self) -> SourceSettings {
+        let mqtt = self.mqtt_url.clone().map(|(host, port)| MqttSettings {
+            host,
+            port,
+            topics: self.mqtt_topics.clone(),
+            dead_letter: self.mqtt_dead_letter.clone(),
+            client_id: self
+                .mqtt_client_id
+                .clone()
+                .unwrap_or_else(|| format!("regserve-{}", self.node_id.clone().unwrap_or_else(host_name))),
+        });
+        let kafka = self
+            .kafka_topic
+            .clone()
+            .map(|topic| KafkaSettings { brokers: self.kafka_brokers.clone(), topic });
+        SourceSettings { mqtt, kafka }
+    }
+}
+
 impl From<ServeArgs> for Settings {
     fn from(args: ServeArgs) -> Self {
         Self {
+            sources: args.sources(),
             addr: args.addr,
             store: args
                 .store

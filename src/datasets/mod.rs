@@ -20,6 +20,7 @@ mod segment;
 mod training;
 mod view;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tempfile::NamedTempFile;
@@ -121,6 +122,12 @@ impl Datasets {
     pub fn committer(self: &Arc<Self>) -> Option<Committer> {
         let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner).take()?;
         Some(Committer::new(self.clone(), queue))
+    }
+
+    /// The next offset to read per partition of `topic`, as stored with the last durable rows
+    /// (what a Kafka reader resumes from).
+    pub async fn kafka_offsets(&self, topic: &str) -> BTreeMap<i32, i64> {
+        self.writer.lock().await.kafka.get(topic).cloned().unwrap_or_default()
     }
 
     /// A file to receive an upload in, removed on drop unless installed.

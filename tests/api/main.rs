@@ -1,6 +1,8 @@
 //! Integration tests: the real server on 127.0.0.1:0, spoken to over HTTP.
 
 mod binary;
+#[cfg(all(feature = "mqtt", feature = "kafka"))]
+mod brokers;
 mod cluster;
 mod concurrency;
 mod connections;

@@ -1,0 +1,339 @@
+//! MQTT source: owns the connection to one broker, the QoS 1 persistent-session subscription,
+//! and the rule that a message's PUBACK goes out only once the intake answered that its rows are
+//! durable. A message's idempotency key is its envelope's `batch_id`; a payload the intake
+//! refuses is counted, sent to the dead-letter topic, and acknowledged.
+//!
+//! Each message is handled in its own task so the event loop keeps being polled. Every lost
+//! connection starts a new *generation*: an acknowledgement is sent only in the generation the
+//! message arrived in, because packet ids are reused by the broker after a reconnect.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
+    SubscribeFilter, SubscribeReasonCode,
+};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::pace::{Backoff, RateLimitedLog};
+use super::settings::MqttSettings;
+use crate::datasets::{AppendError, Datasets, Source};
+
+/// Room for the acks and dead-letter publishes queued between two polls of the event loop.
+const REQUEST_CAPACITY: usize = 256;
+/// rumqttc refuses incoming packets above 10 KiB by default, and then drops the connection.
+const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// How long a stop waits for messages in flight to finish and be acknowledged.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Checks the topic filters, the dead-letter topic (which must not loop back) and the client id.
+pub fn check(settings: &MqttSettings) -> Result<(), String> {
+    if settings.topics.is_empty() {
+        return Err("--mqtt-url needs at least one --mqtt-topic to subscribe to".into());
+    }
+    if let Some(bad) = settings.topics.iter().find(|t| !rumqttc::valid_filter(t)) {
+        return Err(format!("MQTT topic filter {bad:?} is not valid"));
+    }
+    if settings.client_id.is_empty() {
+        return Err("the MQTT client id must not be empty: a persistent session needs one".into());
+    }
+    let Some(dead_letter) = &settings.dead_letter else { return Ok(()) };
+    if dead_letter.is_empty() || !rumqttc::valid_topic(dead_letter) {
+        return Err(format!("MQTT dead-letter topic {dead_letter:?} is not a valid topic name"));
+    }
+    if settings.topics.iter().any(|filter| rumqttc::matches(dead_letter, filter)) {
+        return Err(format!(
+            "MQTT dead-letter topic {dead_letter:?} matches a subscribed filter: rejects would loop"
+        ));
+    }
+    Ok(())
+}
+
+fn options(settings: &MqttSettings) -> MqttOptions {
+    let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+    options
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(KEEP_ALIVE)
+        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+    options
+}
+
+/// Consumes messages into `datasets` until `stop` is cancelled, then disconnects cleanly.
+pub async fn run(settings: MqttSettings, datasets: Arc<Datasets>, stop: CancellationToken) {
+    let (client, mut events) = AsyncClient::new(options(&settings), REQUEST_CAPACITY);
+    let filters = settings.topics.iter().map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce)).collect();
+    let shared = Arc::new(Shared {
+        client,
+        datasets,
+        dead_letter: settings.dead_letter,
+        session: Mutex::default(),
+        rejects_log: RateLimitedLog::default(),
+        retry_log: RateLimitedLog::default(),
+        stop: stop.clone(),
+    });
+    let mut listener = Listener { shared, filters, tasks: JoinSet::new(), connects: 0 };
+    listener.listen(&mut events, &stop).await;
+    listener.shutdown(&mut events).await;
+}
+
+/// What the message tasks share with the event loop.
+struct Shared {
+    client: AsyncClient,
+    datasets: Arc<Datasets>,
+    dead_letter: Option<String>,
+    session: Mutex<Session>,
+    rejects_log: RateLimitedLog,
+    retry_log: RateLimitedLog,
+    stop: CancellationToken,
+}
+
+/// Connection generations, to decide whether a message may still be acknowledged or retried.
+#[derive(Debug, Default)]
+struct Session {
+    /// Bumped whenever the connection is lost.
+    generation: u64,
+    /// Generation of the last connection on which the broker had kept our session.
+    resumed_at: Option<u64>,
+    /// Generation of the last connection on which the broker started a new session.
+    renewed_at: u64,
+}
+
+impl Session {
+    /// True when the broker will redeliver a message of `generation` itself: a later
+    /// connection resumed the session, and no session was renewed (lost) in between.
+    fn redelivers(&self, generation: u64) -> bool {
+        self.resumed_at.is_some_and(|at| at > generation) && self.renewed_at <= generation
+    }
+}
+
+/// The event-loop side: reacts to connection events and spawns one task per message.
+struct Listener {
+    shared: Arc<Shared>,
+    filters: Vec<SubscribeFilter>,
+    tasks: JoinSet<()>,
+    connects: u64,
+}
+
+impl Listener {
+    async fn listen(&mut self, events: &mut EventLoop, stop: &CancellationToken) {
+        let mut backoff = Backoff::new();
+        loop {
+            let event = tokio::select! {
+                () = stop.cancelled() => return,
+                event = events.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    backoff.reset();
+                    self.on_connected(ack.session_present);
+                }
+                Ok(event) => self.on_event(event),
+                Err(error) => {
+                    self.on_lost(events, &error);
+                    if !backoff.wait(stop).await {
+                        return;
+                    }
+                }
+            }
+            while self.tasks.try_join_next().is_some() {}
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Incoming(Packet::Publish(publish)) => {
+                let generation = self.shared.lock_session().generation;
+                self.tasks.spawn(Arc::clone(&self.shared).handle(publish, generation));
+            }
+            Event::Incoming(Packet::SubAck(ack))
+                if ack.return_codes.contains(&SubscribeReasonCode::Failure) =>
+            {
+                tracing::error!(source = "mqtt", codes = ?ack.return_codes, "broker refused a subscription");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_connected(&mut self, session_present: bool) {
+        let first = self.connects == 0;
+        self.connects += 1;
+        let generation = {
+            let mut session = self.shared.lock_session();
+            if session_present {
+                session.resumed_at = Some(session.generation);
+            } else {
+                session.renewed_at = session.generation;
+            }
+            session.generation
+        };
+        tracing::info!(source = "mqtt", generation, session_present, "connected");
+        if first || !session_present {
+            let (client, filters) = (self.shared.client.clone(), self.filters.clone());
+            self.tasks.spawn(async move {
+                if let Err(error) = client.subscribe_many(filters).await {
+                    tracing::error!(source = "mqtt", %error, "could not queue the subscription");
+                }
+            });
+        }
+    }
+
+    /// A new generation begins; acks queued for the old connection are dropped by `clean`
+    /// (rumqttc already cleaned once inside `poll`, this catches acks queued since).
+    fn on_lost(&mut self, events: &mut EventLoop, error: &ConnectionError) {
+        let generation = {
+            let mut session = self.shared.lock_session();
+            session.generation += 1;
+            session.generation
+        };
+        events.clean();
+        tracing::warn!(source = "mqtt", generation, %error, "connection lost, reconnecting");
+    }
+
+    /// Lets messages in flight finish and acknowledge for a short grace, then disconnects.
+    async fn shutdown(&mut self, events: &mut EventLoop) {
+        let grace = tokio::time::sleep(STOP_GRACE);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                () = &mut grace => break,
+                done = self.tasks.join_next() => if done.is_none() { break },
+                event = events.poll() => if event.is_err() { break },
+            }
+        }
+        self.tasks.abort_all();
+        if self.shared.client.try_disconnect().is_ok() {
+            let _ = tokio::time::timeout(STOP_GRACE, sent_disconnect(events)).await;
+        }
+    }
+}
+
+/// Polls until the DISCONNECT packet went out or the connection ended.
+async fn sent_disconnect(events: &mut EventLoop) {
+    while let Ok(event) = events.poll().await {
+        if event == Event::Outgoing(Outgoing::Disconnect) {
+            return;
+        }
+    }
+}
+
+impl Shared {
+    fn lock_session(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends one message's rows, dead-letters it if it is refused, then acknowledges it;
+    /// without an acknowledgement when stopped, or when the broker will redeliver it anyway.
+    async fn handle(self: Arc<Self>, publish: Publish, generation: u64) {
+        let appended = match super::decode::payload(&publish.payload) {
+            Ok(envelope) => self.append(&publish, envelope, generation).await,
+            Err(why) => Some(Err(why)),
+        };
+        match appended {
+            None => return,
+            Some(Ok(())) => {}
+            Some(Err(why)) => self.reject(&publish, &why).await,
+        }
+        self.ack(&publish, generation).await;
+    }
+
+    /// Retries while the intake cannot take the rows now; `Some(Err)` when it refuses them.
+    async fn append(
+        &self,
+        publish: &Publish,
+        envelope: super::decode::Envelope,
+        generation: u64,
+    ) -> Option<Result<(), String>> {
+        let batch = super::batch(envelope.rows, Source::Mqtt, envelope.batch_id, None);
+        let mut backoff = Backoff::new();
+        loop {
+            match self.datasets.intake().append(batch.clone()).await {
+                Ok(_) => return Some(Ok(())),
+                Err(refused @ (AppendError::Invalid(_) | AppendError::TooLarge { .. })) => {
+                    return Some(Err(refused.to_string()));
+                }
+                Err(why) => self
+                    .retry_log
+                    .warn("mqtt", || format!("the rows of a message on {} wait: {why}", publish.topic)),
+            }
+            if !backoff.wait(&self.stop).await || self.lock_session().redelivers(generation) {
+                return None;
+            }
+        }
+    }
+
+    /// Counts a refused message and sends its payload to the dead-letter topic.
+    async fn reject(&self, publish: &Publish, why: &str) {
+        self.datasets.activity().rejected(Source::Mqtt, 1);
+        self.rejects_log.warn("mqtt", || format!("rejected a message on {}: {why}", publish.topic));
+        let Some(topic) = &self.dead_letter else { return };
+        let sent = self.client.publish_bytes(topic, QoS::AtLeastOnce, false, publish.payload.clone()).await;
+        if let Err(error) = sent {
+            tracing::error!(source = "mqtt", %error, "could not queue a dead letter");
+        }
+    }
+
+    /// Queues the PUBACK, unless the connection it belongs to is gone.
+    async fn ack(&self, publish: &Publish, generation: u64) {
+        while !self.try_ack(publish, generation) {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+                () = self.stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// True when done: queued, or no longer due. The lock keeps `on_lost` from starting a
+    /// new generation between the check and the queueing.
+    fn try_ack(&self, publish: &Publish, generation: u64) -> bool {
+        let session = self.lock_session();
+        session.generation != generation || self.client.try_ack(publish).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> MqttSettings {
+        MqttSettings {
+            host: "h".into(),
+            port: 1883,
+            topics: vec!["a/+/b".into()],
+            dead_letter: Some("dead/letters".into()),
+            client_id: "c1".into(),
+        }
+    }
+
+    #[test]
+    fn checks_topics_dead_letter_and_client_id() {
+        assert_eq!(check(&settings()), Ok(()));
+        let mut looping = settings();
+        looping.dead_letter = Some("a/x/b".into());
+        assert!(check(&looping).unwrap_err().contains("would loop"));
+        let mut bad = settings();
+        bad.topics = vec!["a/#/b".into()];
+        assert!(check(&bad).unwrap_err().contains("not valid"));
+        bad.topics.clear();
+        assert!(check(&bad).unwrap_err().contains("--mqtt-topic"));
+        let mut anonymous = settings();
+        anonymous.client_id.clear();
+        assert!(check(&anonymous).unwrap_err().contains("client id"));
+    }
+
+    #[test]
+    fn broker_redelivers_only_on_a_resumed_session() {
+        let mut session = Session::default();
+        assert!(!session.redelivers(0));
+        session.generation = 1;
+        session.resumed_at = Some(1);
+        assert!(session.redelivers(0));
+        session.generation = 2;
+        session.renewed_at = 2;
+        assert!(!session.redelivers(0));
+        assert!(!session.redelivers(2));
+    }
+}
