@@ -174,33 +174,50 @@ impl Reader {
         });
     }
 
-    /// Appends one fetch's good records with its position; if the intake refuses them, they are
-    /// counted rejected and the position is stored alone. The offset after the last record once
-    /// durable, None once stopped.
+    /// Appends one fetch's good records with its position; if the intake refuses them (a record
+    /// that does not fit the dataset), the records go one at a time, so that only those that do
+    /// not fit are skipped. The offset after the last record once durable, None once stopped.
     async fn hand_over(&self, records: Vec<RecordAndOffset>) -> Option<i64> {
         let next_offset = records.last()?.offset + 1;
-        let position = KafkaPosition {
-            topic: self.common.topic.clone(),
-            partition: self.client.partition(),
-            next_offset,
-        };
-        let (rows, good, rejects) = merge(&records);
-        self.reject(rejects);
-        let batch = super::batch(rows, Source::Kafka, None, Some(position.clone()));
-        if let Err(why) = self.append(batch).await? {
-            self.common.datasets.activity().rejected(Source::Kafka, good);
-            let (topic, partition) = (&self.common.topic, position.partition);
-            self.common.log.warn("kafka", || {
-                format!(
-                    "skipped the {good} records of a fetch of {topic}/{partition} before {next_offset}: {why}"
-                )
-            });
-            let skip = super::batch(Rows::default(), Source::Kafka, None, Some(position));
-            if let Err(why) = self.append(skip).await? {
-                tracing::error!(source = "kafka", %topic, partition, next_offset, %why, "the offset alone was refused");
-            }
+        let (rows, _, rejects) = merge(&records);
+        let batch = super::batch(rows, Source::Kafka, None, Some(self.position(next_offset)));
+        match self.append(batch).await? {
+            Ok(()) => self.reject(rejects),
+            Err(_) => self.one_by_one(&records).await?,
         }
         Some(next_offset)
+    }
+
+    /// Appends each decodable record with the position after it; a refused one is counted and
+    /// skipped. Then the position after the fetch is stored (alone, if its last record was
+    /// skipped).
+    async fn one_by_one(&self, records: &[RecordAndOffset]) -> Option<()> {
+        for record in records {
+            let value = record.record.value.as_deref().unwrap_or_default();
+            let envelope = match decode::payload(value) {
+                Ok(envelope) => envelope,
+                Err(why) => {
+                    self.reject(vec![(record.offset, why)]);
+                    continue;
+                }
+            };
+            let batch =
+                super::batch(envelope.rows, Source::Kafka, None, Some(self.position(record.offset + 1)));
+            if let Err(why) = self.append(batch).await? {
+                self.reject(vec![(record.offset, why.to_string())]);
+            }
+        }
+        let after = records.last().map_or(0, |record| record.offset + 1);
+        let position = super::batch(Rows::default(), Source::Kafka, None, Some(self.position(after)));
+        if let Err(why) = self.append(position).await? {
+            tracing::error!(source = "kafka", topic = %self.common.topic, next_offset = after, %why, "the offset alone was refused");
+        }
+        Some(())
+    }
+
+    /// The position of this partition before `next_offset`.
+    fn position(&self, next_offset: i64) -> KafkaPosition {
+        KafkaPosition { topic: self.common.topic.clone(), partition: self.client.partition(), next_offset }
     }
 
     /// Retries while the intake cannot take the batch now; `Some(Err)` when it refuses it.

@@ -27,7 +27,7 @@ const UPLOADED: u64 = 2;
 const PROBED: u64 = UPLOADED + 1;
 
 /// The broker at `variable` (HOST:PORT), or None (and a note) when it is unset outside CI.
-fn broker(variable: &str) -> Option<(String, u16)> {
+pub(crate) fn broker(variable: &str) -> Option<(String, u16)> {
     let Some(address) = std::env::var(variable).ok().filter(|value| !value.is_empty()) else {
         let why = format!("the broker tests need {variable} (HOST:PORT; scripts/test.sh sets it)");
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}, and under CI they must run");
@@ -39,7 +39,7 @@ fn broker(variable: &str) -> Option<(String, u16)> {
 }
 
 /// A name no other test (or earlier run against the same brokers) uses.
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
@@ -254,7 +254,7 @@ async fn an_mqtt_batch_id_published_twice_is_appended_once() {
 }
 
 /// A Kafka client, and a topic of `partitions` partitions made for the test.
-async fn kafka_topic(broker: &(String, u16), partitions: i32) -> (Client, String) {
+pub(crate) async fn kafka_topic(broker: &(String, u16), partitions: i32) -> (Client, String) {
     let client =
         ClientBuilder::new(vec![format!("{}:{}", broker.0, broker.1)]).build().await.expect("client");
     let topic = unique("rows");
@@ -264,7 +264,7 @@ async fn kafka_topic(broker: &(String, u16), partitions: i32) -> (Client, String
 }
 
 /// Produces `values` to one partition of `topic`.
-async fn produce(client: &Client, topic: &str, partition: i32, values: Vec<String>) {
+pub(crate) async fn produce(client: &Client, topic: &str, partition: i32, values: Vec<String>) {
     let record = |value: String| Record {
         key: None,
         value: Some(value.into_bytes()),
@@ -334,18 +334,22 @@ async fn a_bad_kafka_record_is_skipped_and_counted() {
     produce(&client, &topic, 0, vec![r#"{"x": 6, "y": 6}"#.to_owned()]).await;
     server.until_rows(UPLOADED + 4).await;
 
-    // A fetch whose first good record does not fit the dataset: the whole fetch is refused,
-    // and only its position is stored (with the next rows written).
+    // A fetch whose first good record does not fit the dataset: its records are then appended
+    // one at a time, and only the one that does not fit is skipped.
     produce(&client, &topic, 0, vec![r#"{"x": 7, "z": 7}"#.to_owned(), r#"{"x": 8, "y": 8}"#.to_owned()])
         .await;
-    until_rejected(&server, 2 + 2).await;
-    produce(&client, &topic, 0, vec![r#"{"x": 9, "y": 9}"#.to_owned()]).await;
     server.until_rows(UPLOADED + 5).await;
+    until_rejected(&server, 2 + 1).await;
+    // A fetch that ends with a record that does not fit: its position is stored all the same.
+    produce(&client, &topic, 0, vec![r#"{"x": 9, "y": 9}"#.to_owned(), r#"{"w": 10, "y": 10}"#.to_owned()])
+        .await;
+    server.until_rows(UPLOADED + 6).await;
+    until_rejected(&server, 2 + 2).await;
     server.stop().await;
 
     let settings = kafka_settings(&broker, &topic);
     let server = Server::start(dir.path(), |config| config.sources.kafka = Some(settings)).await;
-    server.stays_at(UPLOADED + 5).await;
+    server.stays_at(UPLOADED + 6).await;
     assert_eq!(server.source("kafka", "rejected").await, 0, "nothing was read again after the restart");
     server.stop().await;
 }
