@@ -179,7 +179,7 @@ impl Reader {
     /// not fit are skipped. The offset after the last record once durable, None once stopped.
     async fn hand_over(&self, records: Vec<RecordAndOffset>) -> Option<i64> {
         let next_offset = records.last()?.offset + 1;
-        let (rows, _, rejects) = merge(&records);
+        let (rows, rejects) = merge(&records);
         let batch = super::batch(rows, Source::Kafka, None, Some(self.position(next_offset)));
         match self.append(batch).await? {
             Ok(()) => self.reject(rejects),
@@ -251,10 +251,10 @@ impl Reader {
 }
 
 /// The rows of every good record of a fetch in one set of columns, the first good record's
-/// order; how many records they came from; and the records skipped (offset, why).
-fn merge(records: &[RecordAndOffset]) -> (Rows, usize, Vec<(i64, String)>) {
+/// order, and the records skipped (offset, why).
+fn merge(records: &[RecordAndOffset]) -> (Rows, Vec<(i64, String)>) {
     let mut merged: Option<Rows> = None;
-    let (mut good, mut rejects) = (0, Vec::new());
+    let mut rejects = Vec::new();
     for record in records {
         let value = record.record.value.as_deref().unwrap_or_default();
         let added = decode::payload(value).and_then(|envelope| match &mut merged {
@@ -265,12 +265,11 @@ fn merge(records: &[RecordAndOffset]) -> (Rows, usize, Vec<(i64, String)>) {
                 Ok(())
             }
         });
-        match added {
-            Ok(()) => good += 1,
-            Err(why) => rejects.push((record.offset, why)),
+        if let Err(why) = added {
+            rejects.push((record.offset, why));
         }
     }
-    (merged.unwrap_or_default(), good, rejects)
+    (merged.unwrap_or_default(), rejects)
 }
 
 /// Appends `rows` to `merged`, reordered to its columns; refused when the column sets differ.
@@ -318,10 +317,9 @@ mod tests {
     #[test]
     fn merges_good_records_in_the_first_ones_column_order() {
         let fetch = records(&[r#"{"x":1,"y":2}"#, r#"{"x":"#, "y,x\n4,3\n6,5", r#"{"x":7,"z":8}"#]);
-        let (rows, good, rejects) = merge(&fetch);
+        let (rows, rejects) = merge(&fetch);
         assert_eq!(rows.columns, ["x", "y"]);
         assert_eq!(rows.values, [vec![1.0, 3.0, 5.0], vec![2.0, 4.0, 6.0]]);
-        assert_eq!(good, 2);
         let offsets: Vec<i64> = rejects.iter().map(|(offset, _)| *offset).collect();
         assert_eq!(offsets, [11, 13]);
         assert!(rejects[1].1.contains("not those of the fetch's first good record"), "{rejects:?}");
@@ -329,8 +327,8 @@ mod tests {
 
     #[test]
     fn a_fetch_of_bad_records_merges_to_no_rows() {
-        let (rows, good, rejects) = merge(&records(&["", "{"]));
-        assert_eq!((rows, good, rejects.len()), (Rows::default(), 0, 2));
+        let (rows, rejects) = merge(&records(&["", "{"]));
+        assert_eq!((rows, rejects.len()), (Rows::default(), 2));
     }
 
     #[test]
