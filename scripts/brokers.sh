@@ -89,10 +89,15 @@ start_mosquitto() {
     if running "$dir" mosquitto; then cat "$dir/mosquitto.port"; return 0; fi
     ensure_mosquitto || return 1
     port=$(pick_port "$dir" mosquitto "${2:-}")
+    # As the README advises for regserve: QoS 1 messages in flight to a subscriber (20 by
+    # default) bound its rate, since each waits for its rows to be durable; and the messages
+    # queued for a subscriber that is down (1,000 by default) must all be kept.
     cat >"$dir/mosquitto.conf" <<EOF
 listener $port 127.0.0.1
 allow_anonymous true
 persistence false
+max_inflight_messages 1000
+max_queued_messages 1000000
 log_dest stderr
 log_type error
 log_type warning

@@ -6,7 +6,12 @@ rows to a local store while watching the server's memory, and times the exact so
 (from the segments' statistics) against a pass over the rows. Writes intake.json and intake.md
 (the BENCHMARKS.md section) into the results directory.
 
-Usage: intake.py BINARY FEED WEED RESULTS [--quick]
+MQTT and Kafka: mosquitto and Tansu (started by scripts/brokers.sh) carry messages of 1 to 100
+rows; the broker's own rate, to a plain subscriber (QoS 1) or consumer that only counts what it
+receives, is set against the server's intake of the same messages, every row durable before its
+acknowledgement (MQTT) or stored with its offset (Kafka).
+
+Usage: intake.py BINARY FEED BROKER_FEED WEED RESULTS [--quick]
 """
 
 import json
@@ -25,6 +30,40 @@ def feed(feeder, mode, base, seconds, clients, rows, total=None):
     return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_json(args):
+    return json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+
+
+def start_broker(kind, directory):
+    """Starts mosquitto or tansu with scripts/brokers.sh; its port."""
+    script = f"source {ROOT}/scripts/brokers.sh && start_{kind} {directory}"
+    return int(subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True).stdout.split()[-1])
+
+
+def stop_broker(kind, directory):
+    subprocess.run(["bash", "-c", f"source {ROOT}/scripts/brokers.sh && stop_pid {directory}/{kind}.pid"], check=False)
+
+
+def rows_of(base):
+    return http("GET", f"{base}/v1/dataset")[1]["rows"]
+
+
+def until_rows(base, rows, limit=600):
+    """Waits until the dataset has `rows` rows; the time the first new row and the last were seen."""
+    before, first, deadline = rows_of(base), None, time.time() + limit
+    while time.time() < deadline:
+        now = rows_of(base)
+        if first is None and now > before:
+            first = time.time()
+        if now >= rows:
+            return first or time.time(), time.time()
+        time.sleep(0.01)
+    sys.exit(f"intake.py: the dataset did not reach {rows} rows")
+
+
 def status_kib(pid, field):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -33,14 +72,14 @@ def status_kib(pid, field):
 
 
 class Bench(Processes):
-    def __init__(self, binary, feeder, scratch):
+    def __init__(self, binary, feeder, broker_feeder, scratch):
         super().__init__(scratch)
-        self.binary, self.feeder = binary, feeder
+        self.binary, self.feeder, self.broker_feeder = binary, feeder, broker_feeder
 
-    def server(self, store, env=None):
+    def server(self, store, env=None, flags=()):
         """A server on `store`, once it answers; `None` if it exits first (a bucket not made yet)."""
         port = free_port()
-        args = [self.binary, "--store", store, "--addr", f"127.0.0.1:{port}"]
+        args = [self.binary, "--store", store, "--addr", f"127.0.0.1:{port}", *flags]
         proc = self.spawn(args, {"RUST_LOG": "warn", **(env or {})}, f"server-{port}")
         deadline = time.time() + 60
         while time.time() < deadline and proc.poll() is None:
@@ -65,6 +104,42 @@ class Bench(Processes):
         proc.terminate()
         proc.wait(timeout=30)
         return result
+
+    def mqtt(self, port, messages, rows):
+        """The broker's rate to a plain subscriber, and the server's intake of the same messages."""
+        address, topic = f"127.0.0.1:{port}", f"bench-{time.time_ns()}"
+        subscriber = subprocess.Popen([self.broker_feeder, "mqtt-subscribe", address, topic, str(messages)],
+                                      stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        published = run_json([self.broker_feeder, "mqtt-publish", address, topic, str(messages), str(rows)])
+        received = json.loads(subscriber.communicate(timeout=600)[0])
+        broker_rate = messages * rows / (received["last"] - published["first"])
+        topic = f"intake-{time.time_ns()}"
+        flags = ["--mqtt-url", f"mqtt://{address}", "--mqtt-topic", topic, "--mqtt-client-id", topic]
+        proc, base = self.server(str(self.scratch / topic), flags=flags)
+        time.sleep(0.5)
+        target = rows_of(base) + messages * rows
+        published = run_json([self.broker_feeder, "mqtt-publish", address, topic, str(messages), str(rows)])
+        _, last = until_rows(base, target)
+        proc.terminate()
+        proc.wait(timeout=30)
+        intake_rate = messages * rows / (last - published["first"])
+        return {"rows_per_message": rows, "messages": messages, "broker_rows_per_second": broker_rate,
+                "intake_rows_per_second": intake_rate}
+
+    def kafka(self, port, records, rows):
+        """A plain consumer's read rate, and the server's intake of the same records."""
+        address, topic = f"127.0.0.1:{port}", f"bench-{time.time_ns()}"
+        run_json([self.broker_feeder, "kafka-produce", address, topic, str(records), str(rows), "3"])
+        consumed = run_json([self.broker_feeder, "kafka-consume", address, topic, str(records), "3"])
+        consumer_rate = records * rows / (consumed["last"] - consumed["first"])
+        flags = ["--kafka-brokers", address, "--kafka-topic", topic]
+        proc, base = self.server(str(self.scratch / topic), flags=flags)
+        first, last = until_rows(base, 30 + records * rows)
+        proc.terminate()
+        proc.wait(timeout=30)
+        return {"rows_per_record": rows, "records": records, "consumer_rows_per_second": consumer_rate,
+                "intake_rows_per_second": records * rows / (last - first)}
 
     def hundred_million(self, total, seconds):
         proc, base = self.server(str(self.scratch / "big"))  # a local store always starts
@@ -104,20 +179,28 @@ class Bench(Processes):
 
 
 def main():
-    binary, feeder, weed, results = sys.argv[1:5]
-    quick = "--quick" in sys.argv[5:]
+    binary, feeder, broker_feeder, weed, results = sys.argv[1:6]
+    quick = "--quick" in sys.argv[6:]
     seconds, total = (2, 5_000_000) if quick else (5, 100_000_000)
     scratch = Path(results) / "intake-scratch"
     scratch.mkdir(parents=True, exist_ok=True)
-    bench = Bench(binary, feeder, scratch)
+    bench = Bench(binary, feeder, broker_feeder, scratch)
+    brokers = scratch / "brokers"
     try:
         report = {"seconds": seconds, "local": bench.backend(str(scratch / "local"), None, seconds)}
+        mosquitto, tansu = start_broker("mosquitto", brokers / "mosquitto"), start_broker("tansu", brokers / "tansu")
+        scale = 10 if quick else 1
+        report["mqtt"] = [bench.mqtt(mosquitto, messages // scale, rows) for messages, rows in
+                          ((100_000, 1), (50_000, 10), (20_000, 100))]
+        report["kafka"] = [bench.kafka(tansu, records // scale, rows) for records, rows in ((500_000, 1), (50_000, 100))]
         bench.start_weed(weed)
         env = {**KEYS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{bench.s3}", "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
         report["s3"] = backend_when_ready(bench, env, seconds)
         report["big"] = bench.hundred_million(total, 1200)
     finally:
         bench.stop()
+        stop_broker("mosquitto", brokers / "mosquitto")
+        stop_broker("tansu", brokers / "tansu")
     (Path(results) / "intake.json").write_text(json.dumps(report, indent=1))
     (Path(results) / "intake.md").write_text(markdown(report))
     print(markdown(report))
@@ -157,6 +240,20 @@ def markdown(r):
         f"p99 {local['latency']['p99_ms']:.2f} ms | p50 {s3['latency']['p50_ms']:.2f} ms, p99 {s3['latency']['p99_ms']:.2f} ms |",
         f"| HTTP batch of 10,000 rows under load, sent to acknowledged | p50 {local['http']['p50_ms']:.1f} ms, "
         f"p99 {local['http']['p99_ms']:.1f} ms | p50 {s3['http']['p50_ms']:.1f} ms, p99 {s3['http']['p99_ms']:.1f} ms |",
+        "",
+        "MQTT (mosquitto, QoS 1, one publisher) and Kafka (Tansu, 3 partitions, the topic written beforehand): the "
+        "broker's own rate, to a plain subscriber or consumer that only counts, against the server's intake of the "
+        "same messages on the local store (every message acknowledged only once its rows are durable; Kafka offsets "
+        "stored with the rows). Messages are JSON batches.",
+        "",
+        "| messages | broker to a plain client | server's intake | intake / broker |",
+        "|---|---|---|---|",
+        *[f"| MQTT, {m['messages']:,} of {m['rows_per_message']} row(s) | {m['broker_rows_per_second'] / 1e6:.2f}M rows/s | "
+          f"{m['intake_rows_per_second'] / 1e6:.2f}M rows/s | {m['intake_rows_per_second'] / m['broker_rows_per_second']:.0%} |"
+          for m in r["mqtt"]],
+        *[f"| Kafka, {k['records']:,} records of {k['rows_per_record']} row(s) | {k['consumer_rows_per_second'] / 1e6:.2f}M rows/s | "
+          f"{k['intake_rows_per_second'] / 1e6:.2f}M rows/s | {k['intake_rows_per_second'] / k['consumer_rows_per_second']:.0%} |"
+          for k in r["kafka"]],
         "",
         f"{big['rows']:,} rows appended over HTTP to a local store ({rate(big['fed'])}, {big['segments']:,} segments):",
         "",
