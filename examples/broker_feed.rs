@@ -156,9 +156,10 @@ async fn read_partition(
     let mut read = 0;
     while offset < end {
         let (batch, _) = reader.fetch_records(offset, 1..(8 << 20), 500).await.expect("fetched");
-        let mut earliest = first.lock().expect("not poisoned");
-        *earliest = earliest.min(now());
-        drop(earliest);
+        {
+            let mut earliest = first.lock().expect("not poisoned");
+            *earliest = earliest.min(now());
+        }
         match batch.last() {
             Some(last) => offset = last.offset + 1,
             None => tokio::time::sleep(Duration::from_millis(10)).await,
