@@ -85,7 +85,7 @@ pub enum AppendError {
 }
 
 /// The batch's values in `schema`'s column order, or the first problem with it.
-pub fn conform(batch: &Batch, schema: &Dataset) -> Result<Vec<Vec<f64>>, AppendError> {
+pub fn conform<'a>(batch: &'a Batch, schema: &Dataset) -> Result<Vec<&'a [f64]>, AppendError> {
     if let Some(text) = schema.columns().iter().find(|column| column.values().is_err()) {
         return Err(AppendError::Invalid(format!(
             "the dataset's column {:?} holds text; rows can be appended only to a dataset whose \
@@ -104,7 +104,7 @@ pub fn conform(batch: &Batch, schema: &Dataset) -> Result<Vec<Vec<f64>>, AppendE
     names
         .iter()
         .map(|name| match batch.columns.iter().position(|given| given == name) {
-            Some(index) => Ok(batch.values[index].clone()),
+            Some(index) => Ok(batch.values[index].as_slice()),
             None => Err(AppendError::Invalid(format!(
                 "row 1, column {:?}: missing; every row must give each of the dataset's columns ({})",
                 excerpt(name),

@@ -175,7 +175,7 @@ impl Plan {
         let first = self.rows();
         self.columns.resize(values.len(), Vec::new());
         for (column, values) in self.columns.iter_mut().zip(values) {
-            column.extend(values);
+            column.extend_from_slice(values);
         }
         if let Some(key) = &batch.key {
             self.keyed.push(KeyedBatch { key: key.clone(), first, rows: batch.rows() });
@@ -221,14 +221,14 @@ impl Datasets {
                 }
             }
         }
-        let outcome = self.write(&mut writer, &history, &plan).await;
+        let outcome = self.write(&mut writer, &history, &mut plan).await;
         drop(writer);
         self.answer(plan, &history, outcome);
     }
 
     /// Stores the plan's segment and puts it in service; the chunks retention dropped are
     /// returned for deletion.
-    async fn write(&self, writer: &mut Writer, history: &History, plan: &Plan) -> Result<(), StoreError> {
+    async fn write(&self, writer: &mut Writer, history: &History, plan: &mut Plan) -> Result<(), StoreError> {
         if plan.rows() == 0 {
             writer.kafka = plan.kafka.clone();
             return Ok(());
@@ -250,7 +250,7 @@ impl Datasets {
                 stats: stats_of(&plan.columns),
                 moments: moments_of(&plan.columns),
             },
-            columns: plan.columns.clone(),
+            columns: std::mem::take(&mut plan.columns),
         };
         let key = segment_key(history.generation, history.next_seq);
         self.store.put(&key, segment.encode(), PutMode::Create).await?;
