@@ -152,6 +152,8 @@ struct Plan {
     accepted: Vec<(Pending, usize)>,
     keyed: Vec<KeyedBatch>,
     kafka: KafkaOffsets,
+    /// Rows of the whole group, to size the columns once.
+    capacity: usize,
 }
 
 impl Plan {
@@ -166,7 +168,7 @@ impl Plan {
             None => {
                 check_new_columns(&batch.columns)?;
                 let schema = Arc::new(schema_of(&batch.columns));
-                self.columns = vec![Vec::new(); batch.columns.len()];
+                self.columns = vec![Vec::with_capacity(self.capacity); batch.columns.len()];
                 self.schema = Some(schema.clone());
                 schema
             }
@@ -195,12 +197,17 @@ impl Datasets {
     pub(super) async fn commit(&self, group: Vec<Pending>) {
         let mut writer = self.writer.lock().await;
         let history = self.history();
+        let capacity = group.iter().map(|pending| pending.batch.rows()).sum();
         let mut plan = Plan {
             schema: history.schema.clone(),
-            columns: vec![Vec::new(); history.schema.as_ref().map_or(0, |schema| schema.columns().len())],
+            columns: vec![
+                Vec::with_capacity(capacity);
+                history.schema.as_ref().map_or(0, |schema| schema.columns().len())
+            ],
             accepted: Vec::new(),
             keyed: Vec::new(),
             kafka: writer.kafka.clone(),
+            capacity,
         };
         for pending in group {
             let known = pending

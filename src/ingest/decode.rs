@@ -74,7 +74,9 @@ impl Rows {
 /// Decodes a JSON batch `{"rows": [...], "batch_id": "...", "seq": n}`, an array of rows, or
 /// one row object.
 pub fn json(bytes: &[u8]) -> Result<Envelope, String> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    // Checked whole at once (fast), so that the parser need not check every string it reads.
+    let text = std::str::from_utf8(bytes).map_err(|error| format!("not valid JSON: not UTF-8: {error}"))?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let envelope = EnvelopeSeed.deserialize(&mut deserializer).map_err(json_error)?;
     deserializer.end().map_err(json_error)?;
     Ok(envelope)
@@ -86,7 +88,9 @@ pub fn ndjson(bytes: &[u8]) -> Result<Rows, String> {
     let mut seen = Vec::new();
     let lines = bytes.split(|&b| b == b'\n').filter(|line| !line.iter().all(u8::is_ascii_whitespace));
     for (index, line) in lines.enumerate() {
-        let mut deserializer = serde_json::Deserializer::from_slice(line);
+        let line = std::str::from_utf8(line)
+            .map_err(|error| format!("line {}: not valid JSON: not UTF-8: {error}", index + 1))?;
+        let mut deserializer = serde_json::Deserializer::from_str(line);
         RowSeed { rows: &mut rows, row: index + 1, seen: &mut seen }
             .deserialize(&mut deserializer)
             .and_then(|()| deserializer.end())
