@@ -96,12 +96,16 @@ async fn a_bad_batch_is_refused_whole_naming_the_row_and_column() {
     assert!(error_of(malformed, StatusCode::BAD_REQUEST).await.starts_with("not valid JSON"));
     let too_many = app.append_raw_rows(4).await;
     assert!(error_of(too_many, StatusCode::PAYLOAD_TOO_LARGE).await.contains("--max-batch-rows"));
+    let infinite = app.append("text/csv", "Education,Income\n1,inf\n").await;
+    assert!(
+        error_of(infinite, StatusCode::UNPROCESSABLE_ENTITY).await.contains("\"inf\" is not a finite number")
+    );
     let form = app.append("application/x-www-form-urlencoded", "a=1").await;
     assert_eq!(form.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(app.rows().await, before, "nothing was appended");
-    assert_eq!(app.json("/v1/dataset").await["sources"]["http"]["rejected"], 8);
+    assert_eq!(app.json("/v1/dataset").await["sources"]["http"]["rejected"], 9);
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("regserve_rejected_batches_total{source=\"http\"} 8\n"), "{metrics}");
+    assert!(metrics.contains("regserve_rejected_batches_total{source=\"http\"} 9\n"), "{metrics}");
 }
 
 impl TestApp {
@@ -236,4 +240,63 @@ async fn websocket_batches_are_acknowledged_in_order_once_durable() {
     assert_eq!(answers[frames as usize + 2], json!({"ack": 100, "rows": before + frames + 1}));
     assert_eq!(app.rows().await, before + frames + 1);
     assert_eq!(app.json("/v1/dataset").await["sources"]["websocket"]["rows"], frames + 1);
+}
+
+#[tokio::test]
+async fn a_flood_of_tiny_batches_is_group_committed_and_every_one_answered() {
+    let app = spawn_app().await;
+    let before = app.rows().await;
+    let (clients, each) = (50u64, 20u64);
+    let sends = (0..clients).map(|client| {
+        let app = &app;
+        async move {
+            for i in 0..each {
+                let row = json!({"rows": [{"Education": client, "Income": i}]});
+                let response = app.post_json("/v1/data", &row).await;
+                assert_eq!(response.status(), StatusCode::OK);
+            }
+        }
+    });
+    futures_util::future::join_all(sends).await;
+    let summary = app.json("/v1/dataset").await;
+    assert_eq!(summary["rows"], before + clients * each);
+    let segments = summary["segments"].as_u64().unwrap();
+    assert!(
+        segments < clients * each / 2,
+        "{segments} segments for {} batches: batches are written together",
+        clients * each
+    );
+}
+
+#[tokio::test]
+async fn a_websocket_client_that_reads_nothing_is_paced_and_others_go_on() {
+    let app = spawn_app_with(|config| config.intake.max_batch_rows = 2).await;
+    let before = app.rows().await;
+    let url = format!("ws://{}/v1/data/ws", app.addr);
+    let (mut flood, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let frames = 2_000u64;
+    let sender = async {
+        for seq in 0..frames {
+            let frame = json!({"seq": seq, "rows": rows_of(&[(seq as f64, 1.0)])});
+            flood.send(Message::text(frame.to_string())).await.unwrap();
+        }
+        flood
+    };
+    let other = async {
+        let answer = app.append_ok(rows_of(&[(1.0, 2.0)])).await;
+        assert_eq!(answer["appended"], 1);
+    };
+    let (mut flood, ()) = tokio::join!(sender, other);
+    let too_big = json!({"seq": frames, "rows": rows_of(&[(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)])});
+    flood.send(Message::text(too_big.to_string())).await.unwrap();
+    for seq in 0..frames {
+        let answer: Value =
+            serde_json::from_str(&flood.next().await.unwrap().unwrap().into_text().unwrap()).unwrap();
+        assert_eq!(answer["ack"], seq, "{answer}");
+    }
+    let refused: Value =
+        serde_json::from_str(&flood.next().await.unwrap().unwrap().into_text().unwrap()).unwrap();
+    assert_eq!(refused["nack"], frames);
+    assert!(refused["error"].as_str().unwrap().contains("--max-batch-rows"), "{refused}");
+    assert_eq!(app.rows().await, before + frames + 1);
 }
