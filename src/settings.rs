@@ -115,7 +115,7 @@ impl Default for ClusterSettings {
 }
 
 /// How appended rows are committed and how long they are kept.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IntakeSettings {
     /// How long a commit waits for more batches to write with the first (group commit).
     pub commit_interval: Duration,
@@ -127,6 +127,9 @@ pub struct IntakeSettings {
     pub retain_rows: Option<u64>,
     /// Drop segments whose rows all arrived longer ago than this.
     pub retain_for: Option<Duration>,
+    /// A column that holds each row's time (seconds since 1970), which `rows: {"since": ...}`
+    /// then goes by instead of the arrival time.
+    pub time_column: Option<String>,
 }
 
 impl Default for IntakeSettings {
@@ -137,6 +140,7 @@ impl Default for IntakeSettings {
             max_batch_rows: 100_000,
             retain_rows: None,
             retain_for: None,
+            time_column: None,
         }
     }
 }

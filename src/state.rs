@@ -102,10 +102,7 @@ impl AppState {
     /// Starts training `request` on the rows it names, from the served model for a warm start.
     pub fn start_training(&self, request: TrainRequest) -> Result<Arc<Job>, JobError> {
         let served = self.model();
-        let data = self
-            .datasets()
-            .history()
-            .training(request.rows, served.as_deref().and_then(Model::trained_rows))?;
+        let data = self.datasets().training(request.rows, served.as_deref().and_then(Model::trained_rows))?;
         self.inner.trainer.start(data, request, served)
     }
 

@@ -83,7 +83,7 @@ impl Application {
             tracing::warn!("a predictor does not subscribe to message brokers; run them on the trainer");
         }
         let datasets = match role.trains() {
-            true => Datasets::open(store.clone(), config.intake).await?,
+            true => Datasets::open(store.clone(), config.intake.clone()).await?,
             false => Datasets::builtin(store.clone()),
         };
         let history = datasets.history();

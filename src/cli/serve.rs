@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// Drop segments whose rows all arrived longer ago than this (e.g. 7d, 12h).
     #[arg(long, env = "REGSERVE_RETAIN_FOR", value_parser = parse_duration)]
     pub retain_for: Option<Duration>,
+    /// A column holding each row's time in seconds since 1970: `/train` with
+    /// `rows: {"since": ...}` then picks rows by it rather than by their arrival.
+    #[arg(long, env = "REGSERVE_TIME_COLUMN", value_name = "NAME")]
+    pub time_column: Option<String>,
     /// Largest CSV file accepted by /upload, in bytes or with a K/M/G (binary) suffix.
     #[arg(long, env = "REGSERVE_MAX_UPLOAD", default_value = "1536M", value_parser = parse_bytes)]
     pub max_upload: u64,
@@ -262,6 +266,7 @@ impl From<ServeArgs> for Settings {
                 max_batch_rows: args.max_batch_rows.max(1),
                 retain_rows: args.retain_rows,
                 retain_for: args.retain_for,
+                time_column: args.time_column,
             },
             admin_addr: args.admin_addr,
             access: Access { admin_token: args.admin_token, read_token: args.read_token },

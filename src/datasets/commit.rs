@@ -93,7 +93,7 @@ impl Committer {
 
     /// `first` and what else arrives within the commit interval, up to the commit's row bound.
     async fn gather(&mut self, first: Pending) -> Vec<Pending> {
-        let settings = self.datasets.settings;
+        let settings = &self.datasets.settings;
         let deadline = tokio::time::Instant::now() + settings.commit_interval;
         let mut rows = first.batch.rows();
         let mut group = vec![first];

@@ -100,7 +100,7 @@ impl Chunk {
 }
 
 /// Which rows a training uses (`"rows"` of `/train`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum RowChoice {
     /// Every retained row.
     #[default]
@@ -113,6 +113,9 @@ pub enum RowChoice {
     New,
     /// The rows after this sequence number.
     After(u64),
+    /// The rows whose value in column `column` (their time, in seconds since 1970) is at or
+    /// after `at`, for `Since` on a dataset with a time column.
+    SinceValue { column: usize, at: f64 },
 }
 
 /// The dataset's rows at one moment.
@@ -139,9 +142,12 @@ pub struct Rows {
 impl History {
     /// The rows `choice` names.
     pub fn select(&self, choice: RowChoice) -> Rows {
+        if let RowChoice::SinceValue { column, at } = choice {
+            return self.select_by_value(column, at);
+        }
         let start = |chunk: &Chunk, skipped: &mut usize| -> usize {
             match choice {
-                RowChoice::All | RowChoice::New => 0,
+                RowChoice::All | RowChoice::New | RowChoice::SinceValue { .. } => 0,
                 RowChoice::Last(n) => {
                     let skip = (self.rows as u64).saturating_sub(n) as usize;
                     let here = skip.saturating_sub(*skipped).min(chunk.rows());
@@ -163,6 +169,30 @@ impl History {
                 (first < chunk.rows()).then(|| (chunk.clone(), first..chunk.rows()))
             })
             .collect();
+        let count = parts.iter().map(|(_, range)| range.len()).sum();
+        Rows { parts, count }
+    }
+
+    /// The runs of rows whose value in `column` is at least `at`, in order.
+    fn select_by_value(&self, column: usize, at: f64) -> Rows {
+        let mut parts = Vec::new();
+        for chunk in &self.chunks {
+            let Some(values) = chunk.column(column) else { continue };
+            let mut start = None;
+            for (row, value) in values.iter().enumerate() {
+                match (*value >= at, start) {
+                    (true, None) => start = Some(row),
+                    (false, Some(first)) => {
+                        parts.push((chunk.clone(), first..row));
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(first) = start {
+                parts.push((chunk.clone(), first..values.len()));
+            }
+        }
         let count = parts.iter().map(|(_, range)| range.len()).sum();
         Rows { parts, count }
     }

@@ -99,6 +99,16 @@ impl Datasets {
         }
     }
 
+    /// The rows `choice` names to train on (see [`History::training`]), by the time column when
+    /// `--time-column` names one.
+    pub fn training(
+        &self,
+        choice: RowChoice,
+        served: Option<&crate::model::TrainedRows>,
+    ) -> Result<TrainingData, DataError> {
+        self.history().training_timed(choice, served, self.settings.time_column.as_deref())
+    }
+
     /// The dataset's rows as they stand.
     pub fn history(&self) -> Arc<History> {
         self.current.read().unwrap_or_else(PoisonError::into_inner).clone()

@@ -28,10 +28,22 @@ impl History {
         choice: RowChoice,
         served: Option<&TrainedRows>,
     ) -> Result<TrainingData, DataError> {
+        self.training_timed(choice, served, None)
+    }
+
+    /// As [`History::training`], `Since` going by the values of `time_column` (seconds since
+    /// 1970) rather than by arrival, when there is one.
+    pub fn training_timed(
+        &self,
+        choice: RowChoice,
+        served: Option<&TrainedRows>,
+        time_column: Option<&str>,
+    ) -> Result<TrainingData, DataError> {
         let choice = match (choice, served) {
             (RowChoice::New, Some(rows)) if rows.generation == self.generation => {
                 RowChoice::After(rows.last_seq)
             }
+            (RowChoice::Since(ms), _) if time_column.is_some() => self.since_value(ms, time_column)?,
             (choice, _) => choice,
         };
         let schema = self.schema.clone().ok_or_else(|| DataError::InvalidSelection {
@@ -53,6 +65,21 @@ impl History {
     }
 }
 
+impl History {
+    /// `Since` on the time column's values.
+    fn since_value(&self, ms: i64, time_column: Option<&str>) -> Result<RowChoice, DataError> {
+        let name = time_column.expect("called with a time column");
+        let schema = self.schema.as_deref();
+        let column =
+            schema.and_then(|schema| schema.columns().iter().position(|column| column.name() == name));
+        let column = column.ok_or_else(|| DataError::InvalidSelection {
+            field: "rows.since",
+            reason: format!("the time column {name:?} (--time-column) is not a column of the dataset"),
+        })?;
+        Ok(RowChoice::SinceValue { column, at: ms as f64 / 1e3 })
+    }
+}
+
 impl TrainingData {
     /// The columns, to check a selection against.
     pub fn schema(&self) -> &Dataset {
@@ -70,6 +97,7 @@ impl TrainingData {
             RowChoice::All | RowChoice::New => "all".to_owned(),
             RowChoice::Last(n) => format!("last {n}"),
             RowChoice::Since(ms) => format!("since {ms} ms"),
+            RowChoice::SinceValue { at, .. } => format!("since {at} s by the time column"),
             RowChoice::After(_) => "new".to_owned(),
         };
         TrainedRows { generation: self.generation, first_seq, last_seq, choice }

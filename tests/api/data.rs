@@ -300,3 +300,24 @@ async fn a_websocket_client_that_reads_nothing_is_paced_and_others_go_on() {
     assert!(refused["error"].as_str().unwrap().contains("--max-batch-rows"), "{refused}");
     assert_eq!(app.rows().await, before + frames + 1);
 }
+
+#[tokio::test]
+async fn since_goes_by_the_time_column_when_there_is_one() {
+    let app = spawn_app_with(|config| config.intake.time_column = Some("t".into())).await;
+    app.client.delete(app.url("/v1/data")).send().await.unwrap();
+    // The times are out of order: rows are picked by their value, not by where they are.
+    let csv = "t,x,y\n100,1,10\n5000,2,20\n200,3,30\n6000,4,41\n7000,6,60\n";
+    assert_eq!(app.append("text/csv", csv).await.status(), StatusCode::OK);
+    let since = app.train(json!({"rows": {"since": "1970-01-01T01:00:00Z"}, "features": ["x"], "target": "y", "solver": "least-squares"})).await;
+    assert_eq!(
+        (since["rows"].clone(), since["trained_rows"]["choice"].clone()),
+        (json!(3), json!("since 3600 s by the time column"))
+    );
+    let later = app
+        .post_json(
+            "/train?wait=true",
+            &json!({"rows": {"since": "1970-01-01T01:50:00Z"}, "features": ["x"], "target": "y"}),
+        )
+        .await;
+    assert!(error_of(later, StatusCode::UNPROCESSABLE_ENTITY).await.contains("the rows chosen are 1"));
+}
