@@ -248,11 +248,11 @@ def markdown(r):
         "",
         "| messages | broker to a plain client | server's intake | intake / broker |",
         "|---|---|---|---|",
-        *[f"| MQTT, {m['messages']:,} of {m['rows_per_message']} row(s) | {m['broker_rows_per_second'] / 1e6:.2f}M rows/s | "
-          f"{m['intake_rows_per_second'] / 1e6:.2f}M rows/s | {m['intake_rows_per_second'] / m['broker_rows_per_second']:.0%} |"
+        *[f"| MQTT, {m['messages']:,} of {m['rows_per_message']} row(s) | {m['broker_rows_per_second']:,.0f} rows/s | "
+          f"{m['intake_rows_per_second']:,.0f} rows/s | {m['intake_rows_per_second'] / m['broker_rows_per_second']:.0%} |"
           for m in r["mqtt"]],
-        *[f"| Kafka, {k['records']:,} records of {k['rows_per_record']} row(s) | {k['consumer_rows_per_second'] / 1e6:.2f}M rows/s | "
-          f"{k['intake_rows_per_second'] / 1e6:.2f}M rows/s | {k['intake_rows_per_second'] / k['consumer_rows_per_second']:.0%} |"
+        *[f"| Kafka, {k['records']:,} records of {k['rows_per_record']} row(s) | {k['consumer_rows_per_second']:,.0f} rows/s | "
+          f"{k['intake_rows_per_second']:,.0f} rows/s | {k['intake_rows_per_second'] / k['consumer_rows_per_second']:.0%} |"
           for k in r["kafka"]],
         "",
         f"{big['rows']:,} rows appended over HTTP to a local store ({rate(big['fed'])}, {big['segments']:,} segments):",

@@ -321,6 +321,34 @@ def mib(kb):
     return f"{kb / 1024:.1f} MiB"
 
 
+def intake_targets(r, add):
+    """The appending issue's targets, from intake.json (scripts/bench/intake.py)."""
+    if not r:
+        return
+    for name, label in (("http", "HTTP `POST /v1/data`, batches of 10,000 one-feature rows, 4 clients"),
+                        ("websocket", "WebSocket, frames of 10,000 one-feature rows, 2 connections")):
+        local, s3 = r["local"][name]["rows_per_second"], r["s3"][name]["rows_per_second"]
+        add(f"| {label}, durable (local store; S3 beside it) | ≥ 1M rows/s | {local / 1e6:.2f}M rows/s (S3 {s3 / 1e6:.2f}M) | "
+            f"{verdict(local >= 1e6)} |")
+    for m in r["mqtt"]:
+        ratio = m["intake_rows_per_second"] / m["broker_rows_per_second"]
+        add(f"| MQTT QoS 1 intake / mosquitto to a plain QoS 1 subscriber, messages of {m['rows_per_message']} row(s) | ≥ 80% | "
+            f"{ratio:.0%} ({m['intake_rows_per_second']:,.0f} vs {m['broker_rows_per_second']:,.0f} rows/s) | "
+            f"{verdict(ratio >= 0.80)} |")
+    big = r["big"]
+    numeric = big["rows"] * big["columns"] * 8
+    peak = big["peak_rss_kib"] * 1024
+    add(f"| peak RSS while {big['rows']:,} rows arrive | ≤ their numbers ({numeric / 1e6:,.0f} MB) + 64 MB | "
+        f"{peak / 1e6:,.0f} MB ({(peak - numeric) / 1e6:+,.0f} MB) | {verdict(peak <= numeric + 64e6)} |")
+    exact = sorted(big["exact"], key=lambda e: e["request_ms"])
+    median = exact[len(exact) // 2]
+    add(f"| `least-squares` after {big['rows']:,} appended rows: the fit (median of 5; the whole request, model stored "
+        f"with fsync, beside it) | < 10 ms | {median['fit_ms']:.3f} ms ({median['request_ms']:.1f} ms) | "
+        f"{verdict(median['fit_ms'] < 10)} |")
+    agreement = abs(median["mse"] - big["optimum_over_rows"]) / big["optimum_over_rows"]
+    add(f"| its MSE against the optimum of a pass over the rows | ≤ 1e-9 relative | {agreement:.1e} | {verdict(agreement <= 1e-9)} |")
+
+
 def verdict(ok):
     if ok is None:
         return "not measured"
@@ -620,6 +648,7 @@ def render(results, markdown):
         s = summary(startup["ms"])
         add(f"| start-up to first 200 from `/readyz` (median of {s['n']}) | < 100 ms | "
             f"{s['median']:.1f} ms (min {s['min']:.1f}, max {s['max']:.1f}) | {verdict(s['median'] < 100)} |")
+    intake_targets(load(res / "intake.json"), add)
     add("")
 
     # --- throughput and latency ----------------------------------------------------------

@@ -35,12 +35,12 @@ impl Moments {
             return Self::empty(d);
         }
         let mean: Vec<f64> = columns.iter().map(|column| column.iter().sum::<f64>() / rows as f64).collect();
-        let centred: Vec<Vec<f64>> =
-            columns.iter().zip(&mean).map(|(column, m)| column.iter().map(|v| v - m).collect()).collect();
+        // Centred on the fly, pair by pair: no copy of the columns (a base may be gigabytes).
         let mut comoment = vec![0.0; d * d];
         for j in 0..d {
             for k in 0..=j {
-                let sum = centred[j].iter().zip(&centred[k]).map(|(a, b)| a * b).sum::<f64>();
+                let (mj, mk) = (mean[j], mean[k]);
+                let sum = columns[j].iter().zip(columns[k]).map(|(a, b)| (a - mj) * (b - mk)).sum::<f64>();
                 comoment[j * d + k] = sum;
                 comoment[k * d + j] = sum;
             }
