@@ -27,7 +27,7 @@ const REMEMBERED_KEYS: usize = 100_000;
 
 /// A batch waiting to be committed, and where its answer goes.
 pub(super) struct Pending {
-    batch: Batch,
+    batch: Arc<Batch>,
     reply: oneshot::Sender<Result<Appended, AppendError>>,
     queued: Instant,
 }
@@ -45,8 +45,10 @@ impl Intake {
         (Self { queue, max_batch_rows }, receiver)
     }
 
-    /// Appends `batch`, answering once it is durable (or why it was not appended).
-    pub async fn append(&self, batch: Batch) -> Result<Appended, AppendError> {
+    /// Appends `batch`, answering once it is durable (or why it was not appended). A source
+    /// that retries hands in an `Arc` it keeps, so that a retry copies no rows.
+    pub async fn append(&self, batch: impl Into<Arc<Batch>>) -> Result<Appended, AppendError> {
+        let batch = batch.into();
         if batch.rows() > self.max_batch_rows {
             return Err(AppendError::TooLarge { rows: batch.rows(), limit: self.max_batch_rows });
         }

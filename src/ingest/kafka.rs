@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::decode::{self, Rows};
-use super::pace::{Backoff, RateLimitedLog};
+use super::pace::{Backoff, RateLimitedLog, Retry};
 use super::settings::KafkaSettings;
 use crate::datasets::{AppendError, Batch, Datasets, KafkaPosition, Source};
 
@@ -222,21 +222,9 @@ impl Reader {
 
     /// Retries while the intake cannot take the batch now; `Some(Err)` when it refuses it.
     async fn append(&self, batch: Batch) -> Option<Result<(), AppendError>> {
-        let mut backoff = Backoff::new();
-        loop {
-            match self.common.datasets.intake().append(batch.clone()).await {
-                Ok(_) => return Some(Ok(())),
-                Err(refused @ (AppendError::Invalid(_) | AppendError::TooLarge { .. })) => {
-                    return Some(Err(refused));
-                }
-                Err(why) => {
-                    self.common.log.warn("kafka", || format!("a fetch of {} waits: {why}", self.common.topic))
-                }
-            }
-            if !backoff.wait(&self.common.stop).await {
-                return None;
-            }
-        }
+        let retry = Retry { source: "kafka", stop: &self.common.stop, log: &self.common.log };
+        let what = || format!("a fetch of {}", self.common.topic);
+        retry.append(self.common.datasets.intake(), batch, what, || false).await
     }
 
     /// Counts skipped records (offset, why) and logs the first.

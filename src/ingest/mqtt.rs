@@ -17,9 +17,9 @@ use rumqttc::{
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::pace::{Backoff, RateLimitedLog};
+use super::pace::{Backoff, RateLimitedLog, Retry};
 use super::settings::MqttSettings;
-use crate::datasets::{AppendError, Datasets, Source};
+use crate::datasets::{Datasets, Source};
 
 /// Room for the acks and dead-letter publishes queued between two polls of the event loop.
 const REQUEST_CAPACITY: usize = 256;
@@ -248,21 +248,10 @@ impl Shared {
         generation: u64,
     ) -> Option<Result<(), String>> {
         let batch = super::batch(envelope.rows, Source::Mqtt, envelope.batch_id, None);
-        let mut backoff = Backoff::new();
-        loop {
-            match self.datasets.intake().append(batch.clone()).await {
-                Ok(_) => return Some(Ok(())),
-                Err(refused @ (AppendError::Invalid(_) | AppendError::TooLarge { .. })) => {
-                    return Some(Err(refused.to_string()));
-                }
-                Err(why) => self
-                    .retry_log
-                    .warn("mqtt", || format!("the rows of a message on {} wait: {why}", publish.topic)),
-            }
-            if !backoff.wait(&self.stop).await || self.lock_session().redelivers(generation) {
-                return None;
-            }
-        }
+        let retry = Retry { source: "mqtt", stop: &self.stop, log: &self.retry_log };
+        let what = || format!("the rows of a message on {}", publish.topic);
+        let appended = retry.append(self.datasets.intake(), batch, what, || self.lock_session().redelivers(generation));
+        Some(appended.await?.map_err(|refused| refused.to_string()))
     }
 
     /// Counts a refused message and sends its payload to the dead-letter topic.

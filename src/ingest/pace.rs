@@ -1,10 +1,12 @@
-//! Pacing shared by the adapters: exponential backoff between retries, and a warning log
-//! limited to one line per second.
+//! Pacing shared by the adapters: exponential backoff between retries, handing rows to the
+//! intake until it takes or refuses them, and a warning log limited to one line per second.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+
+use crate::datasets::{AppendError, Batch, Intake};
 
 /// Exponential backoff: 100 ms, doubling up to 5 s; reset after a success.
 #[derive(Debug)]
@@ -36,6 +38,41 @@ impl Backoff {
     }
 }
 
+/// How a subscriber hands rows to the intake: retrying while the intake cannot take them now
+/// (the store is down), until `stop`.
+pub(crate) struct Retry<'a> {
+    pub source: &'static str,
+    pub stop: &'a CancellationToken,
+    pub log: &'a RateLimitedLog,
+}
+
+impl Retry<'_> {
+    /// Appends `batch` (`what` names it in the log); `Some(Err)` when the intake refuses it,
+    /// `None` when stopped or when `abandon` says, after a wait, that retrying is not due.
+    pub(crate) async fn append(
+        &self,
+        intake: &Intake,
+        batch: Batch,
+        what: impl Fn() -> String,
+        abandon: impl Fn() -> bool,
+    ) -> Option<Result<(), AppendError>> {
+        let batch = Arc::new(batch);
+        let mut backoff = Backoff::new();
+        loop {
+            match intake.append(Arc::clone(&batch)).await {
+                Ok(_) => return Some(Ok(())),
+                Err(refused @ (AppendError::Invalid(_) | AppendError::TooLarge { .. })) => {
+                    return Some(Err(refused));
+                }
+                Err(why) => self.log.warn(self.source, || format!("{} waits: {why}", what())),
+            }
+            if !backoff.wait(self.stop).await || abandon() {
+                return None;
+            }
+        }
+    }
+}
+
 /// A warning log that lets through one line per second and counts the lines it held back.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimitedLog {
@@ -52,7 +89,7 @@ impl RateLimitedLog {
     /// Logs `message` at warn level unless a line went out less than a second ago.
     pub(crate) fn warn(&self, source: &'static str, message: impl FnOnce() -> String) {
         if let Some(suppressed) = self.admit(Instant::now()) {
-            tracing::warn!(source, suppressed, "{}", message());
+            tracing::warn!(target: "regserve::ingest", source, suppressed, "{}", message());
         }
     }
 
