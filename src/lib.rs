@@ -20,6 +20,7 @@ pub mod app;
 pub mod cli;
 pub mod data;
 pub mod datasets;
+pub mod digest;
 pub mod ingest;
 pub mod metrics;
 pub mod model;

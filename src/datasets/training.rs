@@ -126,7 +126,7 @@ impl TrainingData {
             let first = chunk.first_seq() + range.start as u64;
             hasher.update(format!("{first}..{}\n", first + range.len() as u64));
         }
-        hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+        crate::digest::hex(&hasher.finalize())
     }
 
     /// The statistics of the selected columns (the features, then the target) over these rows,

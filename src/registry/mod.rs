@@ -22,7 +22,6 @@ mod pointer;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use sha2::{Digest, Sha256};
 
 pub use cache::ModelCache;
 pub use follow::Followed;
@@ -160,7 +159,7 @@ impl Registry {
         for version in first..first + NUMBER_ATTEMPTS {
             model = model.with_version(version);
             let json = file::to_json(&model, false).map_err(RegistryError::Unstorable)?;
-            let sha256 = hex_sha256(&json);
+            let sha256 = crate::digest::sha256_hex(&json);
             match self.store.put(&key_of(version), json.into(), PutMode::Create).await {
                 Ok(_) => {
                     self.index().versions.insert(version, VersionListing::of(&model));
@@ -318,7 +317,7 @@ impl Registry {
         expected_sha256: Option<&str>,
     ) -> Result<(Model, String), RegistryError> {
         let bytes = self.read_bytes(version).await?;
-        let sha256 = hex_sha256(&bytes);
+        let sha256 = crate::digest::sha256_hex(&bytes);
         let corrupt = |reason: String| RegistryError::Corrupt { version, reason };
         if let Some(expected) = expected_sha256.filter(|expected| *expected != sha256) {
             return Err(corrupt(format!(
@@ -373,10 +372,6 @@ fn parse_version(version: u64, bytes: &[u8]) -> Result<Model, RegistryError> {
             reason: format!("the file says it is version {}", model.version()),
         }),
     }
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

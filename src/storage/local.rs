@@ -413,7 +413,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn tag_of(bytes: &[u8]) -> Tag {
-    hex_tag(&Sha256::digest(bytes))
+    Tag(crate::digest::sha256_hex(bytes))
 }
 
 /// The tag of a file too large to read at once.
@@ -423,14 +423,10 @@ fn tag_of_file(path: &Path) -> io::Result<Tag> {
     let mut buffer = vec![0; 1 << 16];
     loop {
         match file.read(&mut buffer)? {
-            0 => return Ok(hex_tag(&hasher.finalize())),
+            0 => return Ok(Tag(crate::digest::hex(&hasher.finalize()))),
             n => hasher.update(&buffer[..n]),
         }
     }
-}
-
-fn hex_tag(digest: &[u8]) -> Tag {
-    Tag(digest.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 #[cfg(test)]

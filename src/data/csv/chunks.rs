@@ -79,7 +79,7 @@ impl<R: Read> Chunker<R> {
 
     /// SHA-256 of every byte read, hex.
     pub fn fingerprint(self) -> String {
-        self.hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+        crate::digest::hex(&self.hasher.finalize())
     }
 
     fn number(&mut self, bytes: Vec<u8>) -> Chunk {
