@@ -1,7 +1,8 @@
 //! Load for the broker sources, and the brokers' own rates to compare the intake with: publishes
 //! MQTT messages or produces Kafka records of numbered rows as fast as the broker takes them,
 //! and, as the reference, a plain subscriber or consumer that only counts what it receives.
-//! Each prints one JSON line with the epoch seconds of its first and last message.
+//! Each prints one JSON line with the epoch seconds of its first and last message, and the
+//! CPU time it used (user and system, in seconds).
 //!
 //! ```text
 //! broker_feed mqtt-publish HOST:PORT TOPIC MESSAGES ROWS_PER_MESSAGE
@@ -36,7 +37,15 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    println!("{{\"first\": {first:.6}, \"last\": {last:.6}}}");
+    println!("{{\"first\": {first:.6}, \"last\": {last:.6}, \"cpu_seconds\": {:.3}}}", cpu_seconds());
+}
+
+/// User and system CPU time of this process so far, from `/proc/self/stat` (in ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: Vec<f64> = after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse().ok()).collect();
+    ticks.iter().sum::<f64>() / 100.0
 }
 
 fn now() -> f64 {

@@ -3,17 +3,20 @@
 //! durable. A message's idempotency key is its envelope's `batch_id`; a payload the intake
 //! refuses is counted, sent to the dead-letter topic, and acknowledged.
 //!
-//! Each message is handled in its own task so the event loop keeps being polled. Every lost
-//! connection starts a new *generation*: an acknowledgement is sent only in the generation the
-//! message arrived in, because packet ids are reused by the broker after a reconnect.
+//! Each message is handled in its own task so the event loop keeps being polled. The tasks hand
+//! their acknowledgements back to the event-loop side, which writes all that are due at once and
+//! flushes them in one write (rumqttc's own path flushes every acknowledgement by itself). Every
+//! lost connection starts a new *generation*: an acknowledgement is sent only in the generation
+//! the message arrived in, because packet ids are reused by the broker after a reconnect.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
-    SubscribeFilter, SubscribeReasonCode,
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, PubAck, PubRec, Publish,
+    QoS, Request, SubscribeFilter, SubscribeReasonCode,
 };
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +31,10 @@ const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// How long a stop waits for messages in flight to finish and be acknowledged.
 const STOP_GRACE: Duration = Duration::from_secs(1);
+/// Acknowledgements waiting to be written, and the most written in one go.
+const ACK_CAPACITY: usize = 1024;
+/// How long writing acknowledgements may take before the connection counts as stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Checks the topic filters, the dead-letter topic (which must not loop back) and the client id.
 pub fn check(settings: &MqttSettings) -> Result<(), String> {
@@ -66,8 +73,10 @@ fn options(settings: &MqttSettings) -> MqttOptions {
 pub async fn run(settings: MqttSettings, datasets: Arc<Datasets>, stop: CancellationToken) {
     let (client, mut events) = AsyncClient::new(options(&settings), REQUEST_CAPACITY);
     let filters = settings.topics.iter().map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce)).collect();
+    let (acks, durable) = mpsc::channel(ACK_CAPACITY);
     let shared = Arc::new(Shared {
         client,
+        acks,
         datasets,
         dead_letter: settings.dead_letter,
         session: Mutex::default(),
@@ -75,7 +84,7 @@ pub async fn run(settings: MqttSettings, datasets: Arc<Datasets>, stop: Cancella
         retry_log: RateLimitedLog::default(),
         stop: stop.clone(),
     });
-    let mut listener = Listener { shared, filters, tasks: JoinSet::new(), connects: 0 };
+    let mut listener = Listener { shared, filters, tasks: JoinSet::new(), connects: 0, durable };
     listener.listen(&mut events, &stop).await;
     listener.shutdown(&mut events).await;
 }
@@ -83,6 +92,8 @@ pub async fn run(settings: MqttSettings, datasets: Arc<Datasets>, stop: Cancella
 /// What the message tasks share with the event loop.
 struct Shared {
     client: AsyncClient,
+    /// Where a message's task hands in its acknowledgement once the rows are durable.
+    acks: mpsc::Sender<Ack>,
     datasets: Arc<Datasets>,
     dead_letter: Option<String>,
     session: Mutex<Session>,
@@ -110,21 +121,49 @@ impl Session {
     }
 }
 
-/// The event-loop side: reacts to connection events and spawns one task per message.
+/// A message done with, to acknowledge on the connection (generation) it arrived on.
+struct Ack {
+    generation: u64,
+    qos: QoS,
+    pkid: u16,
+}
+
+/// What the event loop does next.
+enum Next {
+    Stop,
+    Acknowledge,
+    Event(Result<Event, ConnectionError>),
+}
+
+/// The event-loop side: reacts to connection events, spawns one task per message, and writes
+/// the acknowledgements the tasks hand back.
 struct Listener {
     shared: Arc<Shared>,
     filters: Vec<SubscribeFilter>,
     tasks: JoinSet<()>,
     connects: u64,
+    durable: mpsc::Receiver<Ack>,
 }
 
 impl Listener {
     async fn listen(&mut self, events: &mut EventLoop, stop: &CancellationToken) {
         let mut backoff = Backoff::new();
+        let mut acks = Vec::with_capacity(ACK_CAPACITY);
         loop {
-            let event = tokio::select! {
-                () = stop.cancelled() => return,
-                event = events.poll() => event,
+            // Not while connecting: that would be interrupted, and old acknowledgements are void.
+            let connected = events.network.is_some();
+            let next = tokio::select! {
+                () = stop.cancelled() => Next::Stop,
+                _ = self.durable.recv_many(&mut acks, ACK_CAPACITY), if connected => Next::Acknowledge,
+                event = events.poll() => Next::Event(event),
+            };
+            let event = match next {
+                Next::Stop => return,
+                Next::Acknowledge => {
+                    self.acknowledge(events, &mut acks).await;
+                    continue;
+                }
+                Next::Event(event) => event,
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -193,17 +232,55 @@ impl Listener {
         tracing::warn!(source = "mqtt", generation, %error, "connection lost, reconnecting");
     }
 
+    /// Writes the acknowledgements still due on this connection, then flushes them at once.
+    /// A write that fails leaves them to the broker's redelivery; `poll` then sees the loss.
+    async fn acknowledge(&self, events: &mut EventLoop, acks: &mut Vec<Ack>) {
+        let generation = self.shared.lock_session().generation;
+        let packets: Vec<Packet> = acks
+            .drain(..)
+            .filter(|ack| ack.generation == generation)
+            .filter_map(|ack| match ack.qos {
+                QoS::AtMostOnce => None,
+                QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(ack.pkid))),
+                QoS::ExactlyOnce => events.state.handle_outgoing_packet(Request::PubRec(PubRec::new(ack.pkid))).ok()?,
+            })
+            .collect();
+        let Some(network) = events.network.as_mut().filter(|_| !packets.is_empty()) else { return };
+        let written = async {
+            for packet in packets {
+                network.write(packet).await?;
+            }
+            network.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, written).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(source = "mqtt", %error, "acknowledgements not written"),
+            Err(_) => tracing::warn!(source = "mqtt", "acknowledgements not written within {WRITE_TIMEOUT:?}"),
+        }
+    }
+
     /// Lets messages in flight finish and acknowledge for a short grace, then disconnects.
     async fn shutdown(&mut self, events: &mut EventLoop) {
         let grace = tokio::time::sleep(STOP_GRACE);
         tokio::pin!(grace);
+        let mut acks = Vec::with_capacity(ACK_CAPACITY);
         loop {
-            tokio::select! {
-                () = &mut grace => break,
-                done = self.tasks.join_next() => if done.is_none() { break },
-                event = events.poll() => if event.is_err() { break },
+            let next = tokio::select! {
+                () = &mut grace => Next::Stop,
+                done = self.tasks.join_next() => if done.is_none() { Next::Stop } else { continue },
+                _ = self.durable.recv_many(&mut acks, ACK_CAPACITY) => Next::Acknowledge,
+                event = events.poll() => Next::Event(event),
+            };
+            match next {
+                Next::Stop | Next::Event(Err(_)) => break,
+                Next::Acknowledge => self.acknowledge(events, &mut acks).await,
+                Next::Event(Ok(_)) => {}
             }
         }
+        while let Ok(ack) = self.durable.try_recv() {
+            acks.push(ack);
+        }
+        self.acknowledge(events, &mut acks).await;
         self.tasks.abort_all();
         if self.shared.client.try_disconnect().is_ok() {
             let _ = tokio::time::timeout(STOP_GRACE, sent_disconnect(events)).await;
@@ -265,21 +342,11 @@ impl Shared {
         }
     }
 
-    /// Queues the PUBACK, unless the connection it belongs to is gone.
+    /// Hands the acknowledgement to the event loop, which writes it if the connection it
+    /// belongs to is still up.
     async fn ack(&self, publish: &Publish, generation: u64) {
-        while !self.try_ack(publish, generation) {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(10)) => {}
-                () = self.stop.cancelled() => return,
-            }
-        }
-    }
-
-    /// True when done: queued, or no longer due. The lock keeps `on_lost` from starting a
-    /// new generation between the check and the queueing.
-    fn try_ack(&self, publish: &Publish, generation: u64) -> bool {
-        let session = self.lock_session();
-        session.generation != generation || self.client.try_ack(publish).is_ok()
+        let ack = Ack { generation, qos: publish.qos, pkid: publish.pkid };
+        let _ = self.acks.send(ack).await;
     }
 }
 

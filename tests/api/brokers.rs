@@ -152,6 +152,17 @@ impl Publisher {
     }
 }
 
+/// Subscribing to `filter` (dead letters to `dead_letter`), as a client id of its own.
+fn mqtt_settings(broker: &(String, u16), filter: &str, dead_letter: Option<String>) -> MqttSettings {
+    MqttSettings {
+        host: broker.0.clone(),
+        port: broker.1,
+        topics: vec![filter.to_owned()],
+        dead_letter,
+        client_id: unique("regserve"),
+    }
+}
+
 /// A server subscribed to `filter` (dead letters to `dead_letter`), with the x,y dataset and a
 /// probe row appended through `probe_topic`: the dataset then has [`PROBED`] rows.
 async fn mqtt_server(
@@ -161,13 +172,7 @@ async fn mqtt_server(
     dead_letter: Option<String>,
     probe_topic: &str,
 ) -> (Server, Publisher) {
-    let settings = MqttSettings {
-        host: broker.0.clone(),
-        port: broker.1,
-        topics: vec![filter.to_owned()],
-        dead_letter,
-        client_id: unique("regserve"),
-    };
+    let settings = mqtt_settings(broker, filter, dead_letter);
     let server = Server::start(dir, |config| config.sources.mqtt = Some(settings)).await;
     server.upload_xy().await;
     let publisher = Publisher::connect(broker, &unique("publisher"));
@@ -250,6 +255,31 @@ async fn an_mqtt_batch_id_published_twice_is_appended_once() {
     publisher.publish(&topic, r#"{"rows": [{"x": 3, "y": 3}], "batch_id": "b-2"}"#).await;
     server.until_rows(PROBED + 3).await;
     server.stays_at(PROBED + 3).await;
+    server.stop().await;
+}
+
+/// Messages without a batch id would be appended again if the broker delivered them again: after
+/// a restart on the same persistent session, none comes back, so each one was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mqtt_message_is_acknowledged_so_a_restart_receives_none_again() {
+    let Some(broker) = broker("REGSERVE_TEST_MQTT") else { return };
+    let (dir, topic) = (tempfile::tempdir().unwrap(), unique("plant"));
+    let settings = mqtt_settings(&broker, &topic, None);
+    let server = Server::start(dir.path(), |config| config.sources.mqtt = Some(settings.clone())).await;
+    server.upload_xy().await;
+    let publisher = Publisher::connect(&broker, &unique("publisher"));
+    publisher.until_subscribed(&server, &topic, UPLOADED).await;
+    const MESSAGES: u64 = 300;
+    for i in 0..MESSAGES {
+        publisher.publish(&topic, &format!(r#"{{"x": {i}, "y": {i}}}"#)).await;
+    }
+    server.until_rows(PROBED + MESSAGES).await;
+    server.stop().await;
+
+    let server = Server::start(dir.path(), |config| config.sources.mqtt = Some(settings)).await;
+    publisher.publish(&topic, r#"{"x": -2, "y": -2}"#).await;
+    server.until_rows(PROBED + MESSAGES + 1).await;
+    server.stays_at(PROBED + MESSAGES + 1).await;
     server.stop().await;
 }
 
