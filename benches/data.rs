@@ -36,7 +36,12 @@ fn decoding(c: &mut Criterion) {
         let batches = json_batches(100_000 / rows, rows);
         group.throughput(Throughput::Elements(100_000));
         group.bench_function(format!("100k_rows_in_batches_of_{rows}"), |b| {
-            b.iter(|| batches.iter().map(|batch| decode::json(batch.as_bytes()).unwrap().rows.count()).sum::<usize>())
+            b.iter(|| {
+                batches
+                    .iter()
+                    .map(|batch| decode::json(batch.as_bytes()).unwrap().rows.count())
+                    .sum::<usize>()
+            })
         });
     }
     group.finish();

@@ -44,7 +44,8 @@ async fn main() {
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: Vec<f64> = after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse().ok()).collect();
+    let ticks: Vec<f64> =
+        after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse().ok()).collect();
     ticks.iter().sum::<f64>() / 100.0
 }
 

@@ -50,7 +50,8 @@ pub fn subscribers(
     }
     #[cfg(feature = "kafka")]
     if let Some(settings) = sources.kafka.clone() {
-        subscribers.push(("kafka subscriber", Box::pin(kafka::run(settings, datasets.clone(), stop.clone()))));
+        subscribers
+            .push(("kafka subscriber", Box::pin(kafka::run(settings, datasets.clone(), stop.clone()))));
     }
     subscribers
 }

@@ -242,7 +242,9 @@ impl Listener {
             .filter_map(|ack| match ack.qos {
                 QoS::AtMostOnce => None,
                 QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(ack.pkid))),
-                QoS::ExactlyOnce => events.state.handle_outgoing_packet(Request::PubRec(PubRec::new(ack.pkid))).ok()?,
+                QoS::ExactlyOnce => {
+                    events.state.handle_outgoing_packet(Request::PubRec(PubRec::new(ack.pkid))).ok()?
+                }
             })
             .collect();
         let Some(network) = events.network.as_mut().filter(|_| !packets.is_empty()) else { return };
@@ -255,7 +257,9 @@ impl Listener {
         match tokio::time::timeout(WRITE_TIMEOUT, written).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::debug!(source = "mqtt", %error, "acknowledgements not written"),
-            Err(_) => tracing::warn!(source = "mqtt", "acknowledgements not written within {WRITE_TIMEOUT:?}"),
+            Err(_) => {
+                tracing::warn!(source = "mqtt", "acknowledgements not written within {WRITE_TIMEOUT:?}")
+            }
         }
     }
 
@@ -327,7 +331,8 @@ impl Shared {
         let batch = super::batch(envelope.rows, Source::Mqtt, envelope.batch_id, None);
         let retry = Retry { source: "mqtt", stop: &self.stop, log: &self.retry_log };
         let what = || format!("the rows of a message on {}", publish.topic);
-        let appended = retry.append(self.datasets.intake(), batch, what, || self.lock_session().redelivers(generation));
+        let appended =
+            retry.append(self.datasets.intake(), batch, what, || self.lock_session().redelivers(generation));
         Some(appended.await?.map_err(|refused| refused.to_string()))
     }
 

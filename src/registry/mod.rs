@@ -22,7 +22,6 @@ mod pointer;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-
 pub use cache::ModelCache;
 pub use follow::Followed;
 pub use listing::{UnreadableVersion, VersionListing, VersionSummary};

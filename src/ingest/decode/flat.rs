@@ -282,7 +282,9 @@ mod tests {
         for text in texts {
             assert!(agree(text).is_none(), "{text}");
         }
-        for bytes in [&b"{\"x\xff\":1,\"y\":2}"[..], b"{\"rows\":[],\"batch_id\":\"\xc3\"}", b"[{\"x\":1}]\xa0"] {
+        for bytes in
+            [&b"{\"x\xff\":1,\"y\":2}"[..], b"{\"rows\":[],\"batch_id\":\"\xc3\"}", b"[{\"x\":1}]\xa0"]
+        {
             assert!(envelope(bytes).is_none(), "{bytes:?}");
         }
     }

@@ -204,4 +204,3 @@ impl<'de> Visitor<'de> for NumberSeed<'_> {
         Err(self.refuse("an object"))
     }
 }
-

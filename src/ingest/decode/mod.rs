@@ -93,7 +93,8 @@ pub fn ndjson(bytes: &[u8]) -> Result<Rows, String> {
     for (index, line) in lines.enumerate() {
         let line = std::str::from_utf8(line)
             .map_err(|error| format!("line {}: not valid JSON: not UTF-8: {error}", index + 1))?;
-        general::row(line, &mut rows, index + 1, &mut seen).map_err(|why| format!("line {}: {why}", index + 1))?;
+        general::row(line, &mut rows, index + 1, &mut seen)
+            .map_err(|why| format!("line {}: {why}", index + 1))?;
     }
     Ok(rows)
 }

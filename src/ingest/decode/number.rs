@@ -48,7 +48,8 @@ pub(super) fn parse(bytes: &[u8]) -> Option<(f64, usize)> {
 /// Reads the digits from `at` on into `mantissa` (wrapping: only used when few enough), eight
 /// at a time while it can; returns it and where the digits end.
 fn digits(bytes: &[u8], mut at: usize, mut mantissa: u64) -> (u64, usize) {
-    while let Some(word) = bytes.get(at..at + 8).map(|eight| u64::from_le_bytes(eight.try_into().expect("8 bytes")))
+    while let Some(word) =
+        bytes.get(at..at + 8).map(|eight| u64::from_le_bytes(eight.try_into().expect("8 bytes")))
         && are_eight_digits(word)
     {
         mantissa = mantissa.wrapping_mul(100_000_000).wrapping_add(eight_digits(word));
@@ -116,9 +117,27 @@ mod tests {
     #[test]
     fn values_are_those_of_the_standard_parser() {
         for text in [
-            "0", "-0", "-0.0", "1", "23.5", "-0.125", "1e22", "1e23", "9007199254740992", "9007199254740993",
-            "12345678901234567890", "11.420000000000002", "0.30000000000000004", "2.2250738585072014e-308",
-            "4.9e-324", "1.7976931348623157e308", "1e-400", "0.000001", "123456789e-22", "1E+2", "5e-0",
+            "0",
+            "-0",
+            "-0.0",
+            "1",
+            "23.5",
+            "-0.125",
+            "1e22",
+            "1e23",
+            "9007199254740992",
+            "9007199254740993",
+            "12345678901234567890",
+            "11.420000000000002",
+            "0.30000000000000004",
+            "2.2250738585072014e-308",
+            "4.9e-324",
+            "1.7976931348623157e308",
+            "1e-400",
+            "0.000001",
+            "123456789e-22",
+            "1E+2",
+            "5e-0",
         ] {
             same_as_std(text);
         }
