@@ -8,8 +8,14 @@ use super::{AppError, AppPath};
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 
 /// Every asset the page loads: name, content type, contents.
-const ASSETS: [(&str, &str, &str); 4] = [
+const ASSETS: [(&str, &str, &str); 10] = [
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../static/app.js")),
+    ("core.js", "text/javascript; charset=utf-8", include_str!("../../static/core.js")),
+    ("data.js", "text/javascript; charset=utf-8", include_str!("../../static/data.js")),
+    ("train.js", "text/javascript; charset=utf-8", include_str!("../../static/train.js")),
+    ("models.js", "text/javascript; charset=utf-8", include_str!("../../static/models.js")),
+    ("predict.js", "text/javascript; charset=utf-8", include_str!("../../static/predict.js")),
+    ("plots.js", "text/javascript; charset=utf-8", include_str!("../../static/plots.js")),
     ("nodes.js", "text/javascript; charset=utf-8", include_str!("../../static/nodes.js")),
     ("intake.js", "text/javascript; charset=utf-8", include_str!("../../static/intake.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
