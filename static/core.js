@@ -123,6 +123,14 @@ export function svgEl(tag, attrs, text) {
   return node;
 }
 
+/** Calls `refresh` now, every `ms` milliseconds while the page is visible, and when it shows again. */
+export function refreshWhileVisible(refresh, ms) {
+  const visible = () => document.visibilityState === "visible" && refresh();
+  visible();
+  setInterval(visible, ms);
+  document.addEventListener("visibilitychange", visible);
+}
+
 export function showMessage(id, message) {
   const node = $(id);
   node.textContent = message || "";

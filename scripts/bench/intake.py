@@ -126,8 +126,7 @@ class Bench(Processes):
         broker_cpu = cpu_seconds(self.mosquitto_pid)
         published = run_json([self.broker_feeder, "mqtt-publish", address, topic, str(messages), str(rows)])
         received = json.loads(subscriber.communicate(timeout=600)[0])
-        plain = {"seconds": received["last"] - published["first"], "broker_cpu": cpu_seconds(self.mosquitto_pid) - broker_cpu,
-                 "publisher_cpu": published["cpu_seconds"], "subscriber_cpu": received["cpu_seconds"]}
+        plain = self.mqtt_run(published, received["last"], broker_cpu, received["cpu_seconds"])
         topic = f"intake-{time.time_ns()}"
         flags = ["--mqtt-url", f"mqtt://{address}", "--mqtt-topic", topic, "--mqtt-client-id", topic]
         proc, base = self.server(str(self.scratch / topic), flags=flags)
@@ -136,13 +135,18 @@ class Bench(Processes):
         server_cpu, broker_cpu = cpu_seconds(proc.pid), cpu_seconds(self.mosquitto_pid)
         published = run_json([self.broker_feeder, "mqtt-publish", address, topic, str(messages), str(rows)])
         _, last = until_rows(base, target)
-        intake = {"seconds": last - published["first"], "broker_cpu": cpu_seconds(self.mosquitto_pid) - broker_cpu,
-                  "publisher_cpu": published["cpu_seconds"], "subscriber_cpu": cpu_seconds(proc.pid) - server_cpu}
+        intake = self.mqtt_run(published, last, broker_cpu, cpu_seconds(proc.pid) - server_cpu)
         proc.terminate()
         proc.wait(timeout=30)
         return {"rows_per_message": rows, "messages": messages, "plain": plain, "intake": intake,
                 "broker_rows_per_second": messages * rows / plain["seconds"],
                 "intake_rows_per_second": messages * rows / intake["seconds"]}
+
+    def mqtt_run(self, published, last, broker_cpu_before, subscriber_cpu):
+        """One run's wall time, from the first message published to the last one taken, and the CPU
+        seconds of mosquitto (since `broker_cpu_before`), the publisher and the subscriber."""
+        return {"seconds": last - published["first"], "broker_cpu": cpu_seconds(self.mosquitto_pid) - broker_cpu_before,
+                "publisher_cpu": published["cpu_seconds"], "subscriber_cpu": subscriber_cpu}
 
     def mqtt_median(self, port, messages, rows, runs=3):
         """`mqtt` a few times over (the rates of two processes sharing two cores vary from one run to

@@ -24,7 +24,8 @@ use super::pace::{Backoff, RateLimitedLog, Retry};
 use super::settings::MqttSettings;
 use crate::datasets::{Datasets, Source};
 
-/// Room for the acks and dead-letter publishes queued between two polls of the event loop.
+/// Room for the subscriptions, dead-letter publishes and the disconnect queued for the event loop
+/// (acknowledgements go by their own channel).
 const REQUEST_CAPACITY: usize = 256;
 /// rumqttc refuses incoming packets above 10 KiB by default, and then drops the connection.
 const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
