@@ -45,7 +45,7 @@ impl AppState {
         role: Role,
         store_health: Arc<StoreHealth>,
     ) -> Self {
-        let metrics = Arc::new(Metrics::new(datasets.activity().metrics()));
+        let metrics = Arc::new(Metrics::new(datasets.activity().metrics(), models.events().metrics()));
         let trainer = Trainer::new(models.clone(), metrics.clone(), limits.training_priority);
         Self {
             inner: Arc::new(Inner {
@@ -125,6 +125,8 @@ impl AppState {
             model_age: model.as_ref().and_then(|model| model.age()),
             dataset_rows: self.datasets().history().rows,
             store_up: self.inner.store_health.unreachable().is_none(),
+            // A predictor activates nothing: the trainer's event log is the one to ask.
+            since_activation: self.role().trains().then(|| self.models().events().since_latest()).flatten(),
         })
     }
 }

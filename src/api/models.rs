@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::budget::{Budget, large_json};
 use super::{AppError, AppPath};
 use crate::model::{HistoryDetail, Model};
-use crate::registry::VersionListing;
+use crate::registry::{Reason, VersionListing};
 use crate::state::AppState;
 
 /// `?history=sampled|full|none` of the routes that show a loss history.
@@ -85,7 +85,7 @@ pub async fn activate(
     State(budget): State<Budget>,
     AppPath(version): AppPath<u64>,
 ) -> Result<Response, AppError> {
-    let model = state.models().activate(version).await?;
+    let model = state.models().activate(version, Reason::Rollback.into()).await?;
     tracing::info!(version, "model activated");
     model_answer(&budget, model, HistoryDetail::Sampled).await
 }

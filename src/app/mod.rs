@@ -206,6 +206,8 @@ impl Application {
             );
         }
         shutdown.await;
+        // The model event streams never end by themselves: they end now, so their connections close.
+        self.state.models().events().close();
         // At once, so that a `?wait=true` request in flight is answered rather than held.
         let trainer = self.state.trainer().clone();
         trainer.cancel_running(CancelReason::Shutdown);

@@ -1,6 +1,6 @@
 //! Prometheus metrics: requests by route and status with their latency, trainings by outcome
-//! and their duration, rows appended and refused by source ([`intake`]), and gauges of the
-//! served model and dataset, rendered in the Prometheus
+//! and their duration, rows appended and refused by source ([`intake`]), model activations by
+//! reason ([`activations`]), and gauges of the served model and dataset, rendered in the Prometheus
 //! text format (version 0.0.4) for `GET /metrics`.
 //!
 //! Recording a request touches no lock but the read side of one map per family (the label set
@@ -23,8 +23,10 @@ use prometheus_client::registry::Registry;
 
 use crate::train::Solver;
 
+mod activations;
 mod intake;
 
+pub use activations::ActivationMetrics;
 pub use intake::IntakeMetrics;
 
 /// The content type of [`Metrics::render`]'s output.
@@ -62,21 +64,23 @@ pub struct Metrics {
     dataset_rows: Gauge,
     store_up: Gauge,
     in_flight: Gauge,
+    activations: ActivationMetrics,
     /// Requests answered in all, for the heartbeat's rate.
     answered: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new(&IntakeMetrics::default())
+        Self::new(&IntakeMetrics::default(), &ActivationMetrics::default())
     }
 }
 
 impl Metrics {
-    /// The service's metrics, the intake's recorders among them.
-    pub fn new(intake: &IntakeMetrics) -> Self {
+    /// The service's metrics, the intake's and the activations' recorders among them.
+    pub fn new(intake: &IntakeMetrics, activations: &ActivationMetrics) -> Self {
         let mut registry = Registry::with_prefix("regserve");
         intake.register(&mut registry);
+        activations.register(&mut registry);
         let requests = Family::default();
         registry.register(
             "http_requests",
@@ -138,6 +142,7 @@ impl Metrics {
             dataset_rows,
             store_up,
             in_flight,
+            activations: activations.clone(),
             answered: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -181,6 +186,7 @@ impl Metrics {
         self.model_age.set(current.model_age.map_or(0.0, |age| age.as_secs_f64()));
         self.dataset_rows.set(i64::try_from(current.dataset_rows).unwrap_or(i64::MAX));
         self.store_up.set(i64::from(current.store_up));
+        self.activations.set_since_last(current.since_activation);
         let mut text = String::with_capacity(8 * 1024);
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
@@ -195,6 +201,8 @@ pub struct Snapshot {
     pub model_age: Option<Duration>,
     pub dataset_rows: usize,
     pub store_up: bool,
+    /// Since the last activation this node knows of; `None` leaves the gauge's sample out.
+    pub since_activation: Option<Duration>,
 }
 
 /// How a training job ended.
@@ -332,8 +340,7 @@ mod tests {
         let metrics = Metrics::default();
         metrics.record_request(&Method::GET, None, 404, Duration::from_millis(3));
         metrics.record_training(TrainingOutcome::Failed, Solver::LeastSquares, Duration::from_millis(2));
-        let snapshot =
-            Snapshot { model_version: Some(3), model_age: None, dataset_rows: 30, store_up: false };
+        let snapshot = Snapshot { model_version: Some(3), dataset_rows: 30, ..Snapshot::default() };
         let text = metrics.render(snapshot);
         assert!(
             text.contains(r#"regserve_http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
@@ -354,5 +361,22 @@ mod tests {
         assert!(text.contains("regserve_dataset_rows 30\n"), "{text}");
         assert!(text.contains("regserve_store_up 0\n"), "{text}");
         assert!(text.contains("# TYPE regserve_training_duration_seconds histogram"), "{text}");
+    }
+
+    #[test]
+    fn activations_are_counted_by_reason_and_their_age_shown_once_there_is_one() {
+        let activations = ActivationMetrics::default();
+        let metrics = Metrics::new(&IntakeMetrics::default(), &activations);
+        let text = metrics.render(Snapshot::default());
+        assert!(text.contains("# TYPE regserve_model_seconds_since_activation gauge"), "{text}");
+        let sample =
+            |text: &str| text.lines().any(|line| line.starts_with("regserve_model_seconds_since_activation"));
+        assert!(!sample(&text), "no sample without an activation: {text}");
+        activations.activated("rollback");
+        activations.activated("rollback");
+        let since = Some(Duration::from_millis(2500));
+        let text = metrics.render(Snapshot { since_activation: since, ..Snapshot::default() });
+        assert!(text.contains(r#"regserve_model_activations_total{reason="rollback"} 2"#), "{text}");
+        assert!(text.contains("regserve_model_seconds_since_activation 2.5\n"), "{text}");
     }
 }

@@ -269,11 +269,7 @@ impl Model {
     /// Time since the model was trained (`None` if `trained_at` is not RFC 3339, as in a
     /// hand-edited model file); never negative.
     pub fn age(&self) -> Option<std::time::Duration> {
-        let trained_at =
-            time::OffsetDateTime::parse(&self.fit.trained_at, &time::format_description::well_known::Rfc3339)
-                .ok()?;
-        let age = time::OffsetDateTime::now_utc() - trained_at;
-        Some(age.try_into().unwrap_or(std::time::Duration::ZERO))
+        since_rfc3339(&self.fit.trained_at)
     }
 
     pub fn dataset_sha256(&self) -> &str {
@@ -339,6 +335,12 @@ pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("the current time formats as RFC 3339")
+}
+
+/// The time since an RFC 3339 time (zero for one in the future); `None` if it is not one.
+pub(crate) fn since_rfc3339(at: &str) -> Option<std::time::Duration> {
+    let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((time::OffsetDateTime::now_utc() - at).try_into().unwrap_or(std::time::Duration::ZERO))
 }
 
 #[cfg(test)]

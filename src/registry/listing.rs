@@ -1,5 +1,5 @@
 //! The version list as `GET /v1/models` shows it: a summary of each stored version, or why its
-//! file cannot be read.
+//! file cannot be read; and which versions pruning removes.
 
 use std::collections::BTreeMap;
 
@@ -81,4 +81,17 @@ pub fn mark_active(versions: &mut BTreeMap<u64, VersionListing>, version: Option
     for (number, listing) in versions.iter_mut() {
         *listing.active_mut() = Some(*number) == version;
     }
+}
+
+/// The oldest readable versions beyond `keep`, never the active one: those to prune.
+pub fn surplus(versions: &BTreeMap<u64, VersionListing>, keep: usize) -> Vec<u64> {
+    let readable: Vec<&VersionSummary> = versions
+        .values()
+        .filter_map(|listing| match listing {
+            VersionListing::Readable(summary) => Some(summary),
+            VersionListing::Unreadable(_) => None,
+        })
+        .collect();
+    let surplus = readable.len().saturating_sub(keep);
+    readable.iter().filter(|summary| !summary.active).map(|summary| summary.version).take(surplus).collect()
 }

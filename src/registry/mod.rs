@@ -6,6 +6,8 @@
 //! SHA-256 of its file. The pointer is only ever replaced by a compare-and-swap on the version
 //! this process last saw, so two processes can never silently overwrite each other's
 //! activation: the one that loses gets [`RegistryError::Conflict`] and serves the winner.
+//! `models/events/00000000000000000001.json` ... (the id in 20 digits; created once, the newest
+//! 1,000 kept) each hold one [`ModelEvent`]: a version that became active, and why ([`events`]).
 //!
 //! A version is checked before it is served: the hash the pointer names matches its file, the
 //! file is a consistent, finite model, and a smoke prediction gives a finite number. One that
@@ -15,6 +17,7 @@
 //! serving some other model instead would be serving the wrong one.
 
 mod cache;
+pub mod events;
 mod follow;
 mod listing;
 mod pointer;
@@ -23,11 +26,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 pub use cache::ModelCache;
+pub use events::{Activation, EventLog, GateScores, ModelEvent, Reason};
 pub use follow::Followed;
 pub use listing::{UnreadableVersion, VersionListing, VersionSummary};
 pub use pointer::Pointer;
 
-use self::listing::mark_active;
+use self::listing::{mark_active, surplus};
 use crate::model::Model;
 use crate::model::file::{self, ModelFileError};
 use crate::storage::{Fetched, Key, PutMode, Storage, StoreError, Tag};
@@ -67,6 +71,7 @@ pub struct Registry {
     index: Mutex<Index>,
     /// Serialises this process's changes, each a few store operations long.
     changes: tokio::sync::Mutex<()>,
+    events: EventLog,
 }
 
 #[derive(Default)]
@@ -85,9 +90,10 @@ impl Registry {
     /// Reads the stored versions and loads the active one, skipping (and reporting) those that
     /// cannot be read. Keeps at most `keep` versions. Fails only when the store does not answer.
     pub async fn open(store: Arc<dyn Storage>, keep: usize) -> Result<Self, RegistryError> {
-        let registry = Self::unread(store, keep, None);
-        let prefix = Key::fixed(MODELS);
-        for listed in registry.store.list(&prefix).await? {
+        let mut registry = Self::unread(store, keep, None);
+        let listing = registry.store.list(&Key::fixed(MODELS)).await?;
+        registry.events = EventLog::load(registry.store.as_ref(), &listing).await?;
+        for listed in listing {
             let Some(version) = version_of(&listed.key) else { continue };
             let listing = match registry.read(version).await {
                 Ok(model) => VersionListing::of(&model),
@@ -113,6 +119,7 @@ impl Registry {
             active: RwLock::new(None),
             index: Mutex::new(Index::default()),
             changes: tokio::sync::Mutex::new(()),
+            events: EventLog::default(),
         };
         if let Some(model) = cached {
             registry.set_active(Arc::new(model));
@@ -123,6 +130,11 @@ impl Registry {
     /// The store the versions are kept in.
     pub fn store(&self) -> &Arc<dyn Storage> {
         &self.store
+    }
+
+    /// The activations, as events.
+    pub fn events(&self) -> &EventLog {
+        &self.events
     }
 
     /// The model being served.
@@ -149,8 +161,13 @@ impl Registry {
         unreadable.chain(index.active_unavailable.clone()).chain(index.refused.clone()).collect()
     }
 
-    /// Stores `model` as the next version and makes it active.
-    pub async fn commit(&self, model: Model) -> Result<Arc<Model>, RegistryError> {
+    /// Stores `model` as the next version. With an `activation`, also makes it active and
+    /// records why; without, it is only stored (a candidate that was not let into service).
+    pub async fn commit(
+        &self,
+        model: Model,
+        activation: Option<Activation>,
+    ) -> Result<Arc<Model>, RegistryError> {
         let _change = self.changes.lock().await;
         // Unreadable versions keep their numbers: a new version never overwrites one.
         let first = self.index().versions.keys().next_back().map_or(1, |latest| latest + 1);
@@ -163,7 +180,9 @@ impl Registry {
                 Ok(_) => {
                     self.index().versions.insert(version, VersionListing::of(&model));
                     let model = Arc::new(model);
-                    self.point_to(model.clone(), sha256).await?;
+                    if let Some(activation) = activation {
+                        self.point_to(model.clone(), sha256, activation).await?;
+                    }
                     self.prune().await;
                     return Ok(model);
                 }
@@ -178,14 +197,15 @@ impl Registry {
         ))))
     }
 
-    /// Makes a stored version the active one (a rollback or roll-forward).
-    pub async fn activate(&self, version: u64) -> Result<Arc<Model>, RegistryError> {
+    /// Makes a stored version the active one (a rollback or roll-forward) and records why.
+    pub async fn activate(&self, version: u64, activation: Activation) -> Result<Arc<Model>, RegistryError> {
         let _change = self.changes.lock().await;
         if let Some(VersionListing::Unreadable(unreadable)) = self.index().versions.get(&version) {
             return Err(RegistryError::Unreadable(unreadable.error.clone()));
         }
         let (model, sha256) = self.read_checked(version, None).await?;
-        self.point_to(Arc::new(model), sha256).await.map(|()| self.active().expect("just activated"))
+        self.point_to(Arc::new(model), sha256, activation).await?;
+        Ok(self.active().expect("just activated"))
     }
 
     /// One stored version.
@@ -249,10 +269,17 @@ impl Registry {
         Ok(())
     }
 
-    /// Swaps the pointer to `model` if nobody else moved it since this process last saw it;
-    /// otherwise serves whatever the pointer names now and reports the conflict.
-    async fn point_to(&self, model: Arc<Model>, sha256: String) -> Result<(), RegistryError> {
+    /// Swaps the pointer to `model` if nobody else moved it since this process last saw it, and
+    /// records the activation; otherwise serves whatever the pointer names now and reports the
+    /// conflict.
+    async fn point_to(
+        &self,
+        model: Arc<Model>,
+        sha256: String,
+        activation: Activation,
+    ) -> Result<(), RegistryError> {
         let pointer = Pointer { version: model.version(), sha256: Some(sha256) };
+        let previous = self.active().map(|served| served.version());
         let mode = match self.index().pointer.clone() {
             Some(tag) => PutMode::Update(tag),
             None => PutMode::Create,
@@ -261,6 +288,7 @@ impl Registry {
             Ok(tag) => {
                 self.index().pointer = Some(tag);
                 self.set_active(model);
+                self.events.record(self.store.as_ref(), pointer.version, previous, activation).await;
                 Ok(())
             }
             Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => {
@@ -285,19 +313,7 @@ impl Registry {
 
     /// Deletes the oldest readable versions beyond `keep`, never the active one.
     async fn prune(&self) {
-        let doomed: Vec<u64> = {
-            let index = self.index();
-            let readable: Vec<&VersionSummary> = index
-                .versions
-                .values()
-                .filter_map(|listing| match listing {
-                    VersionListing::Readable(summary) => Some(summary),
-                    VersionListing::Unreadable(_) => None,
-                })
-                .collect();
-            let surplus = readable.len().saturating_sub(self.keep);
-            readable.iter().filter(|summary| !summary.active).map(|s| s.version).take(surplus).collect()
-        };
+        let doomed = surplus(&self.index().versions, self.keep);
         for version in doomed {
             match self.store.delete(&key_of(version)).await {
                 Ok(()) => {

@@ -22,7 +22,7 @@ use crate::data::{DataError, Selection};
 use crate::datasets::{RowChoice, TrainingData};
 use crate::metrics::{Metrics, TrainingOutcome};
 use crate::model::{Model, TrainSpec, now_rfc3339};
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Reason, Registry, RegistryError};
 use crate::train::{FitParams, FitSettings, Observer, TrainError};
 
 /// Finished jobs kept for `GET /v1/jobs`.
@@ -268,7 +268,7 @@ impl Work {
         };
         self.job.begin_storing().map_err(cancelled)?;
         let inner = &self.trainer.inner;
-        Ok(inner.runtime.block_on(inner.models.commit(model))?)
+        Ok(inner.runtime.block_on(inner.models.commit(model, Some(Reason::Manual.into())))?)
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use regserve::data::default_dataset;
 use regserve::datasets::Datasets;
 use regserve::model::{Model, TrainSpec};
-use regserve::registry::Registry;
+use regserve::registry::{Reason, Registry};
 use regserve::settings::Limits;
 use regserve::state::AppState;
 use regserve::storage::memory::MemoryStore;
@@ -24,7 +24,7 @@ pub fn trained_state(runtime: &tokio::runtime::Runtime, epochs: usize) -> AppSta
             FitSettings { epochs: Some(epochs), seed: Some(1), ..Default::default() }.validate(1).unwrap();
         let spec = TrainSpec { selection, params, warm_start: None, job: 1 };
         let model = Model::train(&dataset, spec, &mut |_, _| ControlFlow::Continue(())).unwrap();
-        models.commit(model).await.unwrap();
+        models.commit(model, Some(Reason::Manual.into())).await.unwrap();
         AppState::new(Limits::default(), Datasets::open(store, Default::default()).await.unwrap(), models)
     })
 }
