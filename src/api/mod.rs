@@ -14,6 +14,7 @@ mod front;
 mod gate;
 mod health;
 mod jobs;
+mod model_events;
 mod models;
 mod nodes;
 mod observe;
@@ -196,7 +197,7 @@ async fn service_routes() -> Json<serde_json::Value> {
         "routes": [
             "POST /upload", "POST /train", "GET /training_flag", "POST /predict", "GET /healthz", "GET /readyz",
             "GET /metrics",
-            "GET /v1/model", "GET /v1/models", "GET /v1/nodes", "GET /v1/models/{version}", "POST /v1/models/{version}/activate",
+            "GET /v1/model", "GET /v1/models", "GET /v1/models/events", "GET /v1/nodes", "GET /v1/models/{version}", "POST /v1/models/{version}/activate",
             "GET /v1/jobs", "GET /v1/jobs/{id}", "DELETE /v1/jobs/{id}", "GET /v1/jobs/{id}/events",
             "GET /v1/dataset", "GET /v1/dataset.csv", "GET /v1/dataset/rows",
         ],

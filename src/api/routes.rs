@@ -15,7 +15,10 @@ use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 
 use super::access::Need;
-use super::{ApiState, data, data_ws, dataset, health, jobs, models, observe, page, predict, train, upload};
+use super::{
+    ApiState, data, data_ws, dataset, health, jobs, model_events, models, observe, page, predict, train,
+    upload,
+};
 
 /// What a route is, for access and limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +125,7 @@ pub fn routes(request_timeout: Duration, predicts_only: bool) -> (Router<ApiStat
     table.add(Class::Read, Method::POST, "/predict", post(predict::predict));
     table.add(Class::Read, Method::GET, "/v1/model", get(models::current_model));
     table.add(Class::Read, Method::GET, "/v1/models", get(models::list));
+    table.add_trainers(Class::Stream, "/v1/models/events", get(model_events::events));
     table.add(Class::Read, Method::GET, "/v1/nodes", get(super::nodes::list));
     table.add(Class::Read, Method::GET, "/v1/models/{version}", get(models::get));
     table.add(Class::Change, Method::POST, "/v1/models/{version}/activate", post(models::activate));

@@ -20,6 +20,7 @@ mod jobs;
 mod load;
 mod memory;
 mod model;
+mod model_events;
 mod numbers;
 mod observability;
 mod origins;
