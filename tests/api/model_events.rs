@@ -2,13 +2,16 @@
 //! reconnection with `Last-Event-ID`.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
+use regserve::settings::Role;
+use regserve::storage::memory::MemoryStore;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, error_of, spawn_app};
+use crate::helpers::{TestApp, error_of, spawn_app, spawn_node};
 
 /// How long a test waits for an event that must come.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -81,6 +84,12 @@ fn summary(events: &[Value]) -> Vec<(u64, u64, Value, String)> {
     events.iter().map(of).collect()
 }
 
+/// Whether the metrics hold a sample of the time since the last activation.
+async fn shows_time_since_activation(app: &TestApp) -> bool {
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    metrics.lines().any(|line| line.starts_with("regserve_model_seconds_since_activation"))
+}
+
 async fn rollback(app: &TestApp, version: u64) {
     let response = app.client.post(app.url(&format!("/v1/models/{version}/activate"))).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -149,4 +158,24 @@ async fn activations_are_counted_by_reason_and_a_bad_last_event_id_is_refused() 
         app.client.get(app.url("/v1/models/events")).header("last-event-id", "x").send().await.unwrap();
     let message = error_of(response, StatusCode::BAD_REQUEST).await;
     assert!(message.contains("Last-Event-ID"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_predictor_passes_the_stream_on_to_the_trainer() {
+    let store = Arc::new(MemoryStore::new());
+    let trainer = spawn_node(store.clone(), |config| config.cluster.role = Role::Trainer).await;
+    trainer.train(json!({ "solver": "least-squares" })).await;
+    trainer.train(json!({ "epochs": 3, "seed": 1 })).await;
+    let trainer_url = trainer.url("");
+    let predictor = spawn_node(store, move |config| {
+        config.cluster.role = Role::Predictor;
+        config.cluster.trainer_url = Some(trainer_url);
+    })
+    .await;
+    let mut stream = EventStream::open(&predictor, Some("1")).await;
+    assert_eq!(summary(&stream.activations(1).await), [(2, 2, json!(1), "manual".to_owned())]);
+    rollback(&trainer, 1).await;
+    assert_eq!(summary(&stream.activations(1).await), [(3, 1, json!(2), "rollback".to_owned())]);
+    assert!(shows_time_since_activation(&trainer).await);
+    assert!(!shows_time_since_activation(&predictor).await, "a predictor activates nothing");
 }
