@@ -8,7 +8,7 @@ use super::{AppError, AppPath};
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 
 /// Every asset the page loads: name, content type, contents.
-const ASSETS: [(&str, &str, &str); 10] = [
+const ASSETS: [(&str, &str, &str); 11] = [
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../static/app.js")),
     ("core.js", "text/javascript; charset=utf-8", include_str!("../../static/core.js")),
     ("data.js", "text/javascript; charset=utf-8", include_str!("../../static/data.js")),
@@ -18,6 +18,7 @@ const ASSETS: [(&str, &str, &str); 10] = [
     ("plots.js", "text/javascript; charset=utf-8", include_str!("../../static/plots.js")),
     ("nodes.js", "text/javascript; charset=utf-8", include_str!("../../static/nodes.js")),
     ("intake.js", "text/javascript; charset=utf-8", include_str!("../../static/intake.js")),
+    ("timeline.js", "text/javascript; charset=utf-8", include_str!("../../static/timeline.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
 ];
 

@@ -2,7 +2,7 @@
 //
 // Starts `target/release/regserve` (or $REGSERVE_BIN) on a free port with a fresh data
 // directory, drives the page through upload, training with live progress, the fit, prediction,
-// version activation, cancellation, a failed training, a training started by another client, a
+// version activation and the model timeline, cancellation, a failed training, a training started by another client, a
 // rejected upload, a loss history long enough to be sampled, and stored versions damaged on disk
 // (restarting the server on the same data directory), checks that the numbered sections read in
 // order, and compares what the page shows with the HTTP API. Any console error or uncaught
@@ -286,6 +286,7 @@ describe("the regserve page", { timeout: 240000 }, () => {
     await page.waitForSelector("#columns-table tbody tr");
     assert.match(await page.textContent("#status-model"), /none yet/);
     assert.ok(await page.isVisible("#models-empty"));
+    assert.ok(await page.isVisible("#timeline-empty"));
     assert.ok(await page.isVisible("#predict-empty"));
     await screenshot("01-empty");
   });
@@ -409,6 +410,36 @@ describe("the regserve page", { timeout: 240000 }, () => {
     await page.waitForFunction(() => /v1 \(least-squares\)/.test(document.getElementById("status-model").textContent));
     assertShown(await shownNumber(page.locator('#weights-table [data-feature="Education"]')), model.kernel[0], "v1 Education");
     assert.ok(await page.isHidden("#predict-result"), "the previous model's prediction is cleared");
+  });
+
+  test("lists each activation in the model timeline, newest first", async () => {
+    // Two trainings (v1, v2) and the rollback to v1 before this: one event each, live.
+    await page.waitForFunction(() => document.querySelectorAll("#timeline-table tbody tr").length === 3);
+    const rows = await page.locator("#timeline-table tbody tr").evaluateAll((trs) => trs.map((tr) => ({
+      reason: tr.dataset.reason,
+      cells: [...tr.cells].slice(0, 3).map((cell) => cell.textContent),
+      at: tr.cells[4].title,
+    })));
+    assert.deepEqual(rows.map((row) => row.reason), ["rollback", "manual", "manual"]);
+    assert.deepEqual(rows.map((row) => row.cells), [
+      ["v1", "v2", "rollback"],
+      ["v2", "v1", "manual"],
+      ["v1", "none", "manual"],
+    ]);
+    for (const row of rows) assert.match(row.at, /^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
+    assert.ok(rows[0].at >= rows[1].at && rows[1].at >= rows[2].at, "newest first");
+    assert.ok(await page.isHidden("#timeline-empty"));
+    // A fresh page reads the same history from the server.
+    await page.reload();
+    await page.waitForFunction(() => document.querySelectorAll("#timeline-table tbody tr").length === 3);
+    assert.deepEqual(
+      await page.locator("#timeline-table tbody tr").evaluateAll((trs) => trs.map((tr) => tr.dataset.reason)),
+      ["rollback", "manual", "manual"],
+    );
+    // The next steps train from the form: the reloaded page has its columns again.
+    await page.waitForFunction(() => document.querySelectorAll("#feature-list input").length === 3);
+    await page.locator("#models").scrollIntoViewIfNeeded();
+    await screenshot("12-model-timeline");
   });
 
   test("lists the server among the nodes, up and serving the active version", async () => {
