@@ -56,10 +56,12 @@ pub async fn put(dir: &Path, name: &str, bytes: impl Into<Bytes>) {
     open(dir).put(&key(name), bytes.into(), PutMode::Overwrite).await.unwrap();
 }
 
-/// The names of the objects under `models/`, sorted.
+/// The names of the model files and the active-model pointer (the objects under `models/` but
+/// the activation events), sorted.
 pub async fn model_objects(dir: &Path) -> Vec<String> {
     let listed = open(dir).list(&key("models")).await.unwrap();
-    let mut names: Vec<String> = listed.iter().map(|listed| listed.key.name().to_owned()).collect();
+    let versions = listed.iter().filter(|listed| !listed.key.as_str().starts_with("models/events/"));
+    let mut names: Vec<String> = versions.map(|listed| listed.key.name().to_owned()).collect();
     names.sort();
     names
 }
