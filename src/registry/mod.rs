@@ -7,7 +7,8 @@
 //! this process last saw, so two processes can never silently overwrite each other's
 //! activation: the one that loses gets [`RegistryError::Conflict`] and serves the winner.
 //! `models/events/00000000000000000001.json` ... (the id in 20 digits; created once, the newest
-//! 1,000 kept) each hold one [`ModelEvent`]: a version that became active, and why ([`events`]).
+//! [`events::KEEP_EVENTS`] kept) each hold one [`ModelEvent`]: a version that became active, and
+//! why ([`events`]).
 //!
 //! A version is checked before it is served: the hash the pointer names matches its file, the
 //! file is a consistent, finite model, and a smoke prediction gives a finite number. One that
