@@ -145,6 +145,23 @@ impl Default for IntakeSettings {
     }
 }
 
+/// Retraining: the triggers the flags name, and the quality gate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetrainSettings {
+    /// Train when this many rows have arrived since the last training.
+    pub after_rows: Option<u64>,
+    /// Train at this interval.
+    pub every: Option<Duration>,
+    /// Train on this cron schedule (UTC).
+    pub cron: Option<String>,
+    /// The training spec of those triggers, as `/train`'s JSON body (defaults without).
+    pub spec: Option<String>,
+    /// The share of each training's rows held back to score models on (0: none, no gate).
+    pub holdout: f64,
+    /// How much worse than the served model a gated one may score and still be activated.
+    pub gate_margin: f64,
+}
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -153,6 +170,7 @@ pub struct Settings {
     pub store: Location,
     pub cluster: ClusterSettings,
     pub intake: IntakeSettings,
+    pub retrain: RetrainSettings,
     /// The message brokers subscribed to (on a node that trains).
     pub sources: SourceSettings,
     pub limits: Limits,
@@ -242,6 +260,7 @@ impl Settings {
             store,
             cluster: ClusterSettings::default(),
             intake: IntakeSettings::default(),
+            retrain: RetrainSettings::default(),
             sources: SourceSettings::default(),
             limits: Limits::default(),
             keep_models: 20,

@@ -9,10 +9,11 @@ use crate::datasets::Datasets;
 use crate::metrics::{Metrics, Snapshot};
 use crate::model::Model;
 use crate::registry::Registry;
+use crate::retrain::Retrainer;
 use crate::settings::{Limits, Role};
 use crate::storage::Storage;
 use crate::storage::health::StoreHealth;
-use crate::training::{Job, JobError, TrainRequest, Trainer};
+use crate::training::{GateSettings, Job, JobError, TrainRequest, Trainer};
 
 /// Shared handle on the service's state; clones share everything.
 #[derive(Clone)]
@@ -28,25 +29,29 @@ struct Inner {
     metrics: Arc<Metrics>,
     role: Role,
     store_health: Arc<StoreHealth>,
+    /// The retraining triggers, on a node that trains.
+    retrainer: Option<Retrainer>,
 }
 
 impl AppState {
     /// Must be called within the runtime, whose handle the trainer keeps for storing models.
     pub fn new(limits: Limits, datasets: Datasets, models: Registry) -> Self {
-        Self::for_node(limits, datasets, Arc::new(models), Role::All, Arc::new(StoreHealth::new()))
+        let health = Arc::new(StoreHealth::new());
+        Self::for_node(limits, GateSettings::default(), datasets, Arc::new(models), Role::All, health)
     }
 
     /// The state of a node with `role`, whose background tasks report the store's health to
     /// `store_health`.
     pub fn for_node(
         limits: Limits,
+        gate: GateSettings,
         datasets: Datasets,
         models: Arc<Registry>,
         role: Role,
         store_health: Arc<StoreHealth>,
     ) -> Self {
         let metrics = Arc::new(Metrics::new(datasets.activity().metrics(), models.events().metrics()));
-        let trainer = Trainer::new(models.clone(), metrics.clone(), limits.training_priority);
+        let trainer = Trainer::new(models.clone(), metrics.clone(), limits.training_priority, gate);
         Self {
             inner: Arc::new(Inner {
                 limits,
@@ -56,8 +61,20 @@ impl AppState {
                 metrics,
                 role,
                 store_health,
+                retrainer: None,
             }),
         }
+    }
+
+    /// The state with its retraining triggers; before it is shared.
+    pub fn with_retrainer(mut self, retrainer: Retrainer) -> Self {
+        Arc::get_mut(&mut self.inner).expect("the state is not shared yet").retrainer = Some(retrainer);
+        self
+    }
+
+    /// The retraining triggers, on a node that trains.
+    pub fn retrainer(&self) -> Option<&Retrainer> {
+        self.inner.retrainer.as_ref()
     }
 
     /// What this node does.
@@ -101,9 +118,7 @@ impl AppState {
 
     /// Starts training `request` on the rows it names, from the served model for a warm start.
     pub fn start_training(&self, request: TrainRequest) -> Result<Arc<Job>, JobError> {
-        let served = self.model();
-        let data = self.datasets().training(request.rows, served.as_deref().and_then(Model::trained_rows))?;
-        self.inner.trainer.start(data, request, served)
+        self.inner.trainer.train(self.datasets(), request)
     }
 
     /// The training jobs.

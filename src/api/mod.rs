@@ -23,6 +23,7 @@ mod predict;
 mod routes;
 pub mod server;
 mod train;
+mod triggers;
 mod upload;
 
 pub use access::Hosts;

@@ -8,7 +8,7 @@ use super::{AppError, AppPath};
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 
 /// Every asset the page loads: name, content type, contents.
-const ASSETS: [(&str, &str, &str); 11] = [
+const ASSETS: [(&str, &str, &str); 12] = [
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../static/app.js")),
     ("core.js", "text/javascript; charset=utf-8", include_str!("../../static/core.js")),
     ("data.js", "text/javascript; charset=utf-8", include_str!("../../static/data.js")),
@@ -19,6 +19,7 @@ const ASSETS: [(&str, &str, &str); 11] = [
     ("nodes.js", "text/javascript; charset=utf-8", include_str!("../../static/nodes.js")),
     ("intake.js", "text/javascript; charset=utf-8", include_str!("../../static/intake.js")),
     ("timeline.js", "text/javascript; charset=utf-8", include_str!("../../static/timeline.js")),
+    ("triggers.js", "text/javascript; charset=utf-8", include_str!("../../static/triggers.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
 ];
 

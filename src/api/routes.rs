@@ -10,14 +10,14 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 
 use super::access::Need;
 use super::{
     ApiState, data, data_ws, dataset, health, jobs, model_events, models, observe, page, predict, train,
-    upload,
+    triggers, upload,
 };
 
 /// What a route is, for access and limits.
@@ -140,6 +140,10 @@ pub fn routes(request_timeout: Duration, predicts_only: bool) -> (Router<ApiStat
     table.add(Class::Change, Method::DELETE, "/v1/data", delete(data::clear));
     table.add(Class::Feed, Method::GET, "/v1/data/ws", get(data_ws::feed));
     table.add(Class::Train, Method::POST, "/train", post(train::train));
+    table.add_trainers(Class::Read, "/v1/triggers", get(triggers::list));
+    table.add(Class::Change, Method::PUT, "/v1/triggers", put(triggers::replace));
+    table.add(Class::Change, Method::POST, "/v1/triggers/webhook", post(triggers::webhook));
+    table.add(Class::Change, Method::POST, "/v1/triggers/{name}/fire", post(triggers::fire_one));
     let upload = post(upload::upload.layer(DefaultBodyLimit::disable()));
     table.add(Class::Upload, Method::POST, "/upload", upload);
     (table.router, Arc::new(table.classes))
@@ -207,8 +211,8 @@ mod tests {
             .collect();
         assert_eq!(
             changes.len(),
-            7,
-            "exactly upload, train, cancel, activate, append (HTTP and WebSocket) and reset change the state: {changes:?}"
+            10,
+            "exactly upload, train, cancel, activate, append (HTTP and WebSocket), reset, and setting and firing triggers change the state: {changes:?}"
         );
     }
 }

@@ -11,35 +11,14 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::AppError;
 use super::budget::{Budget, large_json};
 use super::models::{ModelAnswer, answer_bytes};
-use crate::datasets::RowChoice;
 use crate::model::HistoryDetail;
 use crate::state::AppState;
-use crate::train::FitSettings;
 use crate::training::{JobView, TrainRequest};
-
-/// Every field the body may hold.
-const FIELDS: [&str; 15] = [
-    "features",
-    "rows",
-    "target",
-    "solver",
-    "warm_start",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "beta_1",
-    "beta_2",
-    "epsilon",
-    "shuffle",
-    "seed",
-    "initial",
-    "patience",
-];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,8 +61,7 @@ pub async fn train(
     large_json(&budget, estimate, result).await
 }
 
-/// Reads the optional JSON body: `features`, `target` and `warm_start` are about the job, every
-/// other field is a solver setting. Unknown fields are rejected by name.
+/// Reads the optional JSON body (see [`TrainRequest::from_json`]).
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<TrainRequest, AppError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(TrainRequest::default());
@@ -98,64 +76,5 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<TrainRequest, AppError
     let value: Value = serde_json::from_slice(body).map_err(|error| {
         AppError::new(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {error}"))
     })?;
-    let Value::Object(mut fields) = value else {
-        return Err(unprocessable("the body must be a JSON object such as {\"epochs\": 1000}"));
-    };
-    if let Some(unknown) = fields.keys().find(|name| !FIELDS.contains(&name.as_str())) {
-        return Err(unprocessable(format!(
-            "unknown field `{}`; the fields are {}",
-            crate::data::excerpt(unknown),
-            FIELDS.join(", ")
-        )));
-    }
-    let features = take_field(&mut fields, "features")?;
-    let target = take_field(&mut fields, "target")?;
-    let warm_start = take_field(&mut fields, "warm_start")?.unwrap_or(false);
-    let rows = match fields.remove("rows") {
-        None | Some(Value::Null) => RowChoice::All,
-        Some(value) => row_choice(&value)?,
-    };
-    let settings: FitSettings = serde_path_to_error::deserialize(Value::Object(fields))
-        .map_err(|error| unprocessable(error.to_string()))?;
-    Ok(TrainRequest { features, target, settings, warm_start, rows })
-}
-
-fn take_field<T: serde::de::DeserializeOwned>(
-    fields: &mut Map<String, Value>,
-    name: &str,
-) -> Result<Option<T>, AppError> {
-    match fields.remove(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => {
-            serde_json::from_value(value).map(Some).map_err(|error| unprocessable(format!("{name}: {error}")))
-        }
-    }
-}
-
-/// `"all"`, `"new"`, `{"last": N}` or `{"since": "RFC 3339 time"}`.
-fn row_choice(value: &Value) -> Result<RowChoice, AppError> {
-    let expected =
-        || unprocessable(r#"rows: "all", "new", {"last": N} or {"since": "2026-12-01T00:00:00Z"}"#);
-    match value {
-        Value::String(text) if text == "all" => Ok(RowChoice::All),
-        Value::String(text) if text == "new" => Ok(RowChoice::New),
-        Value::Object(choice) if choice.len() == 1 => match choice.iter().next().expect("one entry") {
-            (name, Value::Number(n)) if name == "last" => match n.as_u64() {
-                Some(last) if last > 0 => Ok(RowChoice::Last(last)),
-                _ => Err(unprocessable("rows.last: a whole number of rows, at least 1")),
-            },
-            (name, Value::String(time)) if name == "since" => {
-                let time = time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
-                    .map_err(|error| unprocessable(format!("rows.since: not an RFC 3339 time: {error}")))?;
-                let ms = time.unix_timestamp_nanos() / 1_000_000;
-                Ok(RowChoice::Since(i64::try_from(ms).unwrap_or(i64::MAX)))
-            }
-            _ => Err(expected()),
-        },
-        _ => Err(expected()),
-    }
-}
-
-fn unprocessable(message: impl Into<String>) -> AppError {
-    AppError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    TrainRequest::from_json(value).map_err(|message| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, message))
 }

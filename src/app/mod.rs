@@ -23,11 +23,12 @@ use crate::datasets::{DatasetError, Datasets};
 use crate::ingest;
 use crate::nodes::{Beater, Identity, default_id};
 use crate::registry::{ModelCache, Registry, RegistryError};
-use crate::settings::{Role, Settings, SourceSettings};
+use crate::retrain::{Retrainer, TriggerSet};
+use crate::settings::{RetrainSettings, Role, Settings, SourceSettings};
 use crate::state::AppState;
 use crate::storage::health::StoreHealth;
 use crate::storage::{Storage, StoreError};
-use crate::training::CancelReason;
+use crate::training::{CancelReason, GateSettings};
 
 /// How much longer than the shutdown timeout the tasks get to end, beyond the listeners' own
 /// deadline for their connections.
@@ -47,6 +48,8 @@ pub enum StartupError {
     TrainerUrl(String),
     #[error("{0}")]
     Sources(String),
+    #[error("the retraining triggers: {0}")]
+    Triggers(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -139,12 +142,18 @@ impl Application {
             cache,
             interval: config.cluster.follow_interval,
         });
+        let gate = GateSettings { holdout: config.retrain.holdout, margin: config.retrain.gate_margin };
+        let mut state = AppState::for_node(config.limits, gate, datasets, models, role, health);
+        if role.trains() {
+            let retrainer = retrainer(&state, &config.retrain).await?;
+            state = state.with_retrainer(retrainer);
+        }
         Ok(Self {
             listener,
             admin_listener,
             options,
             connections,
-            state: AppState::for_node(config.limits, datasets, models, role, health),
+            state,
             follower,
             identity,
             sources: if role.trains() { config.sources } else { SourceSettings::default() },
@@ -189,6 +198,9 @@ impl Application {
         {
             tasks.spawn(name, subscriber);
         }
+        if let Some(retrainer) = self.state.retrainer() {
+            tasks.spawn("retrainer", retrainer.clone().run(tasks.stop_signal()));
+        }
         if let Some(follower) = self.follower {
             tasks.spawn("model follower", follower.run(tasks.stop_signal()));
         }
@@ -221,6 +233,15 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The retraining triggers: those the flags name, or the stored set.
+async fn retrainer(state: &AppState, settings: &RetrainSettings) -> Result<Retrainer, StartupError> {
+    let flags = TriggerSet::from_flags(settings).map_err(StartupError::Triggers)?;
+    let metrics = state.metrics().retrain.clone();
+    Retrainer::open(state.trainer().clone(), state.datasets().clone(), metrics, flags)
+        .await
+        .map_err(StartupError::Triggers)
 }
 
 /// Who this node says it is: `--node-id` and `--advertise-url`, or its host name, port and

@@ -11,7 +11,8 @@ use crate::ingest::settings::{parse_kafka_broker, parse_mqtt_url};
 use crate::nodes::host_name;
 use crate::settings::{
     Access, ClusterSettings, ConnectionLimits, IntakeSettings, KafkaSettings, Limits, Location, MqttSettings,
-    Role, Settings, SourceSettings, Token, TrainingPriority, default_data_dir, parse_host_name, parse_origin,
+    RetrainSettings, Role, Settings, SourceSettings, Token, TrainingPriority, default_data_dir,
+    parse_host_name, parse_origin,
 };
 use crate::units::{parse_bytes, parse_duration};
 
@@ -78,6 +79,27 @@ pub struct ServeArgs {
     /// `rows: {"since": ...}` then picks rows by it rather than by their arrival.
     #[arg(long, env = "REGSERVE_TIME_COLUMN", value_name = "NAME")]
     pub time_column: Option<String>,
+    /// Retrain when this many rows have arrived since the last training (trigger `rows`).
+    #[arg(long, env = "REGSERVE_RETRAIN_AFTER_ROWS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub retrain_after_rows: Option<u64>,
+    /// Retrain at this interval, e.g. 1h (trigger `every`).
+    #[arg(long, env = "REGSERVE_RETRAIN_EVERY", value_parser = parse_duration)]
+    pub retrain_every: Option<Duration>,
+    /// Retrain on this cron schedule in UTC, e.g. '0 3 * * *' (trigger `cron`).
+    #[arg(long, env = "REGSERVE_RETRAIN_CRON", value_name = "EXPR", value_parser = parse_cron)]
+    pub retrain_cron: Option<String>,
+    /// The training spec of the --retrain-* triggers, as /train's JSON body, e.g.
+    /// '{"solver": "least-squares"}'.
+    #[arg(long, env = "REGSERVE_RETRAIN_SPEC", value_name = "JSON")]
+    pub retrain_spec: Option<String>,
+    /// Hold back this share of each training's newest rows (0 to 0.9) to score the new model and
+    /// the served one on: the quality gate.
+    #[arg(long, env = "REGSERVE_HOLDOUT", default_value = "0", value_parser = parse_holdout)]
+    pub holdout: f64,
+    /// A gated training activates its model only if its holdout MSE is at most the served
+    /// model's times 1 + this.
+    #[arg(long, env = "REGSERVE_GATE_MARGIN", default_value = "0", value_parser = parse_margin)]
+    pub gate_margin: f64,
     /// Largest CSV file accepted by /upload, in bytes or with a K/M/G (binary) suffix.
     #[arg(long, env = "REGSERVE_MAX_UPLOAD", default_value = "1536M", value_parser = parse_bytes)]
     pub max_upload: u64,
@@ -268,6 +290,14 @@ impl From<ServeArgs> for Settings {
                 retain_for: args.retain_for,
                 time_column: args.time_column,
             },
+            retrain: RetrainSettings {
+                after_rows: args.retrain_after_rows,
+                every: args.retrain_every,
+                cron: args.retrain_cron,
+                spec: args.retrain_spec,
+                holdout: args.holdout,
+                gate_margin: args.gate_margin,
+            },
             admin_addr: args.admin_addr,
             access: Access { admin_token: args.admin_token, read_token: args.read_token },
             cors_origins: args.cors_origins,
@@ -280,5 +310,23 @@ impl From<ServeArgs> for Settings {
                 shutdown_timeout: args.shutdown_timeout,
             },
         }
+    }
+}
+
+fn parse_cron(text: &str) -> Result<String, String> {
+    crate::retrain::cron::parse(text).map(|cron| cron.to_string())
+}
+
+fn parse_holdout(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(share) if (0.0..=0.9).contains(&share) => Ok(share),
+        _ => Err(format!("{text:?}: a share of the rows from 0 to 0.9, e.g. 0.2")),
+    }
+}
+
+fn parse_margin(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(margin) if margin.is_finite() && margin >= 0.0 => Ok(margin),
+        _ => Err(format!("{text:?}: a margin of 0 or more, e.g. 0.05 for 5%")),
     }
 }

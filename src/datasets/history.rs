@@ -214,6 +214,26 @@ impl History {
 }
 
 impl Rows {
+    /// The first `count` rows, and the rest.
+    pub fn split_at(&self, count: usize) -> (Rows, Rows) {
+        let (mut head, mut tail, mut seen) = (Vec::new(), Vec::new(), 0);
+        for (chunk, range) in &self.parts {
+            let cut = (range.start + count.saturating_sub(seen)).min(range.end);
+            if cut > range.start {
+                head.push((chunk.clone(), range.start..cut));
+            }
+            if cut < range.end {
+                tail.push((chunk.clone(), cut..range.end));
+            }
+            seen += range.len();
+        }
+        let rows = |parts: Vec<(Chunk, std::ops::Range<usize>)>| {
+            let count = parts.iter().map(|(_, range)| range.len()).sum();
+            Rows { parts, count }
+        };
+        (rows(head), rows(tail))
+    }
+
     /// The sequence numbers of the first and the last row.
     pub fn seq_range(&self) -> Option<(u64, u64)> {
         let (first_chunk, first_range) = self.parts.first()?;

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tempfile::NamedTempFile;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 pub use activity::{Activity, SourceView};
 pub use batch::{AppendError, Appended, Batch, KafkaPosition, Source};
@@ -64,6 +64,8 @@ pub struct Datasets {
     activity: Arc<Activity>,
     /// The queue's other end, until the committer takes it.
     queue: Mutex<Option<mpsc::Receiver<commit::Pending>>>,
+    /// Bumped whenever the rows change, for those who wait for rows to arrive.
+    changes: watch::Sender<u64>,
 }
 
 impl Datasets {
@@ -96,6 +98,7 @@ impl Datasets {
             intake,
             activity: Arc::new(Activity::default()),
             queue: Mutex::new(Some(queue)),
+            changes: watch::Sender::new(0),
         }
     }
 
@@ -116,6 +119,12 @@ impl Datasets {
 
     fn replace(&self, history: History) {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(history);
+        self.changes.send_modify(|changes| *changes += 1);
+    }
+
+    /// Changes whenever the rows change (an append, an upload, a reset).
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Where batches are handed in; clones share the queue.

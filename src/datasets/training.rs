@@ -90,6 +90,13 @@ impl TrainingData {
         self.rows.count
     }
 
+    /// These rows without their newest `held` ones, and those held back.
+    pub fn hold_out(&self, held: usize) -> (TrainingData, TrainingData) {
+        let (fit, holdout) = self.rows.split_at(self.rows.count.saturating_sub(held));
+        let part = |rows| TrainingData { rows, ..self.clone() };
+        (part(fit), part(holdout))
+    }
+
     /// Which rows these are, for the model to record.
     pub fn record(&self) -> TrainedRows {
         let (first_seq, last_seq) = self.rows.seq_range().expect("training data has rows");

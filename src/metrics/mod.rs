@@ -25,9 +25,11 @@ use crate::train::Solver;
 
 mod activations;
 mod intake;
+mod retrain;
 
 pub use activations::ActivationMetrics;
 pub use intake::IntakeMetrics;
+pub use retrain::RetrainMetrics;
 
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -67,6 +69,8 @@ pub struct Metrics {
     activations: ActivationMetrics,
     /// Requests answered in all, for the heartbeat's rate.
     answered: std::sync::atomic::AtomicU64,
+    /// The retraining triggers' recorders.
+    pub retrain: RetrainMetrics,
 }
 
 impl Default for Metrics {
@@ -81,6 +85,8 @@ impl Metrics {
         let mut registry = Registry::with_prefix("regserve");
         intake.register(&mut registry);
         activations.register(&mut registry);
+        let retrain = RetrainMetrics::default();
+        retrain.register(&mut registry);
         let requests = Family::default();
         registry.register(
             "http_requests",
@@ -144,6 +150,7 @@ impl Metrics {
             in_flight,
             activations: activations.clone(),
             answered: std::sync::atomic::AtomicU64::new(0),
+            retrain,
         }
     }
 

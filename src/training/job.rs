@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::JobError;
+use super::{JobError, Origin};
 use crate::model::{HistoryDetail, HistoryView, Metrics, Model};
+use crate::registry::GateScores;
 use crate::train::FitParams;
 
 /// Who stopped a job.
@@ -68,6 +69,17 @@ pub struct JobSpec {
     pub rows: usize,
     pub params: FitParams,
     pub warm_start_from: Option<u64>,
+    /// Who asked for it.
+    pub origin: Origin,
+    /// Whether the quality gate decides if its model is activated.
+    pub gate: bool,
+}
+
+/// Whether a job's model went into service, and the gate's scores when there was a holdout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub activated: bool,
+    pub gate: Option<GateScores>,
 }
 
 /// One training job, shared between its thread, the trainer and its watchers.
@@ -89,6 +101,7 @@ struct JobStatus {
     history: Vec<f64>,
     finished_after: Option<Duration>,
     outcome: Option<Result<Arc<Model>, Arc<JobError>>>,
+    verdict: Option<Verdict>,
 }
 
 /// A job as clients see it.
@@ -115,6 +128,19 @@ pub struct JobView {
     pub model_version: Option<u64>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
+    pub origin: Origin,
+    /// Whether the model went into service (once it is stored).
+    pub activated: Option<bool>,
+    /// The quality gate's scores on the rows held back (`--holdout`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateScores>,
+}
+
+impl JobView {
+    /// Why the gate kept the model out of service.
+    pub fn gate_reason(&self) -> String {
+        self.gate.as_ref().map_or_else(|| "no holdout scores".to_owned(), super::gate::rejection)
+    }
 }
 
 /// Progress since a watcher's last look: the new losses and where they start.
@@ -145,6 +171,7 @@ impl Job {
                 history: Vec::new(),
                 finished_after: None,
                 outcome: None,
+                verdict: None,
             }),
             changes: watch::Sender::new(0),
         }
@@ -188,6 +215,9 @@ impl Job {
             error,
             model_version: model.map(|model| model.version()),
             metrics: model.map(|model| *model.metrics()),
+            origin: self.spec.origin.clone(),
+            activated: status.verdict.as_ref().map(|verdict| verdict.activated),
+            gate: status.verdict.as_ref().and_then(|verdict| verdict.gate.clone()),
         }
     }
 
@@ -264,6 +294,11 @@ impl Job {
         }
     }
 
+    /// Records whether the model went into service, before the job finishes.
+    pub(super) fn set_verdict(&self, verdict: Verdict) {
+        self.update(|status| status.verdict = Some(verdict));
+    }
+
     pub(super) fn set_running(&self) {
         self.update(|status| status.state = JobState::Running);
     }
@@ -329,6 +364,8 @@ mod tests {
             rows: 2,
             params: FitParams::LeastSquares,
             warm_start_from: None,
+            origin: Origin::Manual,
+            gate: false,
         };
         Job::new(1, spec, "2026-01-01T00:00:00Z".into())
     }

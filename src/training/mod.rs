@@ -5,8 +5,10 @@
 //! which goes into service in the same step. The trainer owns the job's thread and waits for it
 //! when it stops, so no fit outlives the server.
 
+mod gate;
 pub mod job;
 pub mod pace;
+mod request;
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
@@ -14,33 +16,23 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use job::{CancelOutcome, CancelReason, Job, JobSpec, JobState, JobView, Progress};
+pub use gate::GateSettings;
+pub use job::{CancelOutcome, CancelReason, Job, JobSpec, JobState, JobView, Progress, Verdict};
 pub use pace::TrainingPriority;
+pub use request::{Origin, TrainRequest};
 
 use self::pace::Pacer;
 use crate::data::{DataError, Selection};
-use crate::datasets::{RowChoice, TrainingData};
+use crate::datasets::{Datasets, TrainingData};
 use crate::metrics::{Metrics, TrainingOutcome};
 use crate::model::{Model, TrainSpec, now_rfc3339};
-use crate::registry::{Reason, Registry, RegistryError};
-use crate::train::{FitParams, FitSettings, Observer, TrainError};
+use crate::registry::{Activation, Reason, Registry, RegistryError};
+use crate::train::{FitParams, Observer, TrainError};
 
 /// Finished jobs kept for `GET /v1/jobs`.
 const RECENT_JOBS: usize = 50;
 /// How often a running fit publishes its progress at most.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(25);
-
-/// What a caller asks to train: columns (defaults from the dataset), solver settings, and
-/// whether to start from the current model's weights.
-#[derive(Debug, Clone, Default)]
-pub struct TrainRequest {
-    pub features: Option<Vec<String>>,
-    pub target: Option<String>,
-    pub settings: FitSettings,
-    pub warm_start: bool,
-    /// Which of the dataset's rows to train on.
-    pub rows: RowChoice,
-}
 
 /// Why a job could not start, or how it ended without a model.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +67,7 @@ struct Inner {
     runtime: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
     priority: TrainingPriority,
+    gate: GateSettings,
     jobs: Mutex<JobRegistry>,
     /// The thread of the running job (or of the last one), joined when the trainer stops.
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -93,6 +86,8 @@ struct Work {
     trainer: Trainer,
     job: Arc<Job>,
     data: TrainingData,
+    /// The rows held back for the quality gate, if any.
+    holdout: Option<TrainingData>,
     selection: Selection,
     warm_start: Option<Arc<Model>>,
 }
@@ -100,7 +95,12 @@ struct Work {
 impl Trainer {
     /// A trainer that stores its models in `models`; job ids continue after the highest one a
     /// stored model names. Must be called within the tokio runtime.
-    pub fn new(models: Arc<Registry>, metrics: Arc<Metrics>, priority: TrainingPriority) -> Self {
+    pub fn new(
+        models: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        priority: TrainingPriority,
+        gate: GateSettings,
+    ) -> Self {
         let jobs = JobRegistry { last_id: models.last_job(), ..JobRegistry::default() };
         Self {
             inner: Arc::new(Inner {
@@ -108,10 +108,19 @@ impl Trainer {
                 runtime: tokio::runtime::Handle::current(),
                 metrics,
                 priority,
+                gate,
                 jobs: Mutex::new(jobs),
                 thread: Mutex::new(None),
             }),
         }
+    }
+
+    /// Starts training `request` on the rows of `datasets` it names, from the served model for a
+    /// warm start.
+    pub fn train(&self, datasets: &Datasets, request: TrainRequest) -> Result<Arc<Job>, JobError> {
+        let served = self.inner.models.active();
+        let data = datasets.training(request.rows, served.as_deref().and_then(Model::trained_rows))?;
+        self.start(data, request, served)
     }
 
     /// Validates `request` against the rows of `data` and the `current` model, and starts
@@ -132,17 +141,27 @@ impl Trainer {
             // Checked here too, so a mismatch is a 422 now rather than a failed job later.
             model.warm_start_weights(&selection, &params)?;
         }
+        let held = self.inner.gate.holdout_rows(data.rows());
+        let (data, holdout) = match held {
+            0 => (data, None),
+            _ => {
+                let (fit, holdout) = data.hold_out(held);
+                (fit, Some(holdout))
+            }
+        };
         let spec = JobSpec {
             features: selection.features.clone(),
             target: selection.target.clone(),
             rows: data.rows(),
             params,
             warm_start_from: warm_start.as_ref().map(|model| model.version()),
+            origin: request.origin,
+            gate: request.gate,
         };
         let job = self.register(spec)?;
         tracing::info!(job = job.id(), features = ?job.spec().features, target = %job.spec().target,
             rows = job.spec().rows, solver = ?job.spec().params.solver(), "training started");
-        let work = Work { trainer: self.clone(), job: job.clone(), data, selection, warm_start };
+        let work = Work { trainer: self.clone(), job: job.clone(), data, holdout, selection, warm_start };
         let spawned =
             std::thread::Builder::new().name(format!("train-job-{}", job.id())).spawn(move || work.run());
         match spawned {
@@ -168,6 +187,16 @@ impl Trainer {
     /// Whether a job is running.
     pub fn is_running(&self) -> bool {
         self.jobs().running.is_some()
+    }
+
+    /// The model versions it stores into.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.inner.models
+    }
+
+    /// The running job.
+    pub fn running(&self) -> Option<Arc<Job>> {
+        self.jobs().running.clone()
     }
 
     /// Asks the running job, if any, to stop.
@@ -268,7 +297,39 @@ impl Work {
         };
         self.job.begin_storing().map_err(cancelled)?;
         let inner = &self.trainer.inner;
-        Ok(inner.runtime.block_on(inner.models.commit(model, Some(Reason::Manual.into())))?)
+        let verdict = self.verdict(&model);
+        let activation =
+            verdict.activated.then(|| Activation { reason: self.reason(), gate: verdict.gate.clone() });
+        let stored = inner.runtime.block_on(inner.models.commit(model, activation))?;
+        if !verdict.activated {
+            inner.metrics.retrain.gate_rejected();
+            tracing::info!(
+                job = self.job.id(),
+                version = stored.version(),
+                "the quality gate kept the model out of service"
+            );
+        }
+        self.job.set_verdict(verdict);
+        Ok(stored)
+    }
+
+    /// The gate's scores on the rows held back, and whether the model goes into service: always,
+    /// unless the job is gated and the model does not pass.
+    fn verdict(&self, model: &Model) -> Verdict {
+        let served = self.trainer.inner.models.active();
+        let gate = self
+            .holdout
+            .as_ref()
+            .and_then(|holdout| self.trainer.inner.gate.scores(model, served.as_deref(), &holdout.dataset()));
+        let passes = gate.as_ref().is_none_or(gate::passes);
+        Verdict { activated: !self.job.spec().gate || passes, gate }
+    }
+
+    fn reason(&self) -> Reason {
+        match &self.job.spec().origin {
+            Origin::Manual => Reason::Manual,
+            Origin::Trigger { name, .. } => Reason::Trigger { name: name.clone() },
+        }
     }
 }
 

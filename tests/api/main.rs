@@ -32,5 +32,6 @@ mod shutdown;
 mod stored;
 mod stores;
 mod train;
+mod triggers;
 mod upload;
 mod versions;
