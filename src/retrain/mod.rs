@@ -113,16 +113,23 @@ impl Retrainer {
         loop {
             let wake = self.tick(OffsetDateTime::now_utc());
             self.save().await;
-            let running = self.inner.trainer.running();
+            let jobs = self.watched_jobs();
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(wake) => {}
                 _ = rows.changed() => {}
                 () = self.inner.wake.notified() => {}
-                () = ended(running) => {}
+                () = any_ended(jobs) => {}
             }
         }
         self.save().await;
+    }
+
+    /// The jobs whose end the task must see: those the triggers started, and the running one
+    /// (a firing may wait behind it).
+    fn watched_jobs(&self) -> Vec<Arc<Job>> {
+        let started = self.state().started.iter().map(|(_, job)| job.clone()).collect::<Vec<_>>();
+        started.into_iter().chain(self.inner.trainer.running()).collect()
     }
 
     /// Each trigger with its state now, and the firing waiting behind the running training.
@@ -290,14 +297,13 @@ impl Retrainer {
     }
 }
 
-/// Waits until `job` ends (forever without one).
-async fn ended(job: Option<Arc<Job>>) {
-    match job {
-        Some(job) => {
-            let _ = job.finished().await;
-        }
-        None => std::future::pending().await,
+/// Waits until one of `jobs` has ended (at once if one has; forever without any).
+async fn any_ended(jobs: Vec<Arc<Job>>) {
+    if jobs.is_empty() {
+        return std::future::pending().await;
     }
+    let ends = jobs.into_iter().map(|job| Box::pin(async move { job.finished().await.map(drop) }));
+    let _ = futures_util::future::select_all(ends).await;
 }
 
 /// The firing of `trigger`, for a scheduled run the time it was due.

@@ -1,47 +1,18 @@
 //! The `regserve` binary itself: configured by environment, started from any directory, stopped
 //! by SIGTERM, and keeping its uploaded dataset across restarts.
 
-use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{binary_command, free_port, wait_until_answering};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    /// Starts the binary with its settings in `REGSERVE_*` variables, in an unrelated directory.
-    async fn start(data_dir: &std::path::Path) -> Self {
-        let port = free_port();
-        let elsewhere = tempfile::tempdir().unwrap();
-        let child = binary_command(data_dir)
-            .current_dir(elsewhere.path())
-            .env("REGSERVE_ADDR", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap();
-        let server = Self { child, base: format!("http://127.0.0.1:{port}") };
-        wait_until_answering(&server.base).await;
-        server
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        self.child.wait().unwrap()
-    }
-}
+use crate::served::Served;
 
 #[tokio::test]
 async fn binary_serves_from_its_environment_and_keeps_the_dataset_across_restarts() {
     let data_dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
 
-    let server = Server::start(data_dir.path()).await;
+    let server = Served::start(data_dir.path(), &[]).await;
     let part = reqwest::multipart::Part::bytes(b"p,q,r\n1,2,3\n2,3,5\n4,1,6\n".to_vec()).file_name("d.csv");
     let response = client
         .post(format!("{}/upload", server.base))
@@ -52,7 +23,7 @@ async fn binary_serves_from_its_environment_and_keeps_the_dataset_across_restart
     assert_eq!(response.text().await.unwrap(), "success");
     assert!(server.terminate().success(), "SIGTERM stops the server cleanly");
 
-    let server = Server::start(data_dir.path()).await;
+    let server = Served::start(data_dir.path(), &[]).await;
     let response =
         client.post(format!("{}/train?wait=true", server.base)).json(&json!({ "epochs": 2 })).send().await;
     let result: Value = response.unwrap().json().await.unwrap();
@@ -63,7 +34,7 @@ async fn binary_serves_from_its_environment_and_keeps_the_dataset_across_restart
 #[tokio::test]
 async fn binary_without_a_stored_dataset_serves_the_built_in_one() {
     let data_dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&data_dir.path().join("fresh")).await;
+    let server = Served::start(&data_dir.path().join("fresh"), &[]).await;
     let client = reqwest::Client::new();
     let response =
         client.post(format!("{}/train?wait=true", server.base)).json(&json!({ "epochs": 1 })).send().await;
@@ -76,7 +47,7 @@ async fn binary_without_a_stored_dataset_serves_the_built_in_one() {
 #[tokio::test]
 async fn sigterm_cancels_a_waited_for_training_and_exits_cleanly() {
     let data_dir = tempfile::tempdir().unwrap();
-    let server = Server::start(data_dir.path()).await;
+    let server = Served::start(data_dir.path(), &[]).await;
     let url = format!("{}/train?wait=true", server.base);
     let waiting = tokio::spawn(async move {
         let response = reqwest::Client::new()
@@ -100,7 +71,7 @@ async fn sigterm_cancels_a_waited_for_training_and_exits_cleanly() {
 async fn a_restart_serves_the_active_version_at_once_including_a_rollback() {
     let data_dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let server = Server::start(data_dir.path()).await;
+    let server = Served::start(data_dir.path(), &[]).await;
     let train = |base: String, seed: u64| {
         let client = client.clone();
         async move {
@@ -113,7 +84,7 @@ async fn a_restart_serves_the_active_version_at_once_including_a_rollback() {
     let second = train(server.base.clone(), 2).await;
     assert!(server.terminate().success());
 
-    let server = Server::start(data_dir.path()).await;
+    let server = Served::start(data_dir.path(), &[]).await;
     let flag: Value =
         client.get(format!("{}/training_flag", server.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(flag["training_flag"], 1, "a restarted server has a model at once");
@@ -125,7 +96,7 @@ async fn a_restart_serves_the_active_version_at_once_including_a_rollback() {
     assert_eq!(response.status(), 200);
     assert!(server.terminate().success());
 
-    let server = Server::start(data_dir.path()).await;
+    let server = Served::start(data_dir.path(), &[]).await;
     let served: Value =
         client.get(format!("{}/v1/model", server.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(served, first, "the rollback survived the restart");
@@ -139,7 +110,7 @@ async fn a_restart_serves_the_active_version_at_once_including_a_rollback() {
 async fn job_ids_continue_after_a_restart() {
     let data_dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
-    let server = Server::start(data_dir.path()).await;
+    let server = Served::start(data_dir.path(), &[]).await;
     for _ in 0..2 {
         client
             .post(format!("{}/train?wait=true", server.base))
@@ -149,7 +120,7 @@ async fn job_ids_continue_after_a_restart() {
             .unwrap();
     }
     assert!(server.terminate().success());
-    let server = Server::start(data_dir.path()).await;
+    let server = Served::start(data_dir.path(), &[]).await;
     let response =
         client.post(format!("{}/train?wait=true", server.base)).json(&json!({ "epochs": 1 })).send().await;
     let result: Value = response.unwrap().json().await.unwrap();

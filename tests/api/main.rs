@@ -28,6 +28,7 @@ mod outage;
 mod predict;
 mod process;
 mod security;
+mod served;
 mod shutdown;
 mod stored;
 mod stores;

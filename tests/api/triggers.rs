@@ -1,230 +1,270 @@
-//! Retraining that runs itself, driven through the server with short thresholds and intervals:
-//! a rows threshold, an interval, the webhook, the set replaced and kept across a restart, a
-//! schedule missed while down run once, firings merged behind a running training, and the
-//! quality gate keeping a worse model out of service.
+//! Retraining that runs itself, driven through the binary with short thresholds and intervals:
+//! a rows threshold, an interval, a cron schedule, the webhook, the set replaced and kept across
+//! a restart, a schedule missed while down run once, firings merged behind a running training,
+//! and the quality gate keeping a worse model out of service.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
-use crate::helpers::{
-    TestApp, binary_command, error_of, free_port, spawn_app_sharing_store, spawn_app_with,
-    wait_until_answering,
-};
+use crate::helpers::{error_of, slow_dataset};
+use crate::served::Served;
 
-/// Polls `GET /v1/triggers` until `done` holds for the named trigger's state, for at most 30 s.
-async fn until_trigger(app: &TestApp, name: &str, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..600 {
-        let view = app.json("/v1/triggers").await;
+const EXACT: &str = r#"{"solver": "least-squares"}"#;
+
+/// The binary on a fresh store with `flags`; the store goes when the test ends.
+async fn start(flags: &[&str]) -> (Served, TempDir) {
+    let data_dir = tempfile::tempdir().unwrap();
+    (Served::start(data_dir.path(), flags).await, data_dir)
+}
+
+/// Polls `GET /v1/triggers` until `done` holds for the named trigger's state, for at most `limit`.
+async fn until_trigger(server: &Served, name: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        let view = server.json("/v1/triggers").await;
         let trigger = view["triggers"].as_array().unwrap().iter().find(|t| t["name"] == name).cloned();
         if let Some(trigger) = trigger.filter(|t| done(&t["state"])) {
             return trigger;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("trigger {name} never reached the state waited for: {}", app.json("/v1/triggers").await);
+    panic!("trigger {name} never reached the state waited for: {}", server.json("/v1/triggers").await);
 }
 
-async fn append(app: &TestApp, rows: usize) {
+const SOON: Duration = Duration::from_secs(30);
+
+async fn append(server: &Served, rows: usize) {
     let rows: Vec<Value> = (0..rows).map(|i| json!({"Education": 10 + i, "Income": 30 + 3 * i})).collect();
-    let response = app.post_json("/v1/data", &json!({ "rows": rows })).await;
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(server.post_json("/v1/data", &json!({ "rows": rows })).await.status(), StatusCode::OK);
 }
 
 fn activated(state: &Value) -> bool {
-    state["outcome"]
-        .as_str()
-        .is_some_and(|outcome| outcome.ends_with("activated") && !outcome.contains("not"))
+    state["outcome"].as_str().is_some_and(|outcome| outcome.ends_with(" activated"))
+}
+
+/// The activation events the server has sent so far (its retained history).
+async fn activations(server: &Served) -> Vec<Value> {
+    use futures_util::StreamExt;
+    let response = server.client.get(server.url("/v1/models/events")).send().await.unwrap();
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_millis(500), body.next()).await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|data| serde_json::from_str(data.trim()).unwrap())
+        .collect()
 }
 
 #[tokio::test]
 async fn a_rows_threshold_trains_once_enough_rows_have_arrived() {
-    let app = spawn_app_with(|config| {
-        config.retrain.after_rows = Some(5);
-        config.retrain.spec = Some(r#"{"solver": "least-squares"}"#.into());
-    })
-    .await;
-    append(&app, 3).await;
+    let (server, _dir) =
+        start(&["--retrain-after-rows", "5", "--retrain-spec", EXACT, "--holdout", "0.2"]).await;
+    append(&server, 3).await;
+    let waiting = until_trigger(&server, "rows", SOON, |state| state["rows_to_go"] == 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let waiting = until_trigger(&app, "rows", |state| state["rows_to_go"] == 2).await;
     assert_eq!(waiting["state"]["fired"], 0, "3 of 5 rows: nothing fired");
-    append(&app, 3).await;
-    let fired = until_trigger(&app, "rows", activated).await;
+    append(&server, 3).await;
+    let fired = until_trigger(&server, "rows", SOON, activated).await;
     assert_eq!(fired["state"]["fired"], 1);
-    let job = app.json(&format!("/v1/jobs/{}", fired["state"]["job"])).await;
+    let job = server.json(&format!("/v1/jobs/{}", fired["state"]["job"])).await;
     assert_eq!(job["origin"], json!({"kind": "trigger", "name": "rows"}));
     assert_eq!(job["params"]["solver"], "least-squares");
-    let after = until_trigger(&app, "rows", |state| state["rows_to_go"] == 5).await;
+    let after = until_trigger(&server, "rows", SOON, |state| state["rows_to_go"] == 5).await;
     assert_eq!(after["state"]["fired"], 1, "the count starts again after the training");
+    let events = activations(&server).await;
+    let last = events.last().expect("an activation event");
+    assert_eq!(last["reason"], json!({"kind": "trigger", "name": "rows"}));
+    assert_eq!(last["version"], job["model_version"]);
+    assert_eq!(last["gate"]["holdout_rows"], 8, "20% of 36 rows, rounded up: {last}");
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"regserve_trigger_trainings_total{trigger="rows"} 1"#), "{metrics}");
 }
 
 #[tokio::test]
 async fn an_interval_trains_on_schedule_and_records_the_time_each_run_was_due() {
-    let app = spawn_app_with(|config| {
-        config.retrain.every = Some(Duration::from_secs(1));
-        config.retrain.spec = Some(r#"{"solver": "least-squares"}"#.into());
-    })
-    .await;
+    let (server, _dir) = start(&["--retrain-every", "1s", "--retrain-spec", EXACT]).await;
     let twice =
-        until_trigger(&app, "every", |state| state["fired"].as_u64() >= Some(2) && activated(state)).await;
-    let job = app.json(&format!("/v1/jobs/{}", twice["state"]["job"])).await;
+        until_trigger(&server, "every", SOON, |state| state["fired"].as_u64() >= Some(2) && activated(state))
+            .await;
+    let job = server.json(&format!("/v1/jobs/{}", twice["state"]["job"])).await;
     assert_eq!(job["origin"]["name"], "every");
     assert_eq!(job["origin"]["scheduled_for"], twice["state"]["last_scheduled_for"]);
     assert!(twice["state"]["next_fire"].is_string());
 }
 
 #[tokio::test]
+async fn a_cron_schedule_fires_on_the_minute() {
+    let (server, _dir) = start(&["--retrain-cron", "* * * * *", "--retrain-spec", EXACT]).await;
+    let pending = until_trigger(&server, "cron", SOON, |state| state["next_fire"].is_string()).await;
+    assert!(pending["state"]["next_fire"].as_str().unwrap().ends_with(":00Z"), "{pending}");
+    let fired = until_trigger(&server, "cron", Duration::from_secs(75), activated).await;
+    let due = fired["state"]["last_scheduled_for"].as_str().unwrap().to_owned();
+    assert_eq!(due, pending["state"]["next_fire"].as_str().unwrap(), "it ran for the time it showed");
+    let job = server.json(&format!("/v1/jobs/{}", fired["state"]["job"])).await;
+    assert_eq!(job["origin"]["scheduled_for"], due.as_str());
+}
+
+#[tokio::test]
 async fn the_webhook_trains_with_the_spec_it_carries() {
-    let app = spawn_app_with(|_| {}).await;
-    let response = app.post_json("/v1/triggers/webhook", &json!({"solver": "least-squares"})).await;
+    let (server, _dir) = start(&[]).await;
+    let response = server.post_json("/v1/triggers/webhook", &json!({"solver": "least-squares"})).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let fired: Value = response.json().await.unwrap();
     assert_eq!((fired["trigger"].as_str(), fired["admitted"].as_str()), (Some("webhook"), Some("started")));
-    app.wait_for_training().await;
-    let job = app.json(&format!("/v1/jobs/{}", fired["job"])).await;
+    until_trigger(&server, "webhook", SOON, activated).await;
+    let job = server.json(&format!("/v1/jobs/{}", fired["job"])).await;
     assert_eq!(
         (job["params"]["solver"].as_str(), job["state"].as_str()),
         (Some("least-squares"), Some("succeeded"))
     );
-    let bad = app.post_json("/v1/triggers/webhook", &json!({"epochs": "many"})).await;
+    let bad = server.post_json("/v1/triggers/webhook", &json!({"epochs": "many"})).await;
     assert!(error_of(bad, StatusCode::UNPROCESSABLE_ENTITY).await.contains("epochs"));
-    let missing = app.post_json("/v1/triggers/nightly/fire", &json!({})).await;
+    let missing = server.post_json("/v1/triggers/nightly/fire", &json!({})).await;
     assert!(error_of(missing, StatusCode::NOT_FOUND).await.contains("nightly"));
 }
 
-async fn put_triggers(app: &TestApp, set: &Value) -> reqwest::Response {
-    app.client.put(app.url("/v1/triggers")).json(set).send().await.unwrap()
+#[tokio::test]
+async fn a_training_that_cannot_start_is_recorded_and_the_trigger_goes_on() {
+    let (server, _dir) = start(&[]).await;
+    let set = json!({"triggers": [{"name": "often", "every": "1s", "train": {"features": ["Nope"]}}]});
+    assert_eq!(server.put_json("/v1/triggers", &set).await.status(), StatusCode::OK);
+    let failed = until_trigger(&server, "often", SOON, |state| state["fired"].as_u64() >= Some(2)).await;
+    assert!(failed["state"]["outcome"].as_str().unwrap().starts_with("not started:"), "{failed}");
+    let set = json!({"triggers": [{"name": "often", "every": "1s", "train": {"solver": "least-squares"}}]});
+    assert_eq!(server.put_json("/v1/triggers", &set).await.status(), StatusCode::OK);
+    until_trigger(&server, "often", SOON, activated).await;
 }
 
 #[tokio::test]
 async fn a_bad_set_is_refused_whole_and_a_good_one_survives_a_restart() {
-    let app = spawn_app_with(|_| {}).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = Served::start(data_dir.path(), &[]).await;
     let good = json!({"triggers": [
         {"name": "nightly", "cron": "0 3 * * *", "train": {"solver": "least-squares"}},
         {"name": "etl", "webhook": true},
     ]});
-    assert_eq!(put_triggers(&app, &good).await.status(), StatusCode::OK);
+    assert_eq!(server.put_json("/v1/triggers", &good).await.status(), StatusCode::OK);
     let bad = json!({"triggers": [{"name": "hourly", "every": "1h"}, {"name": "x", "cron": "0 25 * * *"}]});
-    let refused = error_of(put_triggers(&app, &bad).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let refused =
+        error_of(server.put_json("/v1/triggers", &bad).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert!(refused.starts_with("triggers[1].cron:"), "{refused}");
     let zero = json!({"triggers": [{"name": "enough", "rows": 0}]});
-    let refused = error_of(put_triggers(&app, &zero).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let refused =
+        error_of(server.put_json("/v1/triggers", &zero).await, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert!(refused.starts_with("triggers[0].rows:"), "{refused}");
     let names = |view: Value| -> Vec<String> {
         view["triggers"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect()
     };
-    assert_eq!(names(app.json("/v1/triggers").await), ["nightly", "etl"], "the old set stays");
-    let nightly = until_trigger(&app, "nightly", |state| state["next_fire"].is_string()).await;
+    assert_eq!(names(server.json("/v1/triggers").await), ["nightly", "etl"], "the old set stays");
+    let nightly = until_trigger(&server, "nightly", SOON, |state| state["next_fire"].is_string()).await;
     assert!(nightly["state"]["next_fire"].as_str().unwrap().ends_with("T03:00:00Z"));
-    let restarted = spawn_app_sharing_store(&app).await;
+    assert!(server.terminate().success());
+    let restarted = Served::start(data_dir.path(), &[]).await;
     assert_eq!(names(restarted.json("/v1/triggers").await), ["nightly", "etl"], "the set is stored");
-}
-
-/// The binary on `data_dir`, answering on `port`.
-async fn start_binary(data_dir: &std::path::Path, port: u16) -> std::process::Child {
-    let child = binary_command(data_dir)
-        .env("REGSERVE_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
-    wait_until_answering(&format!("http://127.0.0.1:{port}")).await;
-    child
 }
 
 #[tokio::test]
 async fn a_schedule_missed_while_down_runs_once_at_start_up() {
     let data_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let triggers = || async {
-        client.get(format!("{base}/v1/triggers")).send().await.unwrap().json::<Value>().await.unwrap()
-    };
-    let mut server = start_binary(data_dir.path(), port).await;
+    let server = Served::start(data_dir.path(), &[]).await;
     let set = json!({"triggers": [{"name": "often", "every": "2s", "train": {"solver": "least-squares"}}]});
-    let put = client.put(format!("{base}/v1/triggers")).json(&set).send().await.unwrap();
-    assert_eq!(put.status(), StatusCode::OK);
-    let mut before = json!(null);
-    for _ in 0..100 {
-        before = triggers().await["triggers"][0]["state"].clone();
-        if before["fired"] == 1 && activated(&before) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(before["fired"], 1, "{before}");
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &server.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(server.wait().unwrap().success());
+    assert_eq!(server.put_json("/v1/triggers", &set).await.status(), StatusCode::OK);
+    let before = until_trigger(&server, "often", SOON, |state| state["fired"] == 1 && activated(state)).await;
+    assert!(server.terminate().success());
     // Down for 7 s: three scheduled times pass.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let mut server = start_binary(data_dir.path(), port).await;
+    let server = Served::start(data_dir.path(), &[]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = triggers().await["triggers"][0]["state"].clone();
-    let _ = server.kill();
-    let _ = server.wait();
+    let after = server.json("/v1/triggers").await["triggers"][0]["state"].clone();
     assert_eq!(after["fired"], 2, "the missed times run once at start-up: {after}");
     let merged = after["merged"].as_u64().unwrap();
     assert!((2..=3).contains(&merged), "and the others are counted as merged: {after}");
-    assert_ne!(after["last_scheduled_for"], before["last_scheduled_for"]);
+    assert_ne!(after["last_scheduled_for"], before["state"]["last_scheduled_for"]);
 }
 
 #[tokio::test]
 async fn firings_during_a_training_queue_one_and_merge_the_rest() {
-    let app = spawn_app_with(|_| {}).await;
-    app.upload_ok(crate::helpers::slow_dataset()).await;
-    let running = app.start_training(json!({"epochs": 100000, "batch_size": 1})).await;
+    let (server, _dir) = start(&[]).await;
+    let part = reqwest::multipart::Part::bytes(slow_dataset().into_bytes()).file_name("slow.csv");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let uploaded = server.client.post(server.url("/upload")).multipart(form).send().await.unwrap();
+    assert_eq!(uploaded.status(), StatusCode::OK);
+    let started: Value =
+        server.post_json("/train", &json!({"epochs": 100000, "batch_size": 1})).await.json().await.unwrap();
+    let running = started["id"].as_u64().unwrap();
     let spec = json!({"solver": "least-squares"});
-    let fire = || app.post_json("/v1/triggers/webhook", &spec);
-    let admitted = |response: reqwest::Response| async move {
-        let fired: Value = response.json().await.unwrap();
-        fired["admitted"].as_str().unwrap().to_owned()
-    };
-    assert_eq!(admitted(fire().await).await, "queued");
-    assert_eq!(admitted(fire().await).await, "merged");
-    assert_eq!(admitted(fire().await).await, "merged");
-    let view = app.json("/v1/triggers").await;
+    let mut admitted = Vec::new();
+    for _ in 0..3 {
+        let fired: Value = server.post_json("/v1/triggers/webhook", &spec).await.json().await.unwrap();
+        admitted.push(fired["admitted"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(admitted, ["queued", "merged", "merged"]);
+    let view = server.json("/v1/triggers").await;
     assert_eq!(view["waiting"], json!({"trigger": "webhook", "merged": 2}));
     assert_eq!(view["running_job"], running);
-    let cancelled = app.client.delete(app.url(&format!("/v1/jobs/{running}"))).send().await.unwrap();
+    let cancelled = server.client.delete(server.url(&format!("/v1/jobs/{running}"))).send().await.unwrap();
     assert!(cancelled.status().is_success());
-    let ran =
-        until_trigger(&app, "webhook", |state| state["job"].as_u64() > Some(running) && activated(state))
-            .await;
+    let ran = until_trigger(&server, "webhook", SOON, |state| {
+        state["job"].as_u64() > Some(running) && activated(state)
+    })
+    .await;
     assert_eq!(ran["state"]["merged"], 2);
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"regserve_trigger_merged_firings_total{trigger="webhook"} 2"#), "{metrics}");
 }
 
 #[tokio::test]
 async fn the_gate_keeps_a_worse_model_out_of_service_and_says_why() {
-    let app = spawn_app_with(|config| config.retrain.holdout = 0.2).await;
-    let exact = app.train(json!({"solver": "least-squares"})).await;
-    let served = exact["version"].clone();
-    let fired = app.post_json("/v1/triggers/webhook", &json!({"epochs": 1, "learning_rate": 0.0001})).await;
-    let fired: Value = fired.json().await.unwrap();
-    app.wait_for_training().await;
-    let job = app.json(&format!("/v1/jobs/{}", fired["job"])).await;
+    let (server, _dir) = start(&["--holdout", "0.2"]).await;
+    let exact: Value =
+        server.post_json("/train?wait=true", &json!({"solver": "least-squares"})).await.json().await.unwrap();
+    let served = exact["model"]["version"].clone();
+    let fired: Value = server
+        .post_json("/v1/triggers/webhook", &json!({"epochs": 1, "learning_rate": 0.0001}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let outcome = until_trigger(&server, "webhook", SOON, |state| {
+        state["outcome"].as_str().is_some_and(|o| o.contains("not activated"))
+    })
+    .await;
+    assert!(outcome["state"]["outcome"].as_str().unwrap().contains("holdout MSE"), "{outcome}");
+    let job = server.json(&format!("/v1/jobs/{}", fired["job"])).await;
     assert_eq!(job["activated"], false, "{job}");
     let gate = &job["gate"];
     assert!(gate["candidate_mse"].as_f64().unwrap() > gate["active_mse"].as_f64().unwrap(), "{gate}");
     assert_eq!(gate["holdout_rows"], 6, "20% of the 30 sample rows");
-    assert_eq!(app.json("/v1/model").await["version"], served, "the exact model stays in service");
-    let outcome = until_trigger(&app, "webhook", |state| {
-        state["outcome"].as_str().is_some_and(|o| o.contains("not activated"))
-    })
-    .await;
-    assert!(outcome["state"]["outcome"].as_str().unwrap().contains("holdout MSE"));
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(server.json("/v1/model").await["version"], served, "the exact model stays in service");
+    let versions = server.json("/v1/models").await;
+    assert_eq!(versions.as_array().unwrap().len(), 2, "the rejected version is stored: {versions}");
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("regserve_gate_rejections_total 1"), "{metrics}");
-    let manual = app.post_json("/train?wait=true", &json!({"epochs": 1, "learning_rate": 0.0001})).await;
-    let manual: Value = manual.json().await.unwrap();
+    let manual: Value = server
+        .post_json("/train?wait=true", &json!({"epochs": 1, "learning_rate": 0.0001}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(manual["job"]["activated"], true, "a manual /train activates as the original did");
     assert!(manual["job"]["gate"]["candidate_mse"].is_number(), "and is scored on the holdout too");
+    let gated: Value = server
+        .post_json(
+            "/train?wait=true",
+            &json!({"epochs": 1, "learning_rate": 0.0001, "gate": true, "seed": 3}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(gated["job"]["origin"], json!({"kind": "manual"}));
+    assert!(
+        gated["job"]["activated"].is_boolean(),
+        "a manual training that asks for the gate gets a verdict"
+    );
 }
