@@ -40,10 +40,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// `1.5s`, `250ms`, `30s`: a duration as the flags write it.
+/// `1.5s`, `250ms`, `30s`, `2m`, `1h`, `7d`: a duration as the flags write it.
 pub fn short_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let whole = |unit: u64| seconds >= unit && seconds % unit == 0;
     match duration.subsec_millis() {
-        0 => format!("{}s", duration.as_secs()),
+        0 if whole(86_400) => format!("{}d", seconds / 86_400),
+        0 if whole(3600) => format!("{}h", seconds / 3600),
+        0 if whole(60) => format!("{}m", seconds / 60),
+        0 => format!("{seconds}s"),
         _ if duration.as_secs() == 0 => format!("{}ms", duration.as_millis()),
         _ => format!("{}s", duration.as_secs_f64()),
     }
@@ -76,5 +81,9 @@ mod tests {
         assert_eq!(short_duration(Duration::from_secs(30)), "30s");
         assert_eq!(short_duration(Duration::from_millis(250)), "250ms");
         assert_eq!(short_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(short_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(short_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(short_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(short_duration(Duration::from_secs(7 * 86_400)), "7d");
     }
 }

@@ -1,6 +1,6 @@
 // The "Retraining" panel of the train card: each trigger of GET /v1/triggers with its condition,
-// its countdown or the rows still to come, when it last fired and how that ended, and a button
-// that fires it now; refreshed every second while the page is visible.
+// its countdown or the rows still to come, how often it fired (and when last), how that ended,
+// and a button that fires it now; refreshed every second while the page is visible.
 
 import { $, api, el, integer, refreshWhileVisible } from "./core.js";
 
@@ -17,11 +17,13 @@ function upcoming(state) {
   if (state.rows_to_go !== null) return `${integer(state.rows_to_go)} rows to go`;
   if (!state.next_fire) return "when called";
   const seconds = Math.max(0, Math.round((Date.parse(state.next_fire) - Date.now()) / 1000));
-  return seconds < 120 ? `in ${seconds} s` : `at ${new Date(state.next_fire).toLocaleString()}`;
+  const next = new Date(state.next_fire);
+  const sameDay = next.toDateString() === new Date().toDateString();
+  return seconds < 120 ? `in ${seconds} s` : `at ${sameDay ? next.toLocaleTimeString() : next.toLocaleString()}`;
 }
 
 function fireButton(name) {
-  const button = el("button", { type: "button" }, "Fire now");
+  const button = el("button", { type: "button", title: `Fire ${name} now` }, "Fire");
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {
@@ -44,17 +46,15 @@ function showResult(text) {
 
 function row(trigger) {
   const state = trigger.state;
-  const fired = state.last_fired ? new Date(state.last_fired).toLocaleTimeString() : "never";
-  const counts = state.merged ? `${integer(state.fired)} (+${integer(state.merged)} merged)` : integer(state.fired);
+  const merged = state.merged ? ` (+${integer(state.merged)} merged)` : "";
+  const last = state.last_fired ? `last ${new Date(state.last_fired).toLocaleTimeString()}` : "never";
   const tr = el(
     "tr",
     {},
-    el("td", {}, trigger.name),
-    el("td", {}, condition(trigger)),
+    el("th", { scope: "row" }, trigger.name, el("span", { class: "condition note" }, condition(trigger))),
     el("td", { class: "next" }, upcoming(state)),
-    el("td", {}, fired),
-    el("td", { class: "num" }, counts),
-    el("td", { class: "outcome" }, state.outcome || ""),
+    el("td", { class: "num", title: last }, `${integer(state.fired)}${merged}`),
+    el("td", { class: "outcome wrap" }, state.outcome || ""),
     el("td", {}, fireButton(trigger.name)),
   );
   tr.dataset.trigger = trigger.name;

@@ -1,10 +1,12 @@
 //! The follower of a predictor: a background task that looks at the active-model pointer every
-//! `--follow-interval` (one conditional read), serves the version the trainer activates, keeps it
+//! `--follow-interval` (one conditional read), and at once when the trainer announces an
+//! activation ([`super::announcements`]); it serves the version the trainer activates, keeps it
 //! in the local cache, and records whether the store answers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::{Followed, ModelCache, Registry};
@@ -19,6 +21,8 @@ pub struct Follower {
     pub health: Arc<StoreHealth>,
     pub cache: Option<ModelCache>,
     pub interval: Duration,
+    /// Woken when the trainer announces an activation.
+    pub announced: Arc<Notify>,
 }
 
 impl Follower {
@@ -28,6 +32,7 @@ impl Follower {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(self.interval) => {}
+                () = self.announced.notified() => {}
             }
             self.look().await;
         }

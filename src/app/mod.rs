@@ -4,6 +4,7 @@
 //! shutdown timeout: every background task ([`tasks`]) signalled and waited for, connections
 //! drained or dropped, the training thread joined.
 
+mod announcements;
 pub mod follow;
 pub mod tasks;
 
@@ -11,9 +12,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use std::sync::Arc;
 
+use self::announcements::Announcements;
 use self::follow::Follower;
 use self::tasks::Tasks;
 
@@ -64,6 +67,8 @@ pub struct Application {
     state: AppState,
     /// A predictor's follower of the active model, started with the server.
     follower: Option<Follower>,
+    /// On a predictor with a trainer URL: the trainer's activations, which wake the follower.
+    announcements: Option<Announcements>,
     /// Who this node is in its heartbeat.
     identity: Identity,
     /// The message brokers to subscribe to (none on a predictor).
@@ -141,7 +146,12 @@ impl Application {
             health: health.clone(),
             cache,
             interval: config.cluster.follow_interval,
+            announced: Arc::new(Notify::new()),
         });
+        let announcements = match (&follower, &config.cluster.trainer_url) {
+            (Some(_), Some(url)) => Announcements::new(url),
+            _ => None,
+        };
         let gate = GateSettings { holdout: config.retrain.holdout, margin: config.retrain.gate_margin };
         let mut state = AppState::for_node(config.limits, gate, datasets, models, role, health);
         if role.trains() {
@@ -155,6 +165,7 @@ impl Application {
             connections,
             state,
             follower,
+            announcements,
             identity,
             sources: if role.trains() { config.sources } else { SourceSettings::default() },
         })
@@ -202,6 +213,10 @@ impl Application {
             tasks.spawn("retrainer", retrainer.clone().run(tasks.stop_signal()));
         }
         if let Some(follower) = self.follower {
+            if let Some(announcements) = self.announcements {
+                let announced = follower.announced.clone();
+                tasks.spawn("model announcements", announcements.run(announced, tasks.stop_signal()));
+            }
             tasks.spawn("model follower", follower.run(tasks.stop_signal()));
         }
         let beater = Beater { state: self.state.clone(), identity: self.identity };

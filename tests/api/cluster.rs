@@ -100,6 +100,29 @@ async fn predictors_serve_every_activation_within_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_predictor_with_a_trainer_url_serves_an_announced_activation_before_its_next_look() {
+    let store = Arc::new(MemoryStore::new());
+    let (trainer, _) = cluster(&store, 0).await;
+    let trainer_url = trainer.url("");
+    let predictor = spawn_node(store.clone(), move |config| {
+        config.cluster.role = Role::Predictor;
+        config.cluster.trainer_url = Some(trainer_url);
+        config.cluster.follow_interval = Duration::from_secs(600);
+    })
+    .await;
+    serves(&predictor, 1, Duration::from_secs(5)).await;
+    // Its stream to the trainer is open once the trainer counts it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for version in 2..=4 {
+        assert_eq!(trainer.train(json!({ "epochs": 2, "seed": version })).await["version"], version);
+        let took = serves(&predictor, version, Duration::from_secs(5)).await;
+        println!("v{version} served {took:?} after its activation");
+    }
+    assert_eq!(activate(&trainer, 2).await.status(), StatusCode::OK);
+    serves(&predictor, 2, Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_predictor_refuses_state_changes_and_passes_the_trainers_reads_on() {
     let store = Arc::new(MemoryStore::new());
     let (trainer, predictors) = cluster(&store, 1).await;

@@ -694,22 +694,23 @@ describe("the regserve page", { timeout: 240000 }, () => {
       ],
     });
     await page.waitForFunction(() => document.querySelectorAll("#triggers-table tbody tr").length === 3, null, { timeout: 5000 });
-    const cells = async (name) => page.locator(`#triggers-table tr[data-trigger="${name}"] td`).allTextContents();
-    const enough = await cells("enough");
-    assert.equal(enough[1], "after 1,000 rows");
-    assert.match(enough[2], /^[\d,]+ rows to go$/);
-    assert.match((await cells("hourly"))[2], /^at /, "an hour ahead is shown as a time");
-    assert.equal((await cells("etl"))[2], "when called");
+    const cells = async (name) => page.locator(`#triggers-table tr[data-trigger="${name}"] > *`).allTextContents();
+    const condition = async (name) => page.textContent(`#triggers-table tr[data-trigger="${name}"] .condition`);
+    assert.equal(await condition("enough"), "after 1,000 rows");
+    assert.equal(await condition("hourly"), "every 1h");
+    assert.match((await cells("enough"))[1], /^[\d,]+ rows to go$/);
+    assert.match((await cells("hourly"))[1], /^at /, "an hour ahead is shown as a time");
+    assert.equal((await cells("etl"))[1], "when called");
     await page.click('#triggers-table tr[data-trigger="etl"] button');
     await page.waitForFunction(() => /^etl: started \(job \d+\)$/.test(document.getElementById("triggers-result").textContent));
     await page.waitForFunction(() => {
       const row = document.querySelector('#triggers-table tr[data-trigger="etl"]');
-      return row && /^version \d+ activated$/.test(row.cells[5].textContent);
+      return row && /^version \d+ activated$/.test(row.cells[3].textContent);
     }, null, { timeout: 10000 });
     const view = await api("GET", "/v1/triggers");
     const etl = view.triggers.find((trigger) => trigger.name === "etl");
     assert.equal(etl.state.fired, 1);
-    assert.equal((await cells("etl"))[4], "1");
+    assert.equal((await cells("etl"))[2], "1");
     const job = await api("GET", `/v1/jobs/${etl.state.job}`);
     assert.deepEqual(job.origin, { kind: "trigger", name: "etl" });
     await page.locator("#triggers-table").scrollIntoViewIfNeeded();
