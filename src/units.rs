@@ -43,7 +43,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// `1.5s`, `250ms`, `30s`, `2m`, `1h`, `7d`: a duration as the flags write it.
 pub fn short_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
-    let whole = |unit: u64| seconds >= unit && seconds % unit == 0;
+    let whole = |unit: u64| seconds >= unit && seconds.is_multiple_of(unit);
     match duration.subsec_millis() {
         0 if whole(86_400) => format!("{}d", seconds / 86_400),
         0 if whole(3600) => format!("{}h", seconds / 3600),
