@@ -96,12 +96,16 @@ impl Retrainer {
         let stored = stored::load(store.as_ref()).await?;
         let history = datasets.history();
         let mark = Mark { generation: history.generation, next_seq: history.next_seq };
-        let (set, stored) = match (flags, stored) {
-            (Some(set), _) => (set, Stored { mark, ..Stored::default() }),
-            (None, Some(stored)) => (TriggerSet::from_json(stored.set.clone())?, stored),
-            (None, None) => (TriggerSet::webhook_only(), Stored { mark, ..Stored::default() }),
+        let (stored_set, stored) = match stored {
+            Some(stored) => (Some(TriggerSet::from_json(stored.set.clone())?), stored),
+            None => (None, Stored { mark, ..Stored::default() }),
         };
-        let state = State::new(set, stored.status, stored.mark, OffsetDateTime::now_utc());
+        let set = flags.or_else(|| stored_set.clone()).unwrap_or_else(TriggerSet::webhook_only);
+        // The stored set first, so that a trigger the flags name again with the same condition
+        // keeps its state (a schedule missed while down is still run once).
+        let mut state =
+            State::new(stored_set.unwrap_or_default(), stored.status, stored.mark, OffsetDateTime::now_utc());
+        state.replace(set, OffsetDateTime::now_utc());
         let inner =
             Inner { trainer, datasets, store, metrics, state: Mutex::new(state), wake: Notify::new() };
         Ok(Self { inner: Arc::new(inner) })

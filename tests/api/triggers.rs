@@ -168,23 +168,41 @@ async fn a_bad_set_is_refused_whole_and_a_good_one_survives_a_restart() {
     assert_eq!(names(restarted.json("/v1/triggers").await), ["nightly", "etl"], "the set is stored");
 }
 
-#[tokio::test]
-async fn a_schedule_missed_while_down_runs_once_at_start_up() {
+/// Runs an interval of 2 s until it has fired once, stops the server for 7 s (three scheduled
+/// times pass) and starts it again with `flags` (and `set` put at the first start, if any).
+async fn missed_while_down(flags: &[&str], set: Option<Value>) -> (Value, Value) {
     let data_dir = tempfile::tempdir().unwrap();
-    let server = Served::start(data_dir.path(), &[]).await;
-    let set = json!({"triggers": [{"name": "often", "every": "2s", "train": {"solver": "least-squares"}}]});
-    assert_eq!(server.put_json("/v1/triggers", &set).await.status(), StatusCode::OK);
-    let before = until_trigger(&server, "often", SOON, |state| state["fired"] == 1 && activated(state)).await;
+    let server = Served::start(data_dir.path(), flags).await;
+    if let Some(set) = set {
+        assert_eq!(server.put_json("/v1/triggers", &set).await.status(), StatusCode::OK);
+    }
+    let before = until_trigger(&server, "every", SOON, |state| state["fired"] == 1 && activated(state)).await;
     assert!(server.terminate().success());
-    // Down for 7 s: three scheduled times pass.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let server = Served::start(data_dir.path(), &[]).await;
+    let server = Served::start(data_dir.path(), flags).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = server.json("/v1/triggers").await["triggers"][0]["state"].clone();
+    let after = server.json("/v1/triggers").await["triggers"][0].clone();
+    (before["state"].clone(), after["state"].clone())
+}
+
+fn ran_once_for_the_missed_times(before: &Value, after: &Value) {
     assert_eq!(after["fired"], 2, "the missed times run once at start-up: {after}");
     let merged = after["merged"].as_u64().unwrap();
     assert!((2..=3).contains(&merged), "and the others are counted as merged: {after}");
-    assert_ne!(after["last_scheduled_for"], before["state"]["last_scheduled_for"]);
+    assert_ne!(after["last_scheduled_for"], before["last_scheduled_for"]);
+}
+
+#[tokio::test]
+async fn a_schedule_missed_while_down_runs_once_at_start_up() {
+    let set = json!({"triggers": [{"name": "every", "every": "2s", "train": {"solver": "least-squares"}}]});
+    let (before, after) = missed_while_down(&[], Some(set)).await;
+    ran_once_for_the_missed_times(&before, &after);
+}
+
+#[tokio::test]
+async fn a_schedule_set_by_flags_keeps_its_state_across_a_restart_with_the_same_flags() {
+    let (before, after) = missed_while_down(&["--retrain-every", "2s", "--retrain-spec", EXACT], None).await;
+    ran_once_for_the_missed_times(&before, &after);
 }
 
 #[tokio::test]
