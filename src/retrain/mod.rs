@@ -236,7 +236,7 @@ impl Retrainer {
             Ok(job) => {
                 self.inner.metrics.started(&trigger);
                 status.job = Some(job.id());
-                status.outcome = Some("running".into());
+                status.outcome = Some(state::RUNNING.into());
                 tracing::info!(
                     trigger,
                     job = job.id(),

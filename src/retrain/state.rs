@@ -11,6 +11,9 @@ use super::stored::{Mark, Status, at, millis};
 use super::{State, Trigger, TriggerSet, When, firing_of, rfc3339};
 use crate::training::JobState;
 
+/// The outcome of a trigger whose training runs.
+pub(super) const RUNNING: &str = "running";
+
 impl State {
     pub(super) fn new(
         set: TriggerSet,
@@ -18,6 +21,10 @@ impl State {
         mark: Mark,
         now: OffsetDateTime,
     ) -> Self {
+        let mut status = status;
+        for status in status.values_mut().filter(|status| status.outcome.as_deref() == Some(RUNNING)) {
+            status.outcome = Some("interrupted: the server stopped before the training ended".into());
+        }
         let mut state = Self {
             set: TriggerSet::default(),
             status,

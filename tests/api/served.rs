@@ -40,6 +40,12 @@ impl Served {
         self.child.wait().unwrap()
     }
 
+    /// Kills it with SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

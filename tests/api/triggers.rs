@@ -206,12 +206,43 @@ async fn a_schedule_set_by_flags_keeps_its_state_across_a_restart_with_the_same_
 }
 
 #[tokio::test]
-async fn firings_during_a_training_queue_one_and_merge_the_rest() {
-    let (server, _dir) = start(&[]).await;
+async fn a_training_cut_off_by_a_crash_is_shown_as_interrupted_after_the_restart() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = Served::start(data_dir.path(), &[]).await;
+    upload_slow(&server).await;
+    let fired: Value = server
+        .post_json("/v1/triggers/webhook", &json!({"epochs": 100000, "batch_size": 1}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fired["admitted"], "started");
+    until_trigger(&server, "webhook", SOON, |state| state["outcome"] == "running").await;
+    server.kill();
+    let server = Served::start(data_dir.path(), &[]).await;
+    let after = until_trigger(&server, "webhook", SOON, |state| state["fired"] == 1).await;
+    assert!(after["state"]["outcome"].as_str().unwrap().starts_with("interrupted"), "{after}");
+    let fired: Value = server
+        .post_json("/v1/triggers/webhook", &json!({"solver": "least-squares"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fired["admitted"], "started", "the trigger goes on after the crash");
+    until_trigger(&server, "webhook", SOON, activated).await;
+}
+
+async fn upload_slow(server: &Served) {
     let part = reqwest::multipart::Part::bytes(slow_dataset().into_bytes()).file_name("slow.csv");
     let form = reqwest::multipart::Form::new().part("file", part);
     let uploaded = server.client.post(server.url("/upload")).multipart(form).send().await.unwrap();
     assert_eq!(uploaded.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn firings_during_a_training_queue_one_and_merge_the_rest() {
+    let (server, _dir) = start(&[]).await;
+    upload_slow(&server).await;
     let started: Value =
         server.post_json("/train", &json!({"epochs": 100000, "batch_size": 1})).await.json().await.unwrap();
     let running = started["id"].as_u64().unwrap();
