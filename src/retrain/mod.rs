@@ -84,8 +84,9 @@ struct State {
 }
 
 impl Retrainer {
-    /// The triggers `flags` names if any (they replace a stored set), else the stored set, else
-    /// the webhook alone.
+    /// The triggers `flags` names if any (they replace a stored set, but a trigger they name
+    /// again with the same condition keeps its stored state), else the stored set, else the
+    /// webhook alone.
     pub async fn open(
         trainer: Trainer,
         datasets: Arc<Datasets>,
@@ -145,11 +146,6 @@ impl Retrainer {
             state.set.triggers.iter().map(|t| state.view_of(t, now, arrived)).collect();
         let waiting = state.queue.waiting().map(|f| json!({"trigger": f.trigger, "merged": f.merged}));
         json!({ "triggers": triggers, "waiting": waiting, "running_job": self.inner.trainer.running().map(|j| j.id()) })
-    }
-
-    /// The set in force, as written.
-    pub fn set(&self) -> Value {
-        self.state().set.to_json()
     }
 
     /// Replaces the set (already checked); the status of a trigger that keeps its name and
