@@ -210,26 +210,23 @@ async fn a_training_cut_off_by_a_crash_is_shown_as_interrupted_after_the_restart
     let data_dir = tempfile::tempdir().unwrap();
     let server = Served::start(data_dir.path(), &[]).await;
     upload_slow(&server).await;
-    let fired: Value = server
-        .post_json("/v1/triggers/webhook", &json!({"epochs": 100000, "batch_size": 1}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fired: Value = fire_webhook(&server, json!({"epochs": 100000, "batch_size": 1})).await;
     assert_eq!(fired["admitted"], "started");
     until_trigger(&server, "webhook", SOON, |state| state["outcome"] == "running").await;
     server.kill();
     let server = Served::start(data_dir.path(), &[]).await;
     let after = until_trigger(&server, "webhook", SOON, |state| state["fired"] == 1).await;
     assert!(after["state"]["outcome"].as_str().unwrap().starts_with("interrupted"), "{after}");
-    let fired: Value = server
-        .post_json("/v1/triggers/webhook", &json!({"solver": "least-squares"}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fired: Value = fire_webhook(&server, json!({"solver": "least-squares"})).await;
     assert_eq!(fired["admitted"], "started", "the trigger goes on after the crash");
     until_trigger(&server, "webhook", SOON, activated).await;
+}
+
+/// Fires the webhook with `spec`; what became of the firing.
+async fn fire_webhook(server: &Served, spec: Value) -> Value {
+    let response = server.post_json("/v1/triggers/webhook", &spec).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    response.json().await.unwrap()
 }
 
 async fn upload_slow(server: &Served) {
@@ -273,12 +270,7 @@ async fn the_gate_keeps_a_worse_model_out_of_service_and_says_why() {
     let exact: Value =
         server.post_json("/train?wait=true", &json!({"solver": "least-squares"})).await.json().await.unwrap();
     let served = exact["model"]["version"].clone();
-    let fired: Value = server
-        .post_json("/v1/triggers/webhook", &json!({"epochs": 1, "learning_rate": 0.0001}))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fired: Value = fire_webhook(&server, json!({"epochs": 1, "learning_rate": 0.0001})).await;
     let outcome = until_trigger(&server, "webhook", SOON, |state| {
         state["outcome"].as_str().is_some_and(|o| o.contains("not activated"))
     })
