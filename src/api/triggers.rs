@@ -26,7 +26,7 @@ pub async fn replace(State(state): State<AppState>, body: Bytes) -> Result<Json<
 }
 
 pub async fn webhook(State(state): State<AppState>, body: Bytes) -> Result<Response, AppError> {
-    fire(&state, None, &body)
+    fire(&state, None, &body).await
 }
 
 pub async fn fire_one(
@@ -34,13 +34,13 @@ pub async fn fire_one(
     AppPath(name): AppPath<String>,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    fire(&state, Some(&name), &body)
+    fire(&state, Some(&name), &body).await
 }
 
 /// Fires a trigger, with the body's training spec if it has one: 202 with what became of it.
-fn fire(state: &AppState, name: Option<&str>, body: &[u8]) -> Result<Response, AppError> {
+async fn fire(state: &AppState, name: Option<&str>, body: &[u8]) -> Result<Response, AppError> {
     let spec = json_body(body)?.map(training_spec).transpose().map_err(unprocessable)?;
-    let fired = retrainer(state)?.fire(name, spec).map_err(retrain_error)?;
+    let fired = retrainer(state)?.fire(name, spec).await.map_err(retrain_error)?;
     Ok((StatusCode::ACCEPTED, Json(fired)).into_response())
 }
 

@@ -1,6 +1,6 @@
 //! Retraining that runs itself. The [`Retrainer`] task holds the trigger set ([`triggers`]) and
 //! each trigger's status, wakes when rows arrive, when a schedule comes due, when a trigger is
-//! fired by hand or by the webhook, and when a training ends, and then does what [`decide`]
+//! fired by hand or by the webhook, and when any training ends, and then does what [`decide`]
 //! says: start a training, queue one behind the running one, or merge the firing into the one
 //! queued. A training that fails or is cancelled is only recorded: the triggers go on. The set
 //! and the statuses are kept on the store ([`stored`]).
@@ -115,26 +115,21 @@ impl Retrainer {
     /// Fires and records until `stop`.
     pub async fn run(self, stop: CancellationToken) {
         let mut rows = self.inner.datasets.watch();
+        let mut ended = self.inner.trainer.watch_ended();
         loop {
+            // Marked seen before looking, so that a job ending meanwhile wakes the next round.
+            ended.borrow_and_update();
             let wake = self.tick(OffsetDateTime::now_utc());
             self.save().await;
-            let jobs = self.watched_jobs();
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(wake) => {}
                 _ = rows.changed() => {}
                 () = self.inner.wake.notified() => {}
-                () = any_ended(jobs) => {}
+                _ = ended.changed() => {}
             }
         }
         self.save().await;
-    }
-
-    /// The jobs whose end the task must see: those the triggers started, and the running one
-    /// (a firing may wait behind it).
-    fn watched_jobs(&self) -> Vec<Arc<Job>> {
-        let started = self.state().started.iter().map(|(_, job)| job.clone()).collect::<Vec<_>>();
-        started.into_iter().chain(self.inner.trainer.running()).collect()
     }
 
     /// Each trigger with its state now, and the firing waiting behind the running training.
@@ -158,9 +153,15 @@ impl Retrainer {
     }
 
     /// Fires trigger `name`, or with `None` the webhook trigger; `spec` replaces its training
-    /// spec for this firing.
-    pub fn fire(&self, name: Option<&str>, spec: Option<TrainRequest>) -> Result<Fired, RetrainError> {
-        let now = OffsetDateTime::now_utc();
+    /// spec for this firing. Answers once the trigger's new state is stored (or could not be).
+    pub async fn fire(&self, name: Option<&str>, spec: Option<TrainRequest>) -> Result<Fired, RetrainError> {
+        let fired = self.fire_now(name, spec)?;
+        self.save().await;
+        self.inner.wake.notify_one();
+        Ok(fired)
+    }
+
+    fn fire_now(&self, name: Option<&str>, spec: Option<TrainRequest>) -> Result<Fired, RetrainError> {
         let mut state = self.state();
         let trigger = match name {
             Some(name) => state.set.get(name).ok_or_else(|| RetrainError::NoSuchTrigger(name.to_owned()))?,
@@ -172,10 +173,7 @@ impl Retrainer {
         if let Some(spec) = spec {
             firing.request = TrainRequest { origin: firing.request.origin.clone(), ..spec };
         }
-        let fired = self.offer(&mut state, firing, now);
-        drop(state);
-        self.inner.wake.notify_one();
-        Ok(fired)
+        Ok(self.offer(&mut state, firing, OffsetDateTime::now_utc()))
     }
 
     /// Looks at every trigger at `now`: records finished jobs, fires what is due, starts what
@@ -295,15 +293,6 @@ impl Retrainer {
         }
         Ok(())
     }
-}
-
-/// Waits until one of `jobs` has ended (at once if one has; forever without any).
-async fn any_ended(jobs: Vec<Arc<Job>>) {
-    if jobs.is_empty() {
-        return std::future::pending().await;
-    }
-    let ends = jobs.into_iter().map(|job| Box::pin(async move { job.finished().await.map(drop) }));
-    let _ = futures_util::future::select_all(ends).await;
 }
 
 /// The firing of `trigger`, for a scheduled run the time it was due.

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 pub use gate::GateSettings;
 pub use job::{CancelOutcome, CancelReason, Job, JobSpec, JobState, JobView, Progress, Verdict};
 pub use pace::TrainingPriority;
@@ -71,6 +73,8 @@ struct Inner {
     jobs: Mutex<JobRegistry>,
     /// The thread of the running job (or of the last one), joined when the trainer stops.
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Counts the jobs that have ended, for those who wait for the trainer to be free.
+    ended: watch::Sender<u64>,
 }
 
 /// The running job and the recent ones.
@@ -111,6 +115,7 @@ impl Trainer {
                 gate,
                 jobs: Mutex::new(jobs),
                 thread: Mutex::new(None),
+                ended: watch::Sender::new(0),
             }),
         }
     }
@@ -233,7 +238,7 @@ impl Trainer {
     }
 
     /// Ends `job`: counted in the metrics, then out of the running slot (so a watcher that sees
-    /// the end can start the next job), then announced.
+    /// the end can start the next job), then announced to its watchers and to [`Self::watch_ended`].
     fn finish(&self, job: &Job, outcome: Result<Arc<Model>, JobError>) {
         match &outcome {
             Ok(model) => tracing::info!(
@@ -253,6 +258,12 @@ impl Trainer {
         self.inner.metrics.record_training(counted, job.spec().params.solver(), job.age());
         self.jobs().running = None;
         job.finish(outcome);
+        self.inner.ended.send_modify(|ended| *ended += 1);
+    }
+
+    /// Changes whenever a job has ended (the trainer is free then, until the next starts).
+    pub fn watch_ended(&self) -> watch::Receiver<u64> {
+        self.inner.ended.subscribe()
     }
 
     fn jobs(&self) -> MutexGuard<'_, JobRegistry> {
