@@ -490,7 +490,7 @@ bench_training() {
     BG_PID=$!
     sleep 1
     run_wrk training-control-busy-loop /predict 16 "$PREDICT_BODY"
-    kill "$BG_PID"
+    kill "$BG_PID" 2>/dev/null || true   # it may have ended by itself
     wait "$BG_PID" 2>/dev/null || true
     # And next to the gentlest background work the kernel offers: memory reads at SCHED_IDLE.
     logcmd "chrt --idle 0 \$TMP/membw 1024 1000 &   # reads memory at SCHED_IDLE during one more predict measurement"
@@ -498,7 +498,7 @@ bench_training() {
     BG_PID=$!
     sleep 1
     run_wrk training-control-idle-memory /predict 16 "$PREDICT_BODY"
-    kill "$BG_PID"
+    kill "$BG_PID" 2>/dev/null || true   # it may have ended by itself
     wait "$BG_PID" 2>/dev/null || true
     BG_PID=""
     stop_server
