@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
@@ -56,7 +55,7 @@ pub struct NodeStatus {
 impl NodeStatus {
     fn of(heartbeat: Heartbeat, now: OffsetDateTime) -> Self {
         let written =
-            OffsetDateTime::parse(&heartbeat.written_at, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            crate::units::parse_rfc3339(&heartbeat.written_at).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let age_seconds = ((now - written).as_seconds_f64().max(0.0) * 10.0).round() / 10.0;
         let state = match (
             heartbeat.stopped,
@@ -87,7 +86,7 @@ pub struct Beater {
 impl Beater {
     /// Beats until `stop` is cancelled, then writes a last heartbeat marked stopped.
     pub async fn run(self, stop: CancellationToken) {
-        let (started, started_at) = (Instant::now(), now_rfc3339());
+        let (started, started_at) = (Instant::now(), crate::units::now_rfc3339());
         let mut answered = (Instant::now(), self.state.metrics().requests_answered());
         loop {
             let now = (Instant::now(), self.state.metrics().requests_answered());
@@ -123,7 +122,7 @@ impl Beater {
             uptime_seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             requests_per_second: (rate * 10.0).round() / 10.0,
             last_error,
-            written_at: now_rfc3339(),
+            written_at: crate::units::now_rfc3339(),
             interval_seconds: self.identity.interval.as_secs_f64(),
             stopped,
         }
@@ -209,10 +208,6 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "node".to_owned())
 }
 
-fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).expect("the current time formats as RFC 3339")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,11 +218,11 @@ mod tests {
             role: "predictor".into(),
             address: "http://127.0.0.1:1".into(),
             model_version: Some(3),
-            started_at: now_rfc3339(),
+            started_at: crate::units::now_rfc3339(),
             uptime_seconds: 1.0,
             requests_per_second: 0.0,
             last_error: None,
-            written_at: written_at.format(&Rfc3339).unwrap(),
+            written_at: crate::units::rfc3339(written_at),
             interval_seconds: 5.0,
             stopped,
         }

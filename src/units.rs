@@ -1,7 +1,11 @@
-//! Byte sizes and durations as people write them in flags and read them in messages: parsed
-//! and formatted in one place.
+//! Byte sizes, durations and times as people write them in flags and read them in answers:
+//! parsed and formatted in one place. Times are RFC 3339 in UTC, and kept as milliseconds since
+//! 1970 where they are stored as numbers.
 
 use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// Parses `123`, `64K`, `16M`, `2G` (binary multiples; an optional trailing `B` or `iB`).
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
@@ -38,6 +42,38 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?}: a duration must be above 0"));
     }
     Ok(duration)
+}
+
+/// `time` as RFC 3339, as every answer writes a time.
+pub fn rfc3339(time: OffsetDateTime) -> String {
+    time.format(&Rfc3339).expect("a time since 1970 formats as RFC 3339")
+}
+
+/// Now, as RFC 3339.
+pub fn now_rfc3339() -> String {
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+/// Reads an RFC 3339 time.
+pub fn parse_rfc3339(text: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    OffsetDateTime::parse(text, &Rfc3339)
+}
+
+/// The time since an RFC 3339 time (zero for one in the future); `None` if it is not one.
+pub fn since_rfc3339(at: &str) -> Option<Duration> {
+    let at = parse_rfc3339(at).ok()?;
+    Some((OffsetDateTime::now_utc() - at).try_into().unwrap_or(Duration::ZERO))
+}
+
+/// `time` in milliseconds since 1970.
+pub fn millis(time: OffsetDateTime) -> i64 {
+    i64::try_from(time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The time `ms` milliseconds after 1970 (1970 itself for one out of range).
+pub fn from_millis(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// `1.5s`, `250ms`, `30s`, `2m`, `1h`, `7d`: a duration as the flags write it.

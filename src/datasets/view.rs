@@ -1,6 +1,7 @@
 //! What `GET /v1/dataset` and `GET /v1/dataset/rows` show of a history: its columns with their
 //! ranges, its rows, segments and arrival times, and samples of its rows for previews and plots.
 
+use crate::units::{from_millis, rfc3339};
 use serde::Serialize;
 
 use super::activity::SourceView;
@@ -56,8 +57,8 @@ impl History {
             generation: self.generation,
             segments: self.chunks.iter().filter(|chunk| matches!(chunk, Chunk::Segment(_))).count(),
             next_seq: self.next_seq,
-            oldest_arrival: arrivals.iter().map(|a| a.0).min().map(rfc3339),
-            newest_arrival: arrivals.iter().map(|a| a.1).max().map(rfc3339),
+            oldest_arrival: arrivals.iter().map(|a| a.0).min().map(|ms| rfc3339(from_millis(ms))),
+            newest_arrival: arrivals.iter().map(|a| a.1).max().map(|ms| rfc3339(from_millis(ms))),
             sources: sources.into_iter().map(|(source, view)| (source.as_str(), view)).collect(),
         }
     }
@@ -122,11 +123,4 @@ impl History {
             bytes::Bytes::from(text)
         }))
     }
-}
-
-/// Milliseconds since 1970 as RFC 3339.
-fn rfc3339(ms: i64) -> String {
-    let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    time.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

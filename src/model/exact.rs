@@ -1,8 +1,9 @@
 //! The exact least-squares model from the sufficient statistics of the rows alone: what a
 //! training on a long appended history costs O(segments) rather than O(rows) with.
 
-use super::{Fit, History, Metrics, Model, TrainSpec, now_rfc3339};
+use super::{Fit, History, Metrics, Model, TrainSpec};
 use crate::train::{FitParams, Moments, TrainError, least_squares_from_moments};
+use crate::units::now_rfc3339;
 
 impl Model {
     /// The least-squares model of `spec`'s selection from `moments` (of the features, then the

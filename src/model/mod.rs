@@ -120,7 +120,7 @@ impl Model {
         spec: TrainSpec<'_>,
         observer: &mut impl Observer,
     ) -> Result<Self, TrainError> {
-        let started_at = now_rfc3339();
+        let started_at = crate::units::now_rfc3339();
         let clock = std::time::Instant::now();
         let TrainSpec { selection, params, warm_start, job } = spec;
         let start = warm_start.map(|model| model.warm_start_weights(&selection, &params)).transpose()?;
@@ -151,7 +151,7 @@ impl Model {
             dataset_sha256: dataset.sha256().to_owned(),
             trained_rows: None,
             started_at,
-            trained_at: now_rfc3339(),
+            trained_at: crate::units::now_rfc3339(),
             duration_ms: clock.elapsed().as_secs_f64() * 1e3,
             job,
         };
@@ -269,7 +269,7 @@ impl Model {
     /// Time since the model was trained (`None` if `trained_at` is not RFC 3339, as in a
     /// hand-edited model file); never negative.
     pub fn age(&self) -> Option<std::time::Duration> {
-        since_rfc3339(&self.fit.trained_at)
+        crate::units::since_rfc3339(&self.fit.trained_at)
     }
 
     pub fn dataset_sha256(&self) -> &str {
@@ -329,18 +329,6 @@ fn name_column(column: String, selection: &Selection) -> String {
 /// Whether some value is so large that its square (and so a squared error) overflows.
 fn too_large_to_square(x: ArrayView2<f64>, y: ArrayView1<f64>) -> bool {
     scaled::max_abs(x.iter().chain(y.iter()).copied()) > f64::MAX.sqrt()
-}
-
-pub(crate) fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("the current time formats as RFC 3339")
-}
-
-/// The time since an RFC 3339 time (zero for one in the future); `None` if it is not one.
-pub(crate) fn since_rfc3339(at: &str) -> Option<std::time::Duration> {
-    let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
-    Some((time::OffsetDateTime::now_utc() - at).try_into().unwrap_or(std::time::Duration::ZERO))
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ActivationMetrics;
-use crate::model::{now_rfc3339, since_rfc3339};
 use crate::storage::{Fetched, Key, Listed, PutMode, Storage, StoreError};
+use crate::units::{now_rfc3339, since_rfc3339};
 
 /// The key prefix of the events.
 const EVENTS: &str = "models/events";

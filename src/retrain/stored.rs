@@ -11,6 +11,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::storage::{Fetched, Key, PutMode, Storage, StoreError};
+use crate::units::{from_millis, millis};
 
 /// The key of the object.
 const KEY: &str = "triggers.json";
@@ -51,7 +52,7 @@ impl Status {
     }
 
     pub fn anchor(&self) -> OffsetDateTime {
-        at(self.anchor_ms)
+        from_millis(self.anchor_ms)
     }
 }
 
@@ -60,15 +61,6 @@ impl Status {
 pub struct Mark {
     pub generation: u64,
     pub next_seq: u64,
-}
-
-pub fn millis(time: OffsetDateTime) -> i64 {
-    i64::try_from(time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
-pub fn at(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// The stored object, if there is one; an unreadable one is reported, not used.

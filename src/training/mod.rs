@@ -27,9 +27,10 @@ use self::pace::Pacer;
 use crate::data::{DataError, Selection};
 use crate::datasets::{Datasets, TrainingData};
 use crate::metrics::{Metrics, TrainingOutcome};
-use crate::model::{Model, TrainSpec, now_rfc3339};
+use crate::model::{Model, TrainSpec};
 use crate::registry::{Activation, Reason, Registry, RegistryError};
 use crate::train::{FitParams, Observer, TrainError};
+use crate::units::now_rfc3339;
 
 /// Finished jobs kept for `GET /v1/jobs`.
 const RECENT_JOBS: usize = 50;

@@ -110,10 +110,9 @@ fn row_choice(value: &Value) -> Result<RowChoice, String> {
                 _ => Err("rows.last: a whole number of rows, at least 1".into()),
             },
             (name, Value::String(time)) if name == "since" => {
-                let time = time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+                let time = crate::units::parse_rfc3339(time)
                     .map_err(|error| format!("rows.since: not an RFC 3339 time: {error}"))?;
-                let ms = time.unix_timestamp_nanos() / 1_000_000;
-                Ok(RowChoice::Since(i64::try_from(ms).unwrap_or(i64::MAX)))
+                Ok(RowChoice::Since(crate::units::millis(time)))
             }
             _ => Err(expected()),
         },
