@@ -23,11 +23,12 @@ use tokio_util::sync::CancellationToken;
 pub use triggers::{Trigger, TriggerSet, When, training_spec};
 
 use self::decide::{Admitted, Firing, Queue};
-use self::stored::{Mark, Status, Stored, millis};
+use self::stored::{Mark, Status, Stored};
 use crate::datasets::Datasets;
 use crate::metrics::RetrainMetrics;
 use crate::storage::Storage;
 use crate::training::{Job, JobError, Origin, TrainRequest, Trainer};
+use crate::units::rfc3339;
 
 /// The longest the task sleeps without looking (a schedule far ahead is looked at again).
 const LONGEST_SLEEP: Duration = Duration::from_secs(60);
@@ -124,7 +125,8 @@ impl Retrainer {
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(wake) => {}
-                _ = rows.changed() => {}
+                // Every commit changes the rows: only a rows condition needs to hear of it.
+                _ = rows.changed(), if self.counts_rows() => {}
                 () = self.inner.wake.notified() => {}
                 _ = ended.changed() => {}
             }
@@ -186,7 +188,7 @@ impl Retrainer {
             && let Some(firing) = state.queue.take()
         {
             // A training that cannot start is recorded as the trigger's outcome.
-            let _ = self.start(&mut state, firing, now);
+            let _ = self.start(&mut state, firing);
         }
         for firing in state.due(now, arrived) {
             self.offer(&mut state, firing, now);
@@ -205,7 +207,7 @@ impl Retrainer {
         let (admitted, start) = state.queue.offer(firing, self.inner.trainer.is_running());
         let mut fired = Fired { trigger: trigger.clone(), admitted: "started", job: None, error: None };
         match admitted {
-            Admitted::Start => match self.start(state, start.expect("a firing to start"), now) {
+            Admitted::Start => match self.start(state, start.expect("a firing to start")) {
                 Ok(job) => fired.job = Some(job),
                 Err(error) => (fired.admitted, fired.error) = ("not_started", Some(error)),
             },
@@ -221,11 +223,10 @@ impl Retrainer {
     }
 
     /// Starts `firing`'s training; an error is recorded as the trigger's outcome.
-    fn start(&self, state: &mut State, firing: Firing, now: OffsetDateTime) -> Result<u64, String> {
+    fn start(&self, state: &mut State, firing: Firing) -> Result<u64, String> {
         let trigger = firing.trigger.clone();
         let started = self.inner.trainer.train(&self.inner.datasets, firing.request);
         let status = state.status_mut(&trigger);
-        status.last_fired_ms = Some(millis(now));
         match started {
             Ok(job) => {
                 self.inner.metrics.started(&trigger);
@@ -268,6 +269,11 @@ impl Retrainer {
         history.next_seq.saturating_sub(since)
     }
 
+    /// Whether a trigger of the set fires on a number of rows.
+    fn counts_rows(&self) -> bool {
+        self.state().set.triggers.iter().any(|trigger| matches!(trigger.when, When::Rows(_)))
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -308,8 +314,4 @@ fn firing_of(trigger: &Trigger, scheduled_for: Option<OffsetDateTime>) -> Firing
 
 fn not_started(error: &JobError) -> String {
     format!("not started: {error}")
-}
-
-fn rfc3339(time: OffsetDateTime) -> String {
-    time.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

@@ -7,9 +7,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::decide::{self, Firing, Queue};
-use super::stored::{Mark, Status, at, millis};
-use super::{State, Trigger, TriggerSet, When, firing_of, rfc3339};
+use super::stored::{Mark, Status};
+use super::{State, Trigger, TriggerSet, When, firing_of};
 use crate::training::JobState;
+use crate::units::{from_millis, millis, rfc3339};
 
 /// The outcome of a trigger whose training runs.
 pub(super) const RUNNING: &str = "running";
@@ -65,13 +66,12 @@ impl State {
     pub(super) fn due(&mut self, now: OffsetDateTime, arrived: u64) -> Vec<Firing> {
         let mut firings = Vec::new();
         for trigger in &self.set.triggers {
-            let status = self.status.get(&trigger.name).cloned().unwrap_or_else(|| Status::new(now));
             match &trigger.when {
                 When::Rows(threshold) if decide::rows_to_go(*threshold, arrived) == 0 => {
                     firings.push(firing_of(trigger, None));
                 }
                 When::Every(_) | When::Cron(_) => {
-                    let Some(due) = decide::due(&trigger.when, status.anchor(), now) else { continue };
+                    let Some(due) = decide::due(&trigger.when, self.anchor(trigger), now) else { continue };
                     let mut firing = firing_of(trigger, Some(due.scheduled_for));
                     firing.merged = due.missed;
                     if due.missed > 0 {
@@ -148,8 +148,8 @@ impl State {
         view["state"] = json!({
             "next_fire": next.map(rfc3339),
             "rows_to_go": rows_to_go,
-            "last_fired": status.last_fired_ms.map(|ms| rfc3339(at(ms))),
-            "last_scheduled_for": status.last_scheduled_for_ms.map(|ms| rfc3339(at(ms))),
+            "last_fired": status.last_fired_ms.map(|ms| rfc3339(from_millis(ms))),
+            "last_scheduled_for": status.last_scheduled_for_ms.map(|ms| rfc3339(from_millis(ms))),
             "job": status.job,
             "outcome": status.outcome,
             "fired": status.fired,
