@@ -48,13 +48,25 @@ pub enum RetrainError {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Fired {
     pub trigger: String,
-    /// `started`, `not_started` (see `error`), `queued` (behind the running training) or `merged`
-    /// (into the one queued).
-    pub admitted: &'static str,
+    pub admitted: Admission,
     /// The job started now, if one was.
     pub job: Option<u64>,
     /// Why no job started, if it could not.
     pub error: Option<String>,
+}
+
+/// How a firing was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Admission {
+    /// Its training started now.
+    Started,
+    /// Its training could not start (the firing's `error` says why).
+    NotStarted,
+    /// It waits behind the running training.
+    Queued,
+    /// It was merged into the firing already waiting.
+    Merged,
 }
 
 /// The retraining triggers; clones share everything.
@@ -205,15 +217,16 @@ impl Retrainer {
         state.mark = Mark { generation: history.generation, next_seq: history.next_seq };
         state.fired(&firing, now);
         let (admitted, start) = state.queue.offer(firing, self.inner.trainer.is_running());
-        let mut fired = Fired { trigger: trigger.clone(), admitted: "started", job: None, error: None };
+        let mut fired =
+            Fired { trigger: trigger.clone(), admitted: Admission::Started, job: None, error: None };
         match admitted {
             Admitted::Start => match self.start(state, start.expect("a firing to start")) {
                 Ok(job) => fired.job = Some(job),
-                Err(error) => (fired.admitted, fired.error) = ("not_started", Some(error)),
+                Err(error) => (fired.admitted, fired.error) = (Admission::NotStarted, Some(error)),
             },
-            Admitted::Queued => fired.admitted = "queued",
+            Admitted::Queued => fired.admitted = Admission::Queued,
             Admitted::Merged { into } => {
-                fired.admitted = "merged";
+                fired.admitted = Admission::Merged;
                 self.inner.metrics.merged(&trigger);
                 state.status_mut(&trigger).merged += 1;
                 tracing::info!(trigger, into, "a firing was merged into the training waiting");
