@@ -7,7 +7,7 @@
 //! interface); on it, [`datasets`] keeps the dataset (a base and the appended segments, group
 //! committed) and [`registry`] every trained model
 //! and which one is active; [`ingest`] decodes appended rows and subscribes to MQTT and Kafka;
-//! [`nodes`] is each node's heartbeat and the list of them. [`training`] runs one training at a time in the background (behind a quality gate when asked), [`retrain`] starts trainings
+//! [`nodes`] is each node's heartbeat and the list of them; [`serving`] is the one prediction service every protocol translates to. [`training`] runs one training at a time in the background (behind a quality gate when asked), [`retrain`] starts trainings
 //! by itself on row thresholds, schedules and webhooks,
 //! [`metrics`] counts what happens for Prometheus, [`state`] is the shared handle the HTTP layer
 //! works on. [`settings`] holds the configuration as plain values; [`app`] composes everything
@@ -28,6 +28,7 @@ pub mod model;
 pub mod nodes;
 pub mod registry;
 pub mod retrain;
+pub mod serving;
 pub mod settings;
 pub mod state;
 pub mod storage;

@@ -162,6 +162,19 @@ pub struct RetrainSettings {
     pub gate_margin: f64,
 }
 
+/// The model's name unless `--model-name` gives one.
+pub const DEFAULT_MODEL_NAME: &str = "regserve";
+
+/// Whether `name` can name the model in a URL path: letters, digits, `-`, `_` and `.`, as the
+/// standard protocols' model names are (a `:` would be read as TensorFlow Serving's verb).
+pub fn check_model_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    match !name.is_empty() && name.len() <= 128 && name.chars().all(allowed) {
+        true => Ok(()),
+        false => Err(format!("{name:?} is not a model name: use 1 to 128 letters, digits, '-', '_' or '.'")),
+    }
+}
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -176,6 +189,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Model versions kept in the store.
     pub keep_models: usize,
+    /// The name the standard protocols address the model by.
+    pub model_name: String,
     /// A second listener that alone serves the state-changing routes.
     pub admin_addr: Option<SocketAddr>,
     pub access: Access,
@@ -264,6 +279,7 @@ impl Settings {
             sources: SourceSettings::default(),
             limits: Limits::default(),
             keep_models: 20,
+            model_name: DEFAULT_MODEL_NAME.to_owned(),
             admin_addr: None,
             access: Access::default(),
             cors_origins: Vec::new(),

@@ -10,7 +10,8 @@ use crate::metrics::{Metrics, Snapshot};
 use crate::model::Model;
 use crate::registry::Registry;
 use crate::retrain::Retrainer;
-use crate::settings::{Limits, Role};
+use crate::serving::Serving;
+use crate::settings::{DEFAULT_MODEL_NAME, Limits, Role};
 use crate::storage::Storage;
 use crate::storage::health::StoreHealth;
 use crate::training::{GateSettings, Job, JobError, TrainRequest, Trainer};
@@ -26,6 +27,7 @@ struct Inner {
     datasets: Arc<Datasets>,
     models: Arc<Registry>,
     trainer: Trainer,
+    serving: Serving,
     metrics: Arc<Metrics>,
     role: Role,
     store_health: Arc<StoreHealth>,
@@ -52,12 +54,14 @@ impl AppState {
     ) -> Self {
         let metrics = Arc::new(Metrics::new(datasets.activity().metrics(), models.events().metrics()));
         let trainer = Trainer::new(models.clone(), metrics.clone(), limits.training_priority, gate);
+        let serving = Serving::new(DEFAULT_MODEL_NAME, models.clone(), metrics.predictions.clone());
         Self {
             inner: Arc::new(Inner {
                 limits,
                 datasets: Arc::new(datasets),
                 models,
                 trainer,
+                serving,
                 metrics,
                 role,
                 store_health,
@@ -70,6 +74,18 @@ impl AppState {
     pub fn with_retrainer(mut self, retrainer: Retrainer) -> Self {
         Arc::get_mut(&mut self.inner).expect("the state is not shared yet").retrainer = Some(retrainer);
         self
+    }
+
+    /// The state with its model named `name`; before it is shared.
+    pub fn with_model_name(mut self, name: &str) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("the state is not shared yet");
+        inner.serving = Serving::new(name, inner.models.clone(), inner.metrics.predictions.clone());
+        self
+    }
+
+    /// The prediction service.
+    pub fn serving(&self) -> &Serving {
+        &self.inner.serving
     }
 
     /// The retraining triggers, on a node that trains.

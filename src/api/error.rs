@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::data::DataError;
 use crate::registry::RegistryError;
+use crate::serving::ServeError;
 use crate::storage::StoreError;
 use crate::train::TrainError;
 use crate::training::{CancelReason, JobError};
@@ -29,6 +30,8 @@ pub enum AppError {
     Version(#[from] RegistryError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
     #[error("{message}")]
     Status { status: StatusCode, message: String },
     /// The server is at a limit: 503 with `Retry-After`, and not logged as an error (under
@@ -49,9 +52,22 @@ impl AppError {
             Self::JobFailed(error) => job_status(error),
             Self::Version(error) => version_status(error),
             Self::Store(error) => store_status(error),
+            Self::Serve(error) => serve_status(error),
             Self::Status { status, .. } => *status,
             Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
+    }
+}
+
+/// The status of a prediction that was not made, the same for every protocol that answers
+/// with this type.
+pub fn serve_status(error: &ServeError) -> StatusCode {
+    match error {
+        ServeError::NotTrained => StatusCode::CONFLICT,
+        ServeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ServeError::UnknownModel { .. } => StatusCode::NOT_FOUND,
+        ServeError::Version(error) => version_status(error),
+        ServeError::Shape { .. } | ServeError::Predict(_) => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

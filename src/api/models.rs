@@ -43,7 +43,7 @@ pub async fn current_model(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let Query(query) = query?;
-    let model = state.model().ok_or_else(|| no_model(&state))?;
+    let model = state.serving().active()?;
     let etag = HeaderValue::from_str(&format!("\"v{}\"", model.version())).expect("an ETag is ASCII");
     let unchanged = headers
         .get_all(header::IF_NONE_MATCH)
@@ -118,14 +118,5 @@ pub struct ModelAnswer {
 impl serde::Serialize for ModelAnswer {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.model.view(self.detail).serialize(serializer)
-    }
-}
-
-/// The answer to any request that needs the served model when there is none: 503 with the
-/// reason when a version is named active but cannot be served, else 409 (nothing trained yet).
-pub fn no_model(state: &AppState) -> AppError {
-    match state.models().active_unavailable() {
-        Some(reason) => AppError::new(StatusCode::SERVICE_UNAVAILABLE, reason),
-        None => AppError::new(StatusCode::CONFLICT, "no model has been trained yet: POST /train first"),
     }
 }

@@ -4,7 +4,8 @@
 //! The body is read straight into predictions: each row is predicted as it is parsed and its
 //! inputs are not kept, large bodies are parsed on a blocking thread, and the predictions count
 //! against the memory budget as they grow. A large answer is written out as the client reads it,
-//! so it never exists whole in memory.
+//! so it never exists whole in memory. The model and the metrics are the prediction service's;
+//! rows are predicted with the model's own row arithmetic as they are parsed.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -20,8 +21,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use super::AppError;
 use super::budget::{Budget, Reservation, SMALL};
-use super::models::no_model;
 use crate::model::{Model, PredictError};
+use crate::serving::{Protocol, Serving};
 use crate::state::AppState;
 
 /// Bodies larger than this are parsed on a blocking thread.
@@ -40,15 +41,22 @@ pub async fn predict(
     body: Bytes,
 ) -> Result<Response, AppError> {
     require_json(&headers)?;
-    let model = state.model().ok_or_else(|| no_model(&state))?;
-    let predictions = match body.len() <= PARSE_INLINE_BYTES {
-        true => predict_body(&body, &model, &budget)?,
+    let serving = state.serving();
+    let predicted = predict_request(serving, &budget, body).await;
+    serving.record(Protocol::Flask, predicted.as_ref().map(|answer| answer.values.len()).map_err(|_| ()));
+    Ok(predicted?.into_response())
+}
+
+/// The predictions of a `/predict` body by the served model.
+async fn predict_request(serving: &Serving, budget: &Budget, body: Bytes) -> Result<Predictions, AppError> {
+    let model = serving.active()?;
+    match body.len() <= PARSE_INLINE_BYTES {
+        true => predict_body(&body, &model, budget),
         false => {
-            let work = budget.clone();
-            work.offload(move || predict_body(&body, &model, &budget)).await??
+            let budget = budget.clone();
+            budget.clone().offload(move || predict_body(&body, &model, &budget)).await?
         }
-    };
-    Ok(predictions.into_response())
+    }
 }
 
 /// 415 unless the body is declared JSON, as the original's `request.json` requires.

@@ -153,7 +153,8 @@ impl Application {
             _ => None,
         };
         let gate = GateSettings { holdout: config.retrain.holdout, margin: config.retrain.gate_margin };
-        let mut state = AppState::for_node(config.limits, gate, datasets, models, role, health);
+        let mut state = AppState::for_node(config.limits, gate, datasets, models, role, health)
+            .with_model_name(&config.model_name);
         if role.trains() {
             let retrainer = retrainer(&state, &config.retrain).await?;
             state = state.with_retrainer(retrainer);

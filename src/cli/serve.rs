@@ -10,9 +10,9 @@ use clap::{Args, ValueEnum};
 use crate::ingest::settings::{parse_kafka_broker, parse_mqtt_url};
 use crate::nodes::host_name;
 use crate::settings::{
-    Access, ClusterSettings, ConnectionLimits, IntakeSettings, KafkaSettings, Limits, Location, MqttSettings,
-    RetrainSettings, Role, Settings, SourceSettings, Token, TrainingPriority, default_data_dir,
-    parse_host_name, parse_origin,
+    Access, ClusterSettings, ConnectionLimits, DEFAULT_MODEL_NAME, IntakeSettings, KafkaSettings, Limits,
+    Location, MqttSettings, RetrainSettings, Role, Settings, SourceSettings, Token, TrainingPriority,
+    default_data_dir, parse_host_name, parse_origin,
 };
 use crate::units::{parse_bytes, parse_duration};
 
@@ -106,6 +106,9 @@ pub struct ServeArgs {
     /// How many model versions to keep on disk (the active one is never deleted).
     #[arg(long, env = "REGSERVE_KEEP_MODELS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub keep_models: u64,
+    /// The model's name, by which KServe v2, TensorFlow Serving and MLflow clients address it.
+    #[arg(long, env = "REGSERVE_MODEL_NAME", default_value = DEFAULT_MODEL_NAME, value_parser = parse_model_name)]
+    pub model_name: String,
     /// Largest JSON request body (predict, train), in bytes or with a K/M/G suffix.
     #[arg(long, env = "REGSERVE_MAX_BODY", default_value = "16M", value_parser = parse_bytes)]
     pub max_body: u64,
@@ -261,6 +264,7 @@ impl From<ServeArgs> for Settings {
                 .or(args.data_dir.map(Location::Local))
                 .unwrap_or_else(|| Location::Local(default_data_dir())),
             keep_models: usize::try_from(args.keep_models).unwrap_or(usize::MAX),
+            model_name: args.model_name.clone(),
             limits: Limits {
                 max_upload_bytes: args.max_upload,
                 max_body_bytes: usize::try_from(args.max_body).unwrap_or(usize::MAX),
@@ -315,6 +319,10 @@ impl From<ServeArgs> for Settings {
 
 fn parse_cron(text: &str) -> Result<String, String> {
     crate::retrain::cron::parse(text).map(|cron| cron.to_string())
+}
+
+fn parse_model_name(text: &str) -> Result<String, String> {
+    crate::settings::check_model_name(text).map(|()| text.to_owned())
 }
 
 fn parse_holdout(text: &str) -> Result<f64, String> {

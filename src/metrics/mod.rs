@@ -25,10 +25,12 @@ use crate::train::Solver;
 
 mod activations;
 mod intake;
+mod predictions;
 mod retrain;
 
 pub use activations::ActivationMetrics;
 pub use intake::IntakeMetrics;
+pub use predictions::PredictionMetrics;
 pub use retrain::RetrainMetrics;
 
 /// The content type of [`Metrics::render`]'s output.
@@ -71,6 +73,8 @@ pub struct Metrics {
     answered: std::sync::atomic::AtomicU64,
     /// The retraining triggers' recorders.
     pub retrain: RetrainMetrics,
+    /// The prediction service's recorders.
+    pub predictions: PredictionMetrics,
 }
 
 impl Default for Metrics {
@@ -87,6 +91,8 @@ impl Metrics {
         activations.register(&mut registry);
         let retrain = RetrainMetrics::default();
         retrain.register(&mut registry);
+        let predictions = PredictionMetrics::default();
+        predictions.register(&mut registry);
         let requests = Family::default();
         registry.register(
             "http_requests",
@@ -151,6 +157,7 @@ impl Metrics {
             activations: activations.clone(),
             answered: std::sync::atomic::AtomicU64::new(0),
             retrain,
+            predictions,
         }
     }
 
