@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Service benchmark: builds the release binary, runs it on loopback, measures throughput and
-# latency (predict against /healthz), predict latency during a 10M-row training, /train?wait=true,
+# latency (predict against /healthz; each HTTP prediction protocol against /healthz), predict latency during a 10M-row training, /train?wait=true,
 # a 1 GiB upload, memory and start-up time, a new client's latency while 2,000 hostile connections
 # are held, a fit beside busy programs at each training priority, memory with answers nobody
 # reads and with long loss histories, memory for uploads of several shapes, a cluster on SeaweedFS
@@ -15,7 +15,7 @@
 #   --only STEPS     run only these steps, comma-separated (they run in the usual order; the
 #                    figures of the others are left out of BENCHMARKS.md), e.g.
 #                    --only hostile,priority,memory,uploads. The steps: startup, throughput,
-#                    training, trainwait, upload, hostile, priority, memory, uploads, cluster,
+#                    protocols, training, trainwait, upload, hostile, priority, memory, uploads, cluster,
 #                    intake, criterion
 #   --quick          a short trial of the script itself: 2 s wrk runs, few repetitions, small
 #                    files (its figures are not comparable with a full run's)
@@ -39,7 +39,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-ALL_STEPS="startup throughput training trainwait upload hostile priority memory uploads cluster intake criterion"
+ALL_STEPS="startup throughput protocols training trainwait upload hostile priority memory uploads cluster intake criterion"
 SERVICE_ONLY=0
 DURATION=""
 ONLY=""
@@ -416,6 +416,16 @@ bench_throughput() {
         profile_note="Profiles are \`perf record -e cpu-clock -F 999 -g\` samples (this virtual machine exposes no hardware counters), shown as \`perf report --no-children\` (self time), trimmed. For the server, each sample is about 1 ms of its CPU time, so samples divided by the requests served in the 5 s window give CPU time per request."
     fi
     stop_server
+}
+
+# --- 4b. the prediction protocols over HTTP against /healthz ---------------------------------
+bench_protocols() {
+    step "wrk: each HTTP prediction protocol against /healthz at 64 connections"
+    logcmd "python3 scripts/bench/protocols.py \$BIN \$DATA wrk \$RES"
+    local quick=()
+    [[ $QUICK -eq 1 ]] && quick=(--quick)
+    python3 "$ROOT/scripts/bench/protocols.py" "$BIN" "$(fresh_copy)" "$(command -v wrk)" "$RES" "${quick[@]}" >&2 ||
+        die "the protocols step failed"
 }
 
 # --- 5. predict during a long training ---------------------------------------------------------
@@ -858,6 +868,7 @@ bench_callgrind_predict() {
 profile_note=""
 want startup && bench_startup
 want throughput && bench_throughput
+want protocols && bench_protocols
 want training && bench_training
 want trainwait && bench_trainwait
 want upload && bench_upload

@@ -244,9 +244,10 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def wrk(wrk_binary, url, seconds, connections=64):
+def wrk(wrk_binary, url, seconds, connections=64, body='{"x_predict":[15.5]}'):
+    """A wrk run of POST `body` (a GET when it is empty) at `connections`."""
     script = Path(__file__).with_name("wrk.lua")
-    env = {**os.environ, "WRK_BODY": '{"x_predict":[15.5]}'}
+    env = {**os.environ, "WRK_BODY": body}
     out = subprocess.run([wrk_binary, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
                          env=env, capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))

@@ -971,17 +971,13 @@ def render(results, markdown):
                 f"{verdict(r['hwm_kb'] * 1024 <= numeric + 64 * mb and upload_ok(r))} |")
         add("")
 
-    # --- a cluster (written by scripts/bench/cluster.py) ------------------------------------
-    cluster = res / "cluster.md"
-    if cluster.exists():
-        lines.extend(cluster.read_text().splitlines())
-        add("")
-
-    # --- appending rows (written by scripts/bench/intake.py) ------------------------------
-    intake = res / "intake.md"
-    if intake.exists():
-        lines.extend(intake.read_text().splitlines())
-        add("")
+    # --- the sections the step scripts write whole: a cluster (cluster.py), appending rows
+    # (intake.py), the HTTP prediction protocols (protocols.py) ---------------------------
+    for section in ("cluster", "intake", "protocols"):
+        written = res / f"{section}.md"
+        if written.exists():
+            lines.extend(written.read_text().splitlines())
+            add("")
 
     # --- criterion -----------------------------------------------------------------------
     if crit:
