@@ -34,7 +34,7 @@ pub use forward::TrainerLink;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, MatchedPath};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, MatchedPath, State};
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -45,6 +45,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use self::routes::Classes;
 use crate::nodes::Directory;
 use crate::settings::{Access, Role};
 use crate::state::AppState;
@@ -94,11 +95,19 @@ pub struct ApiState {
     /// The other nodes, as their heartbeats say, and this node's id among them.
     pub nodes: Arc<Directory>,
     pub node_id: String,
+    /// The route table, for listing the routes.
+    pub routes: Arc<Classes>,
 }
 
 impl FromRef<ApiState> for AppState {
     fn from_ref(state: &ApiState) -> Self {
         state.app.clone()
+    }
+}
+
+impl FromRef<ApiState> for Arc<Classes> {
+    fn from_ref(state: &ApiState) -> Self {
+        state.routes.clone()
     }
 }
 
@@ -128,7 +137,7 @@ pub fn router(state: AppState, options: &HttpOptions, listener: Listener, budget
         (false, Listener::Public) => gate::Changes::OnlyOnAdminListener,
     };
     let gate = gate::Gate::new(
-        classes,
+        classes.clone(),
         access::Tokens::new(&options.access),
         options.hosts.clone(),
         options.cors_origins.clone(),
@@ -177,6 +186,7 @@ pub fn router(state: AppState, options: &HttpOptions, listener: Listener, budget
         trainer: options.trainer.clone(),
         nodes: Arc::new(Directory::default()),
         node_id: options.node_id.clone(),
+        routes: classes,
     })
 }
 
@@ -190,19 +200,9 @@ pub struct AppJson<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(AppError))]
 pub struct AppPath<T>(pub T);
 
-/// `GET /v1`: what this service is and the routes it answers.
-async fn service_routes() -> Json<serde_json::Value> {
-    Json(json!({
-        "service": "regserve",
-        "version": env!("CARGO_PKG_VERSION"),
-        "routes": [
-            "POST /upload", "POST /train", "GET /training_flag", "POST /predict", "GET /healthz", "GET /readyz",
-            "GET /metrics",
-            "GET /v1/model", "GET /v1/models", "GET /v1/models/events", "GET /v1/nodes", "GET /v1/models/{version}", "POST /v1/models/{version}/activate",
-            "GET /v1/jobs", "GET /v1/jobs/{id}", "DELETE /v1/jobs/{id}", "GET /v1/jobs/{id}/events",
-            "GET /v1/dataset", "GET /v1/dataset.csv", "GET /v1/dataset/rows",
-        ],
-    }))
+/// `GET /v1`: what this service is and the routes it answers, as the route table declares them.
+async fn service_routes(State(routes): State<Arc<Classes>>) -> Json<serde_json::Value> {
+    Json(json!({ "service": "regserve", "version": env!("CARGO_PKG_VERSION"), "routes": routes.listing() }))
 }
 
 async fn not_found(uri: Uri) -> AppError {

@@ -96,13 +96,24 @@ pub struct Classes {
 }
 
 impl Classes {
-    /// The class of a matched route (`HEAD` is classed as `GET`); `None` for requests no route
-    /// serves (404, 405), which need nothing.
     /// The template as this table holds it, for a route that matched.
     pub fn template(&self, route: &str) -> Option<&'static str> {
         self.by_route.get_key_value(route).map(|(template, _)| *template)
     }
 
+    /// Every route as `METHOD /template`, sorted by template.
+    pub fn listing(&self) -> Vec<String> {
+        let mut routes: Vec<(&str, &Method)> = self
+            .by_route
+            .iter()
+            .flat_map(|(route, methods)| methods.iter().map(|(method, _)| (*route, method)))
+            .collect();
+        routes.sort_by(|a, b| (a.0, a.1.as_str()).cmp(&(b.0, b.1.as_str())));
+        routes.into_iter().map(|(route, method)| format!("{method} {route}")).collect()
+    }
+
+    /// The class of a matched route (`HEAD` is classed as `GET`); `None` for requests no route
+    /// serves (404, 405), which need nothing.
     pub fn of(&self, method: &Method, route: Option<&str>) -> Option<Class> {
         let method = if method == Method::HEAD { &Method::GET } else { method };
         let methods = self.by_route.get(route?)?;
@@ -199,6 +210,9 @@ mod tests {
         assert_eq!(class(Method::GET, "/upload"), None, "405, not 401");
         assert_eq!(class(Method::GET, "/healthz"), Some(Class::Probe));
         assert_eq!(classes.of(&Method::GET, None), None);
+        let listing = classes.listing();
+        assert!(listing.contains(&"POST /v1/triggers/{name}/fire".to_owned()), "{listing:?}");
+        assert_eq!(listing.len(), classes.by_route.values().map(Vec::len).sum::<usize>());
         let changes: Vec<_> = classes
             .by_route
             .iter()

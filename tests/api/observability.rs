@@ -242,3 +242,18 @@ async fn text_logs_name_the_request_id_and_status() {
     assert!(serde_json::from_str::<Value>(line).is_err(), "text, not JSON");
     assert!(!stdout.contains("tok-9f8e7d6c5b4a"));
 }
+
+#[tokio::test]
+async fn the_service_lists_every_route_it_answers() {
+    let app = spawn_app().await;
+    let listed = app.json("/v1").await;
+    let routes: Vec<&str> = listed["routes"].as_array().unwrap().iter().map(|route| route.as_str().unwrap()).collect();
+    for route in ["POST /predict", "PUT /v1/triggers", "GET /v1/data/ws", "DELETE /v1/jobs/{id}", "GET /v1"] {
+        assert!(routes.contains(&route), "{route} missing from {routes:?}");
+    }
+    for (method, path) in routes.iter().filter_map(|route| route.split_once(' ')) {
+        let path = path.replace("{file}", "app.js").replace("{id}", "1").replace("{name}", "x");
+        let response = app.client.request(method.parse().unwrap(), app.url(&path)).send().await.unwrap();
+        assert_ne!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is listed but not routed");
+    }
+}
