@@ -14,6 +14,7 @@ mod front;
 mod gate;
 mod health;
 mod jobs;
+mod kserve;
 mod model_events;
 mod models;
 mod nodes;
@@ -201,6 +202,10 @@ async fn service_routes() -> Json<serde_json::Value> {
             "GET /v1/model", "GET /v1/models", "GET /v1/models/events", "GET /v1/nodes", "GET /v1/models/{version}", "POST /v1/models/{version}/activate",
             "GET /v1/jobs", "GET /v1/jobs/{id}", "DELETE /v1/jobs/{id}", "GET /v1/jobs/{id}/events",
             "GET /v1/dataset", "GET /v1/dataset.csv", "GET /v1/dataset/rows",
+            "GET /v2", "GET /v2/health/live", "GET /v2/health/ready", "GET /v2/models/{name}",
+            "GET /v2/models/{name}/ready", "POST /v2/models/{name}/infer",
+            "GET /v2/models/{name}/versions/{version}", "GET /v2/models/{name}/versions/{version}/ready",
+            "POST /v2/models/{name}/versions/{version}/infer",
         ],
     }))
 }
