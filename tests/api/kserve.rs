@@ -27,6 +27,26 @@ async fn output_of(response: reqwest::Response, version: &str) -> Value {
     outputs.remove(0)
 }
 
+/// A request header of one binary input `x` of `size` bytes.
+fn binary_request(datatype: &str, shape: Value, size: usize) -> Value {
+    let parameters = json!({ "binary_data_size": size });
+    json!({ "inputs": [{ "name": "x", "datatype": datatype, "shape": shape, "parameters": parameters }] })
+}
+
+/// The predictions of a binary answer, after checking its header describes them.
+async fn binary_output_of(response: reqwest::Response, rows: usize) -> Vec<f64> {
+    assert_eq!(response.status(), StatusCode::OK);
+    let length: usize =
+        response.headers()["inference-header-content-length"].to_str().unwrap().parse().unwrap();
+    let body = response.bytes().await.unwrap();
+    let answer: Value = serde_json::from_slice(&body[..length]).unwrap();
+    let output = &answer["outputs"][0];
+    assert_eq!(output["shape"], json!([rows, 1]));
+    assert_eq!(output["parameters"]["binary_data_size"], json!(rows * 8));
+    assert!(output.get("data").is_none(), "{answer}");
+    body[length..].chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect()
+}
+
 fn floats(values: &Value) -> Vec<f64> {
     values.as_array().unwrap().iter().map(|value| value.as_f64().unwrap()).collect()
 }
@@ -145,30 +165,23 @@ async fn binary_tensors_in_and_out_predict_what_predict_does() {
     let want = app.predict_ok(json!([10, 15.5, 21])).await;
     let fp64 = le_bytes([10.0f64, 15.5, 21.0].map(f64::to_le_bytes));
     let fp32 = le_bytes([10.0f32, 15.5, 21.0].map(f32::to_le_bytes));
-    let binary_input = |datatype: &str, size: usize| json!({ "name": "x", "datatype": datatype, "shape": [3, 1], "parameters": { "binary_data_size": size } });
     // The output asked for by name as binary, and by `binary_data_output`, as tritonclient does.
-    let by_name = json!({ "inputs": [binary_input("FP64", 24)], "outputs": [{ "name": "y", "parameters": { "binary_data": true } }] });
-    let by_default =
-        json!({ "inputs": [binary_input("FP32", 12)], "parameters": { "binary_data_output": true } });
+    let mut by_name = binary_request("FP64", json!([3, 1]), 24);
+    by_name["outputs"] = json!([{ "name": "y", "parameters": { "binary_data": true } }]);
+    let mut by_default = binary_request("FP32", json!([3, 1]), 12);
+    by_default["parameters"] = json!({ "binary_data_output": true });
     for (header, bytes) in [(by_name, &fp64), (by_default, &fp32)] {
-        let response = post_binary(&app, &header, bytes, None).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let length: usize =
-            response.headers()["inference-header-content-length"].to_str().unwrap().parse().unwrap();
-        let body = response.bytes().await.unwrap();
-        let answer: Value = serde_json::from_slice(&body[..length]).unwrap();
-        let output = &answer["outputs"][0];
-        assert_eq!(
-            (&output["shape"], &output["parameters"]["binary_data_size"]),
-            (&json!([3, 1]), &json!(24))
-        );
-        assert!(output.get("data").is_none(), "{answer}");
-        let values: Vec<f64> =
-            body[length..].chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect();
-        assert_eq!(values, want);
+        assert_eq!(binary_output_of(post_binary(&app, &header, bytes, None).await, 3).await, want);
     }
+    // Large enough to be decoded on a blocking thread.
+    let rows = 50_000;
+    let xs: Vec<f64> = (0..rows).map(|row| row as f64 / 1000.0).collect();
+    let mut header = binary_request("FP64", json!([rows]), rows * 8);
+    header["parameters"] = json!({ "binary_data_output": true });
+    let response = post_binary(&app, &header, &le_bytes(xs.iter().map(|x| x.to_le_bytes())), None).await;
+    assert_eq!(binary_output_of(response, rows).await, app.predict_ok(json!(xs)).await);
     // A binary input with a JSON answer.
-    let header = json!({ "inputs": [binary_input("INT8", 3)] });
+    let header = binary_request("INT8", json!([3, 1]), 3);
     let response = post_binary(&app, &header, &[10, 15, 21], None).await;
     assert!(!response.headers().contains_key("inference-header-content-length"));
     let integers = app.predict_ok(json!([10, 15, 21])).await;
@@ -206,9 +219,10 @@ async fn malformed_requests_are_400s_that_say_what_is_wrong() {
         let message = error_of(app.post_json(INFER, &body).await, StatusCode::BAD_REQUEST).await;
         assert!(message.contains(expected), "{body}: {message:?} lacks {expected:?}");
     }
-    let binary = json!({ "inputs": [{ "name": "x", "datatype": "FP64", "shape": [2], "parameters": { "binary_data_size": 16 } }] });
-    let short = json!({ "inputs": [{ "name": "x", "datatype": "FP64", "shape": [3], "parameters": { "binary_data_size": 16 } }] });
-    let both = json!({ "inputs": [{ "name": "x", "datatype": "FP64", "shape": [1], "data": [1], "parameters": { "binary_data_size": 8 } }] });
+    let binary = binary_request("FP64", json!([2]), 16);
+    let short = binary_request("FP64", json!([3]), 16);
+    let mut both = binary_request("FP64", json!([1]), 8);
+    both["inputs"][0]["data"] = json!([1]);
     let binary_cases: [(&Value, &[u8], Option<&str>, &str); 7] = [
         (&binary, &[0; 8], None, "declares 16 bytes of binary data, but 8 bytes follow"),
         (&binary, &[0; 24], None, "but 24 bytes follow"),

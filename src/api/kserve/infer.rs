@@ -256,9 +256,10 @@ fn source<'a>(
             let needed = elements.checked_mul(datatype.size()).and_then(|bytes| u64::try_from(bytes).ok());
             if needed != Some(declared) {
                 let needed = needed.map_or("more than can be".to_owned(), |bytes| format!("{bytes}"));
+                let datatype = datatype.name();
                 return Err(bad(format!(
-                    "input {INPUT:?} declares binary_data_size {declared}, but its shape {shape:?} of {} is {needed} bytes",
-                    datatype.name()
+                    "input {INPUT:?} declares binary_data_size {declared}, \
+                     but its shape {shape:?} of {datatype} is {needed} bytes"
                 )));
             }
             match declared == binary.len() as u64 {
