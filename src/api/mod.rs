@@ -14,6 +14,7 @@ mod front;
 mod gate;
 mod health;
 mod jobs;
+mod kserve;
 mod model_events;
 mod models;
 mod nodes;

@@ -26,7 +26,7 @@ use crate::serving::{Protocol, Serving};
 use crate::state::AppState;
 
 /// Bodies larger than this are parsed on a blocking thread.
-const PARSE_INLINE_BYTES: usize = 256 * 1024;
+pub(super) const PARSE_INLINE_BYTES: usize = 256 * 1024;
 /// Predictions written per chunk of a streamed answer (about 200 KB).
 const ROWS_PER_CHUNK: usize = 8192;
 /// How many more predictions are covered in the budget at a time as they grow: answers up to

@@ -16,8 +16,8 @@ use tower_http::timeout::TimeoutLayer;
 
 use super::access::Need;
 use super::{
-    ApiState, data, data_ws, dataset, health, jobs, model_events, models, observe, page, predict, train,
-    triggers, upload,
+    ApiState, data, data_ws, dataset, health, jobs, kserve, model_events, models, observe, page, predict,
+    train, triggers, upload,
 };
 
 /// What a route is, for access and limits.
@@ -155,6 +155,30 @@ pub fn routes(request_timeout: Duration, predicts_only: bool) -> (Router<ApiStat
     table.add(Class::Change, Method::PUT, "/v1/triggers", put(triggers::replace));
     table.add(Class::Change, Method::POST, "/v1/triggers/webhook", post(triggers::webhook));
     table.add(Class::Change, Method::POST, "/v1/triggers/{name}/fire", post(triggers::fire_one));
+    table.add(Class::Probe, Method::GET, "/v2/health/live", get(kserve::live));
+    table.add(Class::Probe, Method::GET, "/v2/health/ready", get(kserve::server_ready));
+    table.add(Class::Read, Method::GET, "/v2", get(kserve::server_metadata));
+    table.add(Class::Read, Method::GET, "/v2/models/{name}", get(kserve::model_metadata));
+    table.add(Class::Read, Method::GET, "/v2/models/{name}/ready", get(kserve::model_ready));
+    table.add(Class::Read, Method::POST, "/v2/models/{name}/infer", post(kserve::model_infer));
+    table.add(
+        Class::Read,
+        Method::GET,
+        "/v2/models/{name}/versions/{version}",
+        get(kserve::version_metadata),
+    );
+    table.add(
+        Class::Read,
+        Method::GET,
+        "/v2/models/{name}/versions/{version}/ready",
+        get(kserve::version_ready),
+    );
+    table.add(
+        Class::Read,
+        Method::POST,
+        "/v2/models/{name}/versions/{version}/infer",
+        post(kserve::version_infer),
+    );
     let upload = post(upload::upload.layer(DefaultBodyLimit::disable()));
     table.add(Class::Upload, Method::POST, "/upload", upload);
     (table.router, Arc::new(table.classes))
@@ -209,6 +233,8 @@ mod tests {
         assert_eq!(class(Method::POST, "/predict"), Some(Class::Read));
         assert_eq!(class(Method::GET, "/upload"), None, "405, not 401");
         assert_eq!(class(Method::GET, "/healthz"), Some(Class::Probe));
+        assert_eq!(class(Method::GET, "/v2/health/ready"), Some(Class::Probe));
+        assert_eq!(class(Method::POST, "/v2/models/{name}/versions/{version}/infer"), Some(Class::Read));
         assert_eq!(classes.of(&Method::GET, None), None);
         let listing = classes.listing();
         assert!(listing.contains(&"POST /v1/triggers/{name}/fire".to_owned()), "{listing:?}");

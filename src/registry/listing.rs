@@ -61,6 +61,13 @@ impl VersionListing {
         Self::Unreadable(UnreadableVersion { version, active: false, error })
     }
 
+    pub fn version(&self) -> u64 {
+        match self {
+            Self::Readable(summary) => summary.version,
+            Self::Unreadable(unreadable) => unreadable.version,
+        }
+    }
+
     fn active_mut(&mut self) -> &mut bool {
         match self {
             Self::Readable(summary) => &mut summary.active,

@@ -17,6 +17,7 @@ mod fleet;
 mod helpers;
 mod hostile;
 mod jobs;
+mod kserve;
 mod load;
 mod memory;
 mod model;
