@@ -14,6 +14,7 @@ mod front;
 mod gate;
 mod health;
 mod jobs;
+mod mlflow;
 mod model_events;
 mod models;
 mod nodes;
@@ -21,7 +22,9 @@ mod observe;
 mod page;
 mod predict;
 mod routes;
+mod rows;
 pub mod server;
+mod tf_serving;
 mod train;
 mod triggers;
 mod upload;
@@ -190,15 +193,23 @@ pub struct AppJson<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(AppError))]
 pub struct AppPath<T>(pub T);
 
-/// `GET /v1`: what this service is and the routes it answers.
-async fn service_routes() -> Json<serde_json::Value> {
+/// `GET /v1`: what this service is, its model's name, and the routes it answers.
+async fn service_routes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Json<serde_json::Value> {
     Json(json!({
         "service": "regserve",
         "version": env!("CARGO_PKG_VERSION"),
+        "model": state.serving().name(),
         "routes": [
             "POST /upload", "POST /train", "GET /training_flag", "POST /predict", "GET /healthz", "GET /readyz",
             "GET /metrics",
-            "GET /v1/model", "GET /v1/models", "GET /v1/models/events", "GET /v1/nodes", "GET /v1/models/{version}", "POST /v1/models/{version}/activate",
+            "GET /v1/model", "GET /v1/models", "GET /v1/models/events", "GET /v1/nodes",
+            "GET /v1/models/{name}/versions", "GET /v1/models/{name}/versions/{version}",
+            "POST /v1/models/{name}/versions/{version}/activate",
+            "GET /v1/models/{name}", "GET /v1/models/{name}/metadata", "POST /v1/models/{name}:predict",
+            "GET /v1/models/{name}/versions/{version}/metadata", "POST /v1/models/{name}/versions/{version}:predict",
+            "POST /invocations", "GET /ping", "GET /health", "GET /version",
             "GET /v1/jobs", "GET /v1/jobs/{id}", "DELETE /v1/jobs/{id}", "GET /v1/jobs/{id}/events",
             "GET /v1/dataset", "GET /v1/dataset.csv", "GET /v1/dataset/rows",
         ],

@@ -158,7 +158,7 @@ async fn gauges_show_the_served_model_its_age_and_the_dataset() {
     let (_, samples) = scrape(&app).await;
     let older = value(&samples, "regserve_model_age_seconds", &[]).unwrap();
     assert!(older >= age + 1.0, "{age} then {older}");
-    let activated = app.client.post(app.url("/v1/models/1/activate")).send().await.unwrap();
+    let activated = app.client.post(app.url("/v1/models/regserve/versions/1/activate")).send().await.unwrap();
     assert_eq!(activated.status(), StatusCode::OK);
     let (_, samples) = scrape(&app).await;
     assert_eq!(value(&samples, "regserve_model_version", &[]), Some(1.0));
