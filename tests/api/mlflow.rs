@@ -122,3 +122,21 @@ async fn ping_health_and_version_answer_as_mlflows_server() {
     assert_eq!(predictions(&app, "application/json", "{\"instances\": [10, 15.5]}").await, one);
     assert_eq!(predictions(&app, "text/csv", "Education\n10\n15.5\n").await, one);
 }
+
+#[tokio::test]
+async fn predictions_are_counted_under_each_protocols_label() {
+    let app = spawn_app().await;
+    app.train(json!({ "epochs": 2 })).await;
+    predictions(&app, "application/json", "{\"instances\": [1, 2, 3]}").await;
+    let tf = app.post_json("/v1/models/regserve:predict", &json!({ "instances": [1, 2] })).await;
+    assert_eq!(tf.status(), StatusCode::OK);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        r#"predicted_rows_total{protocol="mlflow"} 3"#,
+        r#"predicted_rows_total{protocol="tf_serving"} 2"#,
+        r#"predictions_total{protocol="mlflow",outcome="ok"} 1"#,
+        r#"predictions_total{protocol="tf_serving",outcome="ok"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
