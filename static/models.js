@@ -50,10 +50,14 @@ async function loadModel(stored) {
   if (model && state.dataset && model.dataset_sha256 !== state.dataset.sha256) refreshDataset();
 }
 
+/** The model's name, which its version routes are under (GET /v1 says it). */
+let modelName = null;
+
 async function activate(version) {
   showMessage("models-error", "");
   try {
-    await api("POST", `/v1/models/${version}/activate`);
+    modelName ??= (await api("GET", "/v1")).model;
+    await api("POST", `/v1/models/${encodeURIComponent(modelName)}/versions/${version}/activate`);
   } catch (error) {
     showMessage("models-error", `Version ${version} was not activated: ${error.message}`);
   }

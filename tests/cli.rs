@@ -158,7 +158,7 @@ fn predict_reads_a_model_as_the_server_serves_it_and_answers_in_its_json() {
     let selection = dataset.default_selection().clone();
     let spec = TrainSpec { selection, params: settings.validate(1).unwrap(), warm_start: None, job: 4 };
     let model = Model::train(&dataset, spec, &mut |_, _| ControlFlow::Continue(())).unwrap().with_version(7);
-    // What GET /v1/models/7 returns.
+    // What GET /v1/models/regserve/versions/7 returns (less its model_version_status).
     std::fs::write(dir.path().join("v7.json"), serde_json::to_vec(&model).unwrap()).unwrap();
 
     let predicted = regserve(dir.path(), &["predict", "--json", "--model", "v7.json", "10", "-2.5"]);

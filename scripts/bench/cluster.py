@@ -210,7 +210,7 @@ def activations(cluster, count):
         # A random pause, so that activations fall at every point of the predictors' poll cycle
         # rather than just after the poll that saw the previous one.
         time.sleep(random.uniform(0, 0.3))
-        status, _ = http("POST", f"{trainer}/v1/models/{version}/activate")
+        status, _ = http("POST", f"{trainer}/v1/models/regserve/versions/{version}/activate")
         assert status == 200, status
         acknowledged = time.perf_counter()
         pending = set(cluster.predictor_ports)

@@ -15,6 +15,7 @@ mod gate;
 mod health;
 mod jobs;
 mod kserve;
+mod mlflow;
 mod model_events;
 mod models;
 mod nodes;
@@ -22,7 +23,9 @@ mod observe;
 mod page;
 mod predict;
 mod routes;
+mod rows;
 pub mod server;
+mod tf_serving;
 mod train;
 mod triggers;
 mod upload;
@@ -201,9 +204,18 @@ pub struct AppJson<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(AppError))]
 pub struct AppPath<T>(pub T);
 
-/// `GET /v1`: what this service is and the routes it answers, as the route table declares them.
-async fn service_routes(State(routes): State<Arc<Classes>>) -> Json<serde_json::Value> {
-    Json(json!({ "service": "regserve", "version": env!("CARGO_PKG_VERSION"), "routes": routes.listing() }))
+/// `GET /v1`: what this service is, its model's name, and the routes it answers, as the route
+/// table declares them.
+async fn service_routes(
+    State(state): State<AppState>,
+    State(routes): State<Arc<Classes>>,
+) -> Json<serde_json::Value> {
+    Json(json!({
+        "service": "regserve",
+        "version": env!("CARGO_PKG_VERSION"),
+        "model": state.serving().name(),
+        "routes": routes.listing(),
+    }))
 }
 
 async fn not_found(uri: Uri) -> AppError {

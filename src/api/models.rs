@@ -65,26 +65,73 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<VersionListing>> {
     Json(state.models().list())
 }
 
-/// `GET /v1/models/{version}`: one stored version, as a model file.
+/// `GET /v1/models/{name}/versions`: the same list, under the model's name.
+#[utoipa::path(get, path = "/v1/models/{name}/versions", params(("name" = String, Path, description = "the model's name")),
+    responses((status = 200, description = "the stored versions, newest first", body = Object),
+        (status = 404, description = "another model's name", body = Object)),
+    tag = "models")]
+pub async fn versions(
+    State(state): State<AppState>,
+    AppPath(name): AppPath<String>,
+) -> Result<Json<Vec<VersionListing>>, AppError> {
+    state.serving().check_name(&name)?;
+    Ok(list(State(state)).await)
+}
+
+/// `GET /v1/models/{name}/versions/{version}`: one stored version, as a model file, with
+/// TensorFlow Serving's `model_version_status` beside it, since TF Serving answers its version
+/// status on this same path: one object serves both kinds of client.
+#[utoipa::path(get, path = "/v1/models/{name}/versions/{version}",
+    params(("name" = String, Path, description = "the model's name"), ("version" = u64, Path, description = "a stored version"),
+        ("history" = Option<String>, Query, description = "sampled (default), full or none")),
+    responses((status = 200, description = "the model file and `model_version_status`", body = Object),
+        (status = 400, description = "the version is not a number, or a bad query", body = Object),
+        (status = 404, description = "another model's name, or no such version", body = Object),
+        (status = 500, description = "the stored version is unreadable", body = Object),
+        (status = 503, description = "the store did not answer", body = Object)),
+    tag = "models")]
 pub async fn get(
     State(state): State<AppState>,
     State(budget): State<Budget>,
-    AppPath(version): AppPath<u64>,
+    AppPath((name, version)): AppPath<(String, u64)>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let Query(query) = query?;
-    let model = state.models().get(version).await?;
-    model_answer(&budget, Arc::new(model), query.history).await
+    state.serving().check_name(&name)?;
+    let model = Arc::new(state.models().get(version).await?);
+    let estimate = answer_bytes(&model, query.history) + 128;
+    let status = super::tf_serving::version_status(version)["model_version_status"].take();
+    let answer =
+        VersionAnswer { model: ModelAnswer { model, detail: query.history }, model_version_status: status };
+    large_json(&budget, estimate, answer).await
 }
 
-/// `POST /v1/models/{version}/activate`: serves a stored version from now on (rollback or
-/// roll-forward), atomically and durably.
+/// A stored version's model file with TF Serving's status of it.
+#[derive(serde::Serialize)]
+struct VersionAnswer {
+    #[serde(flatten)]
+    model: ModelAnswer,
+    model_version_status: Value,
+}
+
+/// `POST /v1/models/{name}/versions/{version}/activate`: serves a stored version from now on
+/// (rollback or roll-forward), atomically and durably.
+#[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/activate",
+    params(("name" = String, Path, description = "the model's name"), ("version" = u64, Path, description = "a stored version")),
+    responses((status = 200, description = "the model now served", body = Object),
+        (status = 400, description = "the version is not a number", body = Object),
+        (status = 404, description = "another model's name, or no such version", body = Object),
+        (status = 409, description = "another change won", body = Object),
+        (status = 500, description = "the stored version is unreadable", body = Object),
+        (status = 503, description = "the store did not answer", body = Object)),
+    tag = "models")]
 #[tracing::instrument(skip(state, budget))]
 pub async fn activate(
     State(state): State<AppState>,
     State(budget): State<Budget>,
-    AppPath(version): AppPath<u64>,
+    AppPath((name, version)): AppPath<(String, u64)>,
 ) -> Result<Response, AppError> {
+    state.serving().check_name(&name)?;
     let model = state.models().activate(version, Reason::Rollback.into()).await?;
     tracing::info!(version, "model activated");
     model_answer(&budget, model, HistoryDetail::Sampled).await

@@ -16,8 +16,8 @@ use tower_http::timeout::TimeoutLayer;
 
 use super::access::Need;
 use super::{
-    ApiState, data, data_ws, dataset, health, jobs, kserve, model_events, models, observe, page, predict,
-    train, triggers, upload,
+    ApiState, data, data_ws, dataset, health, jobs, kserve, mlflow, model_events, models, observe, page,
+    predict, tf_serving, train, triggers, upload,
 };
 
 /// What a route is, for access and limits.
@@ -138,8 +138,25 @@ pub fn routes(request_timeout: Duration, predicts_only: bool) -> (Router<ApiStat
     table.add(Class::Read, Method::GET, "/v1/models", get(models::list));
     table.add_trainers(Class::Stream, "/v1/models/events", get(model_events::events));
     table.add(Class::Read, Method::GET, "/v1/nodes", get(super::nodes::list));
-    table.add(Class::Read, Method::GET, "/v1/models/{version}", get(models::get));
-    table.add(Class::Change, Method::POST, "/v1/models/{version}/activate", post(models::activate));
+    table.add(Class::Read, Method::GET, "/v1/models/{name}", get(tf_serving::status));
+    table.add(Class::Read, Method::POST, "/v1/models/{name}", post(tf_serving::predict));
+    table.add(Class::Read, Method::GET, "/v1/models/{name}/metadata", get(tf_serving::metadata));
+    table.add(Class::Read, Method::GET, "/v1/models/{name}/versions", get(models::versions));
+    table.add(Class::Read, Method::GET, "/v1/models/{name}/versions/{version}", get(models::get));
+    table.add(
+        Class::Read,
+        Method::POST,
+        "/v1/models/{name}/versions/{version}",
+        post(tf_serving::predict_version),
+    );
+    let version_metadata = get(tf_serving::version_metadata);
+    table.add(Class::Read, Method::GET, "/v1/models/{name}/versions/{version}/metadata", version_metadata);
+    let activate = post(models::activate);
+    table.add(Class::Change, Method::POST, "/v1/models/{name}/versions/{version}/activate", activate);
+    table.add(Class::Read, Method::POST, "/invocations", post(mlflow::invocations));
+    table.add(Class::Probe, Method::GET, "/ping", get(mlflow::ping));
+    table.add(Class::Probe, Method::GET, "/health", get(mlflow::ping));
+    table.add(Class::Read, Method::GET, "/version", get(mlflow::version));
     table.add_trainers(Class::Read, "/v1/jobs", get(jobs::list));
     table.add_trainers(Class::Read, "/v1/jobs/{id}", get(jobs::get));
     table.add(Class::Change, Method::DELETE, "/v1/jobs/{id}", delete(jobs::cancel));
@@ -227,7 +244,9 @@ mod tests {
         assert_eq!(class(Method::POST, "/upload"), Some(Class::Upload));
         assert_eq!(class(Method::POST, "/train"), Some(Class::Train));
         assert_eq!(class(Method::DELETE, "/v1/jobs/{id}"), Some(Class::Change));
-        assert_eq!(class(Method::POST, "/v1/models/{version}/activate"), Some(Class::Change));
+        assert_eq!(class(Method::POST, "/v1/models/{name}/versions/{version}/activate"), Some(Class::Change));
+        assert_eq!(class(Method::POST, "/v1/models/{name}/versions/{version}"), Some(Class::Read));
+        assert_eq!(class(Method::POST, "/invocations"), Some(Class::Read));
         assert_eq!(class(Method::GET, "/v1/jobs/{id}"), Some(Class::Read));
         assert_eq!(class(Method::HEAD, "/v1/jobs/{id}"), Some(Class::Read));
         assert_eq!(class(Method::POST, "/predict"), Some(Class::Read));

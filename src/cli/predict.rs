@@ -13,7 +13,7 @@ use crate::model::{Model, PredictError, file};
 #[derive(Debug, Clone, Args)]
 pub struct PredictArgs {
     /// The model file: written by `regserve train --output`, or saved from the server's
-    /// GET /v1/model or GET /v1/models/{version}.
+    /// GET /v1/model or GET /v1/models/{name}/versions/{version}.
     #[arg(long, short, value_name = "FILE")]
     pub model: PathBuf,
     /// Print {"y_predict":[[y],..]} like the server's POST /predict instead of one value per line.

@@ -52,7 +52,7 @@ pub struct TrainArgs {
     /// the fit stops) [default: none for adam, 20 for adam-standardized].
     #[arg(long)]
     pub patience: Option<usize>,
-    /// Write the model to this file: the JSON the server's GET /v1/models/{version} returns, which
+    /// Write the model to this file: the JSON the server's GET /v1/models/{name}/versions/{version} returns, which
     /// `regserve predict --model` reads. Replaced atomically.
     #[arg(long, short, value_name = "FILE.json")]
     pub output: Option<PathBuf>,

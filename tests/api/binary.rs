@@ -92,7 +92,8 @@ async fn a_restart_serves_the_active_version_at_once_including_a_rollback() {
         client.get(format!("{}/v1/model", server.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(served, second);
 
-    let response = client.post(format!("{}/v1/models/1/activate", server.base)).send().await.unwrap();
+    let response =
+        client.post(format!("{}/v1/models/regserve/versions/1/activate", server.base)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(server.terminate().success());
 

@@ -73,7 +73,11 @@ async fn serves(app: &TestApp, version: u64, limit: Duration) -> Duration {
 }
 
 async fn activate(app: &TestApp, version: u64) -> reqwest::Response {
-    app.client.post(app.url(&format!("/v1/models/{version}/activate"))).send().await.unwrap()
+    app.client
+        .post(app.url(&format!("/v1/models/regserve/versions/{version}/activate")))
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,7 +126,8 @@ async fn a_full_disk_is_a_clear_error_and_the_current_model_keeps_being_served()
     let (status, message) = server_error(response).await;
     assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{message}");
     // Even re-activating the active version needs room for the pointer file.
-    let response = server.client.post(server.url("/v1/models/1/activate")).send().await.unwrap();
+    let response =
+        server.client.post(server.url("/v1/models/regserve/versions/1/activate")).send().await.unwrap();
     let (status, message) = server_error(response).await;
     assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{message}");
     let response = server.upload_alone(small.clone()).await;
@@ -183,7 +184,8 @@ async fn a_replaced_data_directory_is_a_clear_error_and_the_current_model_keeps_
     assert_eq!(job["state"], "failed", "{job}");
     let error = job["error"].as_str().unwrap();
     assert!(error.contains("could not be stored") && error.contains("Not a directory"), "{error}");
-    let response = server.client.post(server.url("/v1/models/1/activate")).send().await.unwrap();
+    let response =
+        server.client.post(server.url("/v1/models/regserve/versions/1/activate")).send().await.unwrap();
     let (_, message) = server_error(response).await;
     assert!(message.contains("model version 1 is unreadable: its file is missing"), "{message}");
     assert_eq!(server.json("/v1/model").await, model);
@@ -230,7 +232,8 @@ async fn a_read_only_data_directory_is_a_clear_error_and_the_current_model_keeps
     let job = server.finished_job(id).await;
     assert_eq!(job["state"], "failed", "{job}");
     assert!(job["error"].as_str().unwrap().contains("Read-only file system"), "{job}");
-    let response = server.client.post(server.url("/v1/models/1/activate")).send().await.unwrap();
+    let response =
+        server.client.post(server.url("/v1/models/regserve/versions/1/activate")).send().await.unwrap();
     let (_, message) = server_error(response).await;
     assert!(message.contains("Read-only file system"), "{message}");
     assert_eq!(server.json("/v1/model").await, model);

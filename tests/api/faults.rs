@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::linear_csv;
+use crate::helpers::{linear_csv, model_file};
 pub(crate) use crate::process::Server;
 use crate::stores::{
     active_pointer, assert_no_staging_files, model_objects, stored_dataset, wait_for_staging_file,
@@ -138,7 +138,8 @@ async fn sigkill_during_a_training_leaves_the_active_model_served() {
     let first = server.train(json!({ "epochs": 2, "seed": 1 })).await;
     server.train(json!({ "epochs": 2, "seed": 2 })).await;
     // The active version is not the newest, so a restart that served the newest would show.
-    let response = server.client.post(server.url("/v1/models/1/activate")).send().await.unwrap();
+    let response =
+        server.client.post(server.url("/v1/models/regserve/versions/1/activate")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let versions = server.json("/v1/models").await;
     let files = model_objects(dir).await;
@@ -213,7 +214,11 @@ async fn sigkill_during_activations_serves_the_last_acknowledged_or_the_interrup
             let mut version = version;
             loop {
                 version = next(version);
-                match client.post(format!("{base}/v1/models/{version}/activate")).send().await {
+                match client
+                    .post(format!("{base}/v1/models/regserve/versions/{version}/activate"))
+                    .send()
+                    .await
+                {
                     Ok(response) if response.status() == StatusCode::OK => {
                         last.store(version, Ordering::SeqCst);
                         count.fetch_add(1, Ordering::SeqCst);
@@ -259,7 +264,7 @@ async fn sigkill_while_trainings_store_their_models_keeps_every_acknowledged_ver
         // The newest acknowledged version, or a newer one stored just before the kill.
         assert!(version >= acknowledged, "round {round}: serving v{version}, but v{acknowledged} was stored");
         assert_eq!(active_pointer(dir).await, version, "round {round}");
-        assert_eq!(server.json(&format!("/v1/models/{version}")).await, served);
+        assert_eq!(model_file(server.json(&format!("/v1/models/regserve/versions/{version}")).await), served);
         let listed = server.json("/v1/models").await;
         let listed = listed.as_array().unwrap();
         assert!(

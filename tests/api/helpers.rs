@@ -257,3 +257,16 @@ pub async fn wait_until_answering(base: &str) {
     }
     panic!("the binary did not start listening");
 }
+
+/// A stored version's answer (`GET /v1/models/{name}/versions/{v}`) less the TF Serving
+/// `model_version_status` it carries, which must name the version: the model file.
+pub fn model_file(mut stored: Value) -> Value {
+    let status = stored.as_object_mut().and_then(|fields| fields.remove("model_version_status"));
+    let version = stored["version"].as_u64().map(|version| version.to_string());
+    assert_eq!(
+        status.as_ref().map(|status| &status[0]["version"]),
+        version.map(Value::from).as_ref(),
+        "{stored}"
+    );
+    stored
+}

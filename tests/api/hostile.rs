@@ -273,9 +273,15 @@ async fn hostile_paths_and_queries_are_rejected() {
         (app.get("/v1/jobs/abc").await, StatusCode::BAD_REQUEST),
         (app.get("/v1/jobs/99999999999999999999999").await, StatusCode::BAD_REQUEST),
         (app.get("/v1/jobs/-1").await, StatusCode::BAD_REQUEST),
-        (app.get("/v1/models/0").await, StatusCode::NOT_FOUND),
-        (app.client.post(app.url("/v1/models/0/activate")).send().await.unwrap(), StatusCode::NOT_FOUND),
-        (app.client.post(app.url("/v1/models/x/activate")).send().await.unwrap(), StatusCode::BAD_REQUEST),
+        (app.get("/v1/models/regserve/versions/0").await, StatusCode::NOT_FOUND),
+        (
+            app.client.post(app.url("/v1/models/regserve/versions/0/activate")).send().await.unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            app.client.post(app.url("/v1/models/regserve/versions/x/activate")).send().await.unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
         (app.get("/v1/dataset/rows?limit=100000").await, StatusCode::UNPROCESSABLE_ENTITY),
         (app.get("/v1/dataset/rows?limit=-1").await, StatusCode::BAD_REQUEST),
         (app.get("/v1/dataset/rows?evil=1").await, StatusCode::BAD_REQUEST),

@@ -119,8 +119,11 @@ async fn predictions_never_fail_while_trainings_uploads_and_activations_run() {
             }
             _ => {
                 let version = models[(round as usize * 7) % models.len()]["version"].as_u64().unwrap();
-                let response =
-                    app.client.post(app.url(&format!("/v1/models/{version}/activate"))).send().await;
+                let response = app
+                    .client
+                    .post(app.url(&format!("/v1/models/regserve/versions/{version}/activate")))
+                    .send()
+                    .await;
                 assert_eq!(response.unwrap().status(), 200, "activating v{version}");
                 activations += 1;
             }

@@ -72,7 +72,7 @@ async fn long_loss_histories_are_sampled_unless_asked_for_whole() {
     assert_eq!(sampled(&answer["model"]["history"]), expected);
     assert_eq!(sampled(&app.json(&format!("/v1/jobs/{id}")).await["history"]), expected);
     assert_eq!(sampled(&app.json("/v1/model").await["history"]), expected);
-    assert_eq!(sampled(&app.json("/v1/models/1").await["history"]), expected);
+    assert_eq!(sampled(&app.json("/v1/models/regserve/versions/1").await["history"]), expected);
 
     let full = app.json(&format!("/v1/jobs/{id}?history=full")).await;
     assert_eq!(full["history"]["loss"].as_array().unwrap().len(), 20_000);

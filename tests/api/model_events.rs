@@ -91,7 +91,12 @@ async fn shows_time_since_activation(app: &TestApp) -> bool {
 }
 
 async fn rollback(app: &TestApp, version: u64) {
-    let response = app.client.post(app.url(&format!("/v1/models/{version}/activate"))).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/models/regserve/versions/{version}/activate")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
 

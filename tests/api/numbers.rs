@@ -58,7 +58,7 @@ async fn least_squares_fits_a_target_near_1e154_to_the_exact_solution() {
     }
     assert!(model["r2"].as_f64().unwrap() < 1.0, "r2 is computed, not rounded to 1: {}", model["r2"]);
     // The stored version reads back, and predictions come from it.
-    assert_eq!(app.json("/v1/models/1").await["kernel"], model["kernel"]);
+    assert_eq!(app.json("/v1/models/regserve/versions/1").await["kernel"], model["kernel"]);
     let predicted = app.predict_ok(json!([10])).await[0];
     assert!(relative_error(predicted, slope * 10.0 + intercept) < 1e-6);
 }

@@ -158,7 +158,7 @@ async fn gauges_show_the_served_model_its_age_and_the_dataset() {
     let (_, samples) = scrape(&app).await;
     let older = value(&samples, "regserve_model_age_seconds", &[]).unwrap();
     assert!(older >= age + 1.0, "{age} then {older}");
-    let activated = app.client.post(app.url("/v1/models/1/activate")).send().await.unwrap();
+    let activated = app.client.post(app.url("/v1/models/regserve/versions/1/activate")).send().await.unwrap();
     assert_eq!(activated.status(), StatusCode::OK);
     let (_, samples) = scrape(&app).await;
     assert_eq!(value(&samples, "regserve_model_version", &[]), Some(1.0));
@@ -247,13 +247,18 @@ async fn text_logs_name_the_request_id_and_status() {
 async fn the_service_lists_every_route_it_answers() {
     let app = spawn_app().await;
     let listed = app.json("/v1").await;
-    let routes: Vec<&str> = listed["routes"].as_array().unwrap().iter().map(|route| route.as_str().unwrap()).collect();
+    let routes: Vec<&str> =
+        listed["routes"].as_array().unwrap().iter().map(|route| route.as_str().unwrap()).collect();
     for route in ["POST /predict", "PUT /v1/triggers", "GET /v1/data/ws", "DELETE /v1/jobs/{id}", "GET /v1"] {
         assert!(routes.contains(&route), "{route} missing from {routes:?}");
     }
     for (method, path) in routes.iter().filter_map(|route| route.split_once(' ')) {
         let path = path.replace("{file}", "app.js").replace("{id}", "1").replace("{name}", "x");
         let response = app.client.request(method.parse().unwrap(), app.url(&path)).send().await.unwrap();
-        assert_ne!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is listed but not routed");
+        assert_ne!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} is listed but not routed"
+        );
     }
 }

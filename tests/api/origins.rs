@@ -32,7 +32,7 @@ async fn pages_of_other_origins_cannot_train_upload_activate_or_cancel() {
         .unwrap();
     error_of(upload, StatusCode::FORBIDDEN).await;
 
-    let activate = evil(app.client.post(app.url("/v1/models/1/activate")))
+    let activate = evil(app.client.post(app.url("/v1/models/regserve/versions/1/activate")))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("version=1")
         .send()

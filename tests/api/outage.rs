@@ -66,8 +66,10 @@ async fn an_unreachable_store_is_a_503_naming_it_and_nothing_stored_changes() {
 
     store.set_unavailable(true);
     names_the_store(post_json(&state, "/train?wait=true", json!({ "solver": "least-squares" })).await);
-    names_the_store(post_json(&state, "/v1/models/1/activate", json!({})).await);
-    names_the_store(call(&state, "GET", "/v1/models/1", "application/json", String::new()).await);
+    names_the_store(post_json(&state, "/v1/models/regserve/versions/1/activate", json!({})).await);
+    names_the_store(
+        call(&state, "GET", "/v1/models/regserve/versions/1", "application/json", String::new()).await,
+    );
     let upload = multipart("x,y\n1,2\n3,5\n4,9\n");
     names_the_store(call(&state, "POST", "/upload", "multipart/form-data; boundary=X", upload.clone()).await);
     assert_eq!(predict().await, (StatusCode::OK, predicted.clone()), "predictions go on");

@@ -67,7 +67,8 @@ impl Writes<'_> {
     }
 
     async fn activate(&self, token: Option<&str>, version: u64) -> Response {
-        let request = self.app.client.post(format!("{}/v1/models/{version}/activate", self.base));
+        let request =
+            self.app.client.post(format!("{}/v1/models/regserve/versions/{version}/activate", self.base));
         with_token(request, token).send().await.unwrap()
     }
 }
@@ -126,9 +127,15 @@ async fn the_admin_token_guards_each_state_changing_route_and_reads_stay_open() 
 
     // Reads and predictions need no token when only the admin token is set.
     assert_eq!(app.predict_ok(json!([10])).await.len(), 1);
-    for path in
-        ["/v1/model", "/v1/models", "/v1/models/1", "/v1/jobs", "/v1/dataset", "/training_flag", "/v1"]
-    {
+    for path in [
+        "/v1/model",
+        "/v1/models",
+        "/v1/models/regserve/versions/1",
+        "/v1/jobs",
+        "/v1/dataset",
+        "/training_flag",
+        "/v1",
+    ] {
         assert_eq!(app.get(path).await.status(), StatusCode::OK, "GET {path}");
     }
     assert_eq!(app.get(&format!("/v1/jobs/{job}")).await.status(), StatusCode::OK);

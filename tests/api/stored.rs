@@ -13,7 +13,8 @@ async fn three_versions(dir: &std::path::Path) {
     for seed in 1..=3 {
         server.train(json!({ "epochs": 2, "seed": seed })).await;
     }
-    let response = server.client.post(server.url("/v1/models/2/activate")).send().await.unwrap();
+    let response =
+        server.client.post(server.url("/v1/models/regserve/versions/2/activate")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     server.kill().await;
 }
@@ -53,9 +54,11 @@ async fn an_unreadable_version_is_skipped_and_reported_and_its_number_never_reus
     assert_eq!(listed, [(3, false, true), (2, true, false), (1, false, true)]);
     assert_eq!(server.json("/v1/model").await["version"], 2, "the active version is served");
     assert_eq!(server.json("/readyz").await["model_version"], 2);
-    let message = error(server.get("/v1/models/1").await, StatusCode::INTERNAL_SERVER_ERROR).await;
+    let message =
+        error(server.get("/v1/models/regserve/versions/1").await, StatusCode::INTERNAL_SERVER_ERROR).await;
     assert!(message.contains("unreadable"), "{message}");
-    let activate = server.client.post(server.url("/v1/models/3/activate")).send().await.unwrap();
+    let activate =
+        server.client.post(server.url("/v1/models/regserve/versions/3/activate")).send().await.unwrap();
     assert_eq!(activate.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(server.json("/v1/model").await["version"], 2, "a failed activation changes nothing");
 
@@ -85,7 +88,8 @@ async fn an_unreadable_active_version_serves_nothing_until_another_is_activated(
     assert_eq!(versions[1]["version"], 2);
     assert_eq!((versions[1]["active"].clone(), versions[1]["error"].is_string()), (json!(true), true));
 
-    let response = server.client.post(server.url("/v1/models/3/activate")).send().await.unwrap();
+    let response =
+        server.client.post(server.url("/v1/models/regserve/versions/3/activate")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(server.json("/readyz").await["model_version"], 3);
     assert_eq!(server.predict_ok(json!([10])).await.len(), 1);

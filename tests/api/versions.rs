@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, error_of, spawn_app, spawn_app_sharing_store, spawn_app_with};
+use crate::helpers::{TestApp, error_of, model_file, spawn_app, spawn_app_sharing_store, spawn_app_with};
 use crate::stores::{active_pointer, model_objects, object};
 
 #[tokio::test]
@@ -20,10 +20,10 @@ async fn every_training_stores_a_version_and_the_newest_is_active() {
     assert_eq!(versions[1]["mse"], first["mse"]);
     assert_eq!(versions[1]["solver"], "adam");
 
-    let stored = app.json("/v1/models/1").await;
+    let stored = model_file(app.json("/v1/models/regserve/versions/1").await);
     assert_eq!(stored, first, "a stored version is exactly the model that was trained");
     assert!(object(app.data_dir.path(), "models/v000002.json").await.is_some());
-    error_of(app.get("/v1/models/9").await, StatusCode::NOT_FOUND).await;
+    error_of(app.get("/v1/models/regserve/versions/9").await, StatusCode::NOT_FOUND).await;
 }
 
 #[tokio::test]
@@ -34,13 +34,13 @@ async fn activating_an_older_version_rolls_back_predictions() {
     app.train(json!({ "solver": "least-squares" })).await;
     assert_ne!(app.predict_ok(json!([12])).await, v1);
 
-    let response = app.client.post(app.url("/v1/models/1/activate")).send().await.unwrap();
+    let response = app.client.post(app.url("/v1/models/regserve/versions/1/activate")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(app.predict_ok(json!([12])).await, v1);
     assert_eq!(app.json("/v1/model").await["version"], 1);
     assert_eq!(active_pointer(app.data_dir.path()).await, 1);
 
-    let response = app.client.post(app.url("/v1/models/5/activate")).send().await.unwrap();
+    let response = app.client.post(app.url("/v1/models/regserve/versions/5/activate")).send().await.unwrap();
     error_of(response, StatusCode::NOT_FOUND).await;
     assert_eq!(app.json("/v1/model").await["version"], 1, "a failed activation changes nothing");
 }
@@ -83,11 +83,15 @@ async fn old_versions_are_pruned_beyond_the_configured_count() {
     assert_eq!(versions, [4, 3]);
     let objects = model_objects(app.data_dir.path()).await;
     assert_eq!(objects, ["active", "v000003.json", "v000004.json"], "two model files and the active pointer");
-    error_of(app.get("/v1/models/1").await, StatusCode::NOT_FOUND).await;
+    error_of(app.get("/v1/models/regserve/versions/1").await, StatusCode::NOT_FOUND).await;
 }
 
 async fn activate(app: &TestApp, version: u64) -> reqwest::Response {
-    app.client.post(app.url(&format!("/v1/models/{version}/activate"))).send().await.unwrap()
+    app.client
+        .post(app.url(&format!("/v1/models/regserve/versions/{version}/activate")))
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

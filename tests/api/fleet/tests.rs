@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::{Fleet, served};
+use crate::helpers::model_file;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_activations_each_reach_all_three_predictors_within_a_second() {
@@ -21,7 +22,7 @@ async fn twenty_activations_each_reach_all_three_predictors_within_a_second() {
                 let older = 1 + round / 2;
                 let response = trainer
                     .client
-                    .post(trainer.url(&format!("/v1/models/{older}/activate")))
+                    .post(trainer.url(&format!("/v1/models/regserve/versions/{older}/activate")))
                     .send()
                     .await
                     .unwrap();
@@ -105,7 +106,8 @@ async fn a_trainer_killed_while_storing_models_leaves_no_predictor_serving_a_bad
     }
     assert!(seen.len() > 1, "the predictors followed the trainings: {:?}", seen.keys());
     for (version, model) in &seen {
-        let stored = fleet.trainer().json(&format!("/v1/models/{version}")).await;
+        let stored =
+            model_file(fleet.trainer().json(&format!("/v1/models/regserve/versions/{version}")).await);
         assert_eq!(&stored, model, "v{version} as a predictor served it is the stored one");
     }
     println!("{} versions served over 5 kills, each one whole", seen.len());
@@ -122,7 +124,7 @@ async fn two_trainers_racing_to_activate_end_with_one_winner_everywhere() {
     let (a, b) = (fleet.trainer(), second.server.as_ref().unwrap());
     assert_eq!(served(b).await, Some(3), "the second trainer starts on the active version");
     let activate = |server: &crate::process::Server, version: u64| {
-        server.client.post(server.url(&format!("/v1/models/{version}/activate"))).send()
+        server.client.post(server.url(&format!("/v1/models/regserve/versions/{version}/activate"))).send()
     };
     let (first, other) = tokio::join!(activate(a, 1), activate(b, 2));
     let (first, other) = (first.unwrap(), other.unwrap());
