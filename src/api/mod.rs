@@ -20,11 +20,13 @@ mod nodes;
 mod observe;
 mod page;
 mod predict;
+mod predict_ws;
 mod routes;
 pub mod server;
 mod train;
 mod triggers;
 mod upload;
+mod ws;
 
 pub use access::Hosts;
 pub use budget::Budget;
@@ -39,6 +41,7 @@ use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, head
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::ServiceBuilderExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -71,6 +74,8 @@ pub struct HttpOptions {
     pub trainer: Option<TrainerLink>,
     /// This node's id among the nodes.
     pub node_id: String,
+    /// Cancelled when the server stops: the WebSockets end then.
+    pub stop: CancellationToken,
 }
 
 impl Default for HttpOptions {
@@ -81,6 +86,7 @@ impl Default for HttpOptions {
             hosts: Hosts::any(),
             trainer: None,
             node_id: String::new(),
+            stop: CancellationToken::new(),
         }
     }
 }
@@ -94,6 +100,17 @@ pub struct ApiState {
     /// The other nodes, as their heartbeats say, and this node's id among them.
     pub nodes: Arc<Directory>,
     pub node_id: String,
+    pub stop: Stopping,
+}
+
+/// The server's stop signal, for the streams that end with it.
+#[derive(Clone)]
+pub struct Stopping(pub CancellationToken);
+
+impl FromRef<ApiState> for Stopping {
+    fn from_ref(state: &ApiState) -> Self {
+        state.stop.clone()
+    }
 }
 
 impl FromRef<ApiState> for AppState {
@@ -177,6 +194,7 @@ pub fn router(state: AppState, options: &HttpOptions, listener: Listener, budget
         trainer: options.trainer.clone(),
         nodes: Arc::new(Directory::default()),
         node_id: options.node_id.clone(),
+        stop: Stopping(options.stop.clone()),
     })
 }
 
@@ -196,7 +214,7 @@ async fn service_routes() -> Json<serde_json::Value> {
         "service": "regserve",
         "version": env!("CARGO_PKG_VERSION"),
         "routes": [
-            "POST /upload", "POST /train", "GET /training_flag", "POST /predict", "GET /healthz", "GET /readyz",
+            "POST /upload", "POST /train", "GET /training_flag", "POST /predict", "GET /v1/predict/ws", "GET /healthz", "GET /readyz",
             "GET /metrics",
             "GET /v1/model", "GET /v1/models", "GET /v1/models/events", "GET /v1/nodes", "GET /v1/models/{version}", "POST /v1/models/{version}/activate",
             "GET /v1/jobs", "GET /v1/jobs/{id}", "DELETE /v1/jobs/{id}", "GET /v1/jobs/{id}/events",
