@@ -132,6 +132,8 @@ cleanup() {
             wait "$pid" 2>/dev/null || true
         fi
     done
+    # The streams step's broker, if a failure left it running.
+    [[ -f $TMP/streams-mosquitto/mosquitto.pid ]] && kill -TERM "$(cat "$TMP/streams-mosquitto/mosquitto.pid")" 2>/dev/null
     rm -rf "$TMP"
 }
 trap cleanup EXIT
