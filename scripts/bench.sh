@@ -16,7 +16,7 @@
 #                    figures of the others are left out of BENCHMARKS.md), e.g.
 #                    --only hostile,priority,memory,uploads. The steps: startup, throughput,
 #                    protocols, training, trainwait, upload, hostile, priority, memory, uploads, cluster,
-#                    intake, criterion
+#                    intake, streams, criterion
 #   --quick          a short trial of the script itself: 2 s wrk runs, few repetitions, small
 #                    files (its figures are not comparable with a full run's)
 # Environment: BENCH_PORT (default 18471), BENCH_RUNS (repetitions for start-up and /train,
@@ -39,7 +39,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-ALL_STEPS="startup throughput protocols training trainwait upload hostile priority memory uploads cluster intake criterion"
+ALL_STEPS="startup throughput protocols training trainwait upload hostile priority memory uploads cluster intake streams criterion"
 SERVICE_ONLY=0
 DURATION=""
 ONLY=""
@@ -132,6 +132,8 @@ cleanup() {
             wait "$pid" 2>/dev/null || true
         fi
     done
+    # The streams step's broker, if a failure left it running.
+    [[ -f $TMP/streams-mosquitto/mosquitto.pid ]] && kill -TERM "$(cat "$TMP/streams-mosquitto/mosquitto.pid")" 2>/dev/null
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -149,8 +151,9 @@ logcmd() {
 
 # --- 1. build, tools, machine ------------------------------------------------------------------
 step "cargo build --release --locked"
-logcmd "cargo build --release --locked --bin regserve --example feed --example broker_feed"
-cargo build --release --locked --bin regserve --example feed --example broker_feed
+EXAMPLES=(--example feed --example broker_feed --example predict_ws --example predict_mqtt)
+logcmd "cargo build --release --locked --bin regserve ${EXAMPLES[*]}"
+cargo build --release --locked --bin regserve "${EXAMPLES[@]}"
 BIN="$TMP/regserve"
 FEED="$TMP/feed"
 BROKER_FEED="$TMP/broker_feed"
@@ -158,6 +161,10 @@ BROKER_FEED="$TMP/broker_feed"
 cp "$TARGET_DIR/release/regserve" "$BIN"
 cp "$TARGET_DIR/release/examples/feed" "$FEED"
 cp "$TARGET_DIR/release/examples/broker_feed" "$BROKER_FEED"
+PREDICT_WS="$TMP/predict_ws"
+PREDICT_MQTT="$TMP/predict_mqtt"
+cp "$TARGET_DIR/release/examples/predict_ws" "$PREDICT_WS"
+cp "$TARGET_DIR/release/examples/predict_mqtt" "$PREDICT_MQTT"
 # server_default FLAG: the default of a server flag, as its --help shows it.
 server_default() {
     "$BIN" --help | awk -v flag="$1" '$1 == flag {found = 1; next}
@@ -802,6 +809,23 @@ bench_intake() {
         die "the intake step failed"
 }
 
+# --- 11d. streaming predictions: the WebSocket and MQTT -------------------------------------
+bench_streams() {
+    step "streaming predictions: WebSocket binary and JSON frames, MQTT round trips and mosquitto's own"
+    local dir broker mqtt_port
+    dir=$(fresh_copy)
+    broker="$TMP/streams-mosquitto"
+    mqtt_port=$(source "$ROOT/scripts/brokers.sh" && start_mosquitto "$broker")
+    start_server "$dir" "" --mqtt-url "mqtt://127.0.0.1:$mqtt_port" --mqtt-predict-topic 'bench/+/x'
+    logcmd "\$PREDICT_WS ws://127.0.0.1:$PORT/v1/predict/ws $DURATION 4"
+    "$PREDICT_WS" "ws://127.0.0.1:$PORT/v1/predict/ws" "$DURATION" 4 >"$RES/streams_ws.json" || die "predict_ws failed"
+    logcmd "\$PREDICT_MQTT 127.0.0.1:\$MQTT_PORT bench $DURATION 16"
+    "$PREDICT_MQTT" "127.0.0.1:$mqtt_port" bench "$DURATION" 16 >"$RES/streams_mqtt.json" || die "predict_mqtt failed"
+    stop_server
+    (source "$ROOT/scripts/brokers.sh" && stop_pid "$broker/mosquitto.pid")
+    cat "$RES/streams_ws.json" "$RES/streams_mqtt.json" >&2
+}
+
 # --- 12. criterion and the epoch profiles ------------------------------------------------------
 bench_criterion() {
     since=$(date +%s)
@@ -878,6 +902,7 @@ want memory && bench_memory
 want uploads && bench_uploads
 want cluster && bench_cluster
 want intake && bench_intake
+want streams && bench_streams
 want criterion && bench_criterion
 want throughput && [[ $PROFILER == callgrind ]] && bench_callgrind_predict
 record profiler_note "$profile_note"

@@ -91,13 +91,16 @@ start_mosquitto() {
     port=$(pick_port "$dir" mosquitto "${2:-}")
     # As the README advises for regserve: QoS 1 messages in flight to a subscriber (20 by
     # default) bound its rate, since each waits for its rows to be durable; and the messages
-    # queued for a subscriber that is down (1,000 by default) must all be kept.
+    # queued for a subscriber that is down (1,000 by default) must all be kept. And no Nagle
+    # delay: an answer published to a client that sent nothing since would otherwise wait for
+    # its delayed ACK (some 40 ms a prediction round trip over MQTT).
     cat >"$dir/mosquitto.conf" <<EOF
 listener $port 127.0.0.1
 allow_anonymous true
 persistence false
 max_inflight_messages 1000
 max_queued_messages 1000000
+set_tcp_nodelay true
 log_dest stderr
 log_type error
 log_type warning

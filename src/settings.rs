@@ -175,6 +175,16 @@ pub fn check_model_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The MQTT prediction adapter's broker, the filters it answers on, and its client id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttPredictSettings {
+    pub host: String,
+    pub port: u16,
+    /// Topic filters; each message is answered on its topic with the last level replaced by `y`.
+    pub filters: Vec<String>,
+    pub client_id: String,
+}
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -186,6 +196,8 @@ pub struct Settings {
     pub retrain: RetrainSettings,
     /// The message brokers subscribed to (on a node that trains).
     pub sources: SourceSettings,
+    /// The MQTT topics predictions are asked on (on any node).
+    pub mqtt_predict: Option<MqttPredictSettings>,
     pub limits: Limits,
     /// Model versions kept in the store.
     pub keep_models: usize,
@@ -277,6 +289,7 @@ impl Settings {
             intake: IntakeSettings::default(),
             retrain: RetrainSettings::default(),
             sources: SourceSettings::default(),
+            mqtt_predict: None,
             limits: Limits::default(),
             keep_models: 20,
             model_name: DEFAULT_MODEL_NAME.to_owned(),

@@ -349,6 +349,42 @@ def intake_targets(r, add):
     add(f"| its MSE against the optimum of a pass over the rows | ≤ 1e-9 relative | {agreement:.1e} | {verdict(agreement <= 1e-9)} |")
 
 
+def streams_targets(ws, add):
+    """The streaming issue's target, from streams_ws.json (examples/predict_ws.rs)."""
+    if not ws:
+        return
+    rate = ws["binary_predictions_per_second"]
+    add(f"| WebSocket binary predictions/s (65,536-row frames, {ws['in_flight']} in flight) | ≥ 10,000,000 | "
+        f"{rate:,.0f} | {verdict(rate >= 10_000_000)} |")
+
+
+def streams_section(ws, mqtt, add):
+    """The streaming predictions' figures: examples/predict_ws.rs and examples/predict_mqtt.rs."""
+    if not ws and not mqtt:
+        return
+    add("### Streaming predictions")
+    add("")
+    add("One client on loopback, sharing the two cores with the server. WebSocket: `examples/predict_ws.rs`, frames "
+        "pipelined (the next sent as each answer arrives). MQTT: `examples/predict_mqtt.rs` against mosquitto "
+        "(`scripts/brokers.sh`, `set_tcp_nodelay true`), QoS 1 both ways; the baseline publishes to a topic the "
+        "client itself subscribes to.")
+    add("")
+    add("| figure | measured |")
+    add("|---|---|")
+    if ws:
+        add(f"| WebSocket binary predictions/s (65,536-row frames) | {ws['binary_predictions_per_second']:,.0f} |")
+        add(f"| WebSocket JSON predictions/s ({ws['json_rows_per_frame']:,}-row frames) | "
+            f"{ws['json_predictions_per_second']:,.0f} |")
+    if mqtt:
+        for suffix, label in (("", "1 in flight"), ("_in_flight", f"{mqtt['in_flight']} in flight")):
+            served = mqtt[f"regserve_round_trips_per_second{suffix}"]
+            broker = mqtt[f"broker_round_trips_per_second{suffix}"]
+            add(f"| MQTT prediction round trips/s ({label}) | {served:,.0f} |")
+            add(f"| mosquitto round trips/s ({label}) | {broker:,.0f} |")
+            add(f"| MQTT prediction / mosquitto round trips ({label}) | {served / broker:.0%} |")
+    add("")
+
+
 def verdict(ok):
     if ok is None:
         return "not measured"
@@ -649,6 +685,7 @@ def render(results, markdown):
         add(f"| start-up to first 200 from `/readyz` (median of {s['n']}) | < 100 ms | "
             f"{s['median']:.1f} ms (min {s['min']:.1f}, max {s['max']:.1f}) | {verdict(s['median'] < 100)} |")
     intake_targets(load(res / "intake.json"), add)
+    streams_targets(load(res / "streams_ws.json"), add)
     add("")
 
     # --- throughput and latency ----------------------------------------------------------
@@ -978,6 +1015,9 @@ def render(results, markdown):
         if written.exists():
             lines.extend(written.read_text().splitlines())
             add("")
+
+    # --- streaming predictions (examples/predict_ws.rs, examples/predict_mqtt.rs) ------------
+    streams_section(load(res / "streams_ws.json"), load(res / "streams_mqtt.json"), add)
 
     # --- criterion -----------------------------------------------------------------------
     if crit:

@@ -1,44 +1,56 @@
 //! `GET /v1/data/ws`: appended rows over a WebSocket. Each text frame is a batch
 //! `{"seq": n, "rows": [...]}` (optionally with `"batch_id"`), answered in order with
 //! `{"ack": n, "rows": TOTAL}` once its rows are durable or `{"nack": n, "error": "..."}`; the
-//! connection stays open either way. At most [`MAX_UNACKNOWLEDGED`] batches of a connection are
+//! connection stays open either way, until the client closes it or the server stops. At most [`MAX_UNACKNOWLEDGED`] batches of a connection are
 //! in flight: beyond that the server stops reading the socket until one is answered, so a fast
 //! sender is slowed to the store's pace rather than buffered. A client that stops reading its
-//! answers for [`SEND_TIMEOUT`] is disconnected.
+//! answers for [`ws::SEND_TIMEOUT`] is disconnected.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
-use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Extension, State};
 use axum::response::Response;
+use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
+use super::Stopping;
+use super::gate::StreamSlot;
+use super::ws;
 use crate::datasets::{AppendError, Source};
 use crate::ingest::{self, decode};
 use crate::state::AppState;
 
 /// Batches of one connection that may wait for their commit at once.
 pub const MAX_UNACKNOWLEDGED: usize = 16;
-/// How long an answer may wait for the client to read it.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Answer = Pin<Box<dyn Future<Output = String> + Send>>;
 
-pub async fn feed(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    let limit = state.limits().max_body_bytes;
-    upgrade.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| session(state, socket))
+pub async fn feed(
+    State(state): State<AppState>,
+    State(Stopping(stop)): State<Stopping>,
+    slot: Option<Extension<StreamSlot>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let session_state = state.clone();
+    ws::upgrade(&state, upgrade, slot.map(|Extension(slot)| slot), move |socket| {
+        session(session_state, socket, stop)
+    })
 }
 
-async fn session(state: AppState, socket: WebSocket) {
+/// Answers the batches of one socket until the client closes it or the server stops (then the
+/// batches in flight are answered first).
+async fn session(state: AppState, socket: WebSocket, stop: CancellationToken) {
     let (mut outgoing, mut incoming) = socket.split();
     let mut in_flight: FuturesOrdered<Answer> = FuturesOrdered::new();
     let mut reading = true;
     while reading || !in_flight.is_empty() {
         tokio::select! {
+            () = stop.cancelled(), if reading => reading = false,
             message = incoming.next(), if reading && in_flight.len() < MAX_UNACKNOWLEDGED => match message {
                 Some(Ok(Message::Text(text))) => in_flight.push_back(Box::pin(answer(state.clone(), text.to_string()))),
                 Some(Ok(Message::Binary(_))) => {
@@ -50,20 +62,13 @@ async fn session(state: AppState, socket: WebSocket) {
                 Some(Ok(Message::Close(_)) | Err(_)) | None => reading = false,
             },
             Some(reply) = in_flight.next() => {
-                match tokio::time::timeout(SEND_TIMEOUT, outgoing.send(Message::Text(reply.into()))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return,
-                    Err(_) => {
-                        tracing::info!("a WebSocket client stopped reading its answers; disconnected");
-                        let frame = CloseFrame { code: close_code::POLICY, reason: "answers were not read".into() };
-                        let _ = tokio::time::timeout(SEND_TIMEOUT, outgoing.send(Message::Close(Some(frame)))).await;
-                        return;
-                    }
+                if !ws::send(&mut outgoing, Message::Text(reply.into())).await {
+                    return;
                 }
             }
         }
     }
-    let _ = outgoing.close().await;
+    ws::finish(&mut outgoing, &stop).await;
 }
 
 /// The answer to one frame.

@@ -24,7 +24,7 @@ use tower::{Layer, Service, ServiceExt};
 use super::AppError;
 use super::body::{PacedBody, too_slow};
 use super::budget::Reservation;
-use super::gate::{Gate, Held};
+use super::gate::{Gate, Held, StreamSlot};
 use super::routes::{Class, Slot};
 use crate::state::AppState;
 
@@ -132,6 +132,11 @@ where
     match gate.take_slot(class) {
         Ok(held) => {
             let stream = class.and_then(Class::slot) == Some(Slot::Stream);
+            let held = held.map(Arc::new);
+            let mut request = request;
+            if let (true, Some(held)) = (stream, &held) {
+                request.extensions_mut().insert(StreamSlot(held.clone()));
+            }
             Stage::Calling { answer: service.oneshot(request), held, stream, _body: body }
         }
         Err(refusal) => refused(gate.answer(refusal, request.method(), None), false),
@@ -192,7 +197,7 @@ pin_project! {
         S: Service<Request, Response = Response, Error = Infallible>,
     {
         Receiving { #[pin] body: PacedBody, pending: Option<Pending<S>> },
-        Calling { #[pin] answer: Oneshot<S, Request>, held: Option<Held>, stream: bool, _body: Reservation },
+        Calling { #[pin] answer: Oneshot<S, Request>, held: Option<Arc<Held>>, stream: bool, _body: Reservation },
         Answered { answer: Option<Response> },
     }
 }

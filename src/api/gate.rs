@@ -68,6 +68,11 @@ pub enum Refusal {
     Busy(Slot),
 }
 
+/// The stream slot of a request, in its extensions for a handler whose stream outlives its
+/// answer (a WebSocket, after the `101`): the slot is free once every holder has let go.
+#[derive(Clone)]
+pub struct StreamSlot(#[allow(dead_code, reason = "held for its drop")] pub Arc<Held>);
+
 /// A held slot, counted in the in-flight gauge when it is a request slot.
 pub struct Held {
     _permit: OwnedSemaphorePermit,

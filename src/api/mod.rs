@@ -22,6 +22,7 @@ mod nodes;
 mod observe;
 mod page;
 mod predict;
+mod predict_ws;
 mod routes;
 mod rows;
 pub mod server;
@@ -29,6 +30,7 @@ mod tf_serving;
 mod train;
 mod triggers;
 mod upload;
+mod ws;
 
 pub use access::Hosts;
 pub use budget::Budget;
@@ -43,6 +45,7 @@ use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, head
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::ServiceBuilderExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -76,6 +79,8 @@ pub struct HttpOptions {
     pub trainer: Option<TrainerLink>,
     /// This node's id among the nodes.
     pub node_id: String,
+    /// Cancelled when the server stops: the WebSockets end then.
+    pub stop: CancellationToken,
 }
 
 impl Default for HttpOptions {
@@ -86,6 +91,7 @@ impl Default for HttpOptions {
             hosts: Hosts::any(),
             trainer: None,
             node_id: String::new(),
+            stop: CancellationToken::new(),
         }
     }
 }
@@ -101,6 +107,18 @@ pub struct ApiState {
     pub node_id: String,
     /// The route table, for listing the routes.
     pub routes: Arc<Classes>,
+    /// The server's stop signal, which the WebSocket sessions end on.
+    pub stop: Stopping,
+}
+
+/// The server's stop signal, for the streams that end with it.
+#[derive(Clone)]
+pub struct Stopping(pub CancellationToken);
+
+impl FromRef<ApiState> for Stopping {
+    fn from_ref(state: &ApiState) -> Self {
+        state.stop.clone()
+    }
 }
 
 impl FromRef<ApiState> for AppState {
@@ -191,6 +209,7 @@ pub fn router(state: AppState, options: &HttpOptions, listener: Listener, budget
         nodes: Arc::new(Directory::default()),
         node_id: options.node_id.clone(),
         routes: classes,
+        stop: Stopping(options.stop.clone()),
     })
 }
 

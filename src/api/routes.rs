@@ -17,7 +17,7 @@ use tower_http::timeout::TimeoutLayer;
 use super::access::Need;
 use super::{
     ApiState, data, data_ws, dataset, health, jobs, kserve, mlflow, model_events, models, observe, page,
-    predict, tf_serving, train, triggers, upload,
+    predict, predict_ws, tf_serving, train, triggers, upload,
 };
 
 /// What a route is, for access and limits.
@@ -29,7 +29,8 @@ pub enum Class {
     Probe,
     /// Predictions and the reads: the read token.
     Read,
-    /// Event streams and downloads: the read token; they hold a stream slot until they end.
+    /// Event streams, downloads and the prediction WebSocket: the read token; they hold a
+    /// stream slot until they end.
     Stream,
     /// Quick state changes (activate, cancel): the admin token, from no other site's page.
     Change,
@@ -134,6 +135,7 @@ pub fn routes(request_timeout: Duration, predicts_only: bool) -> (Router<ApiStat
     table.add(Class::Read, Method::GET, "/v1", get(super::service_routes));
     table.add(Class::Read, Method::GET, "/training_flag", get(models::training_flag));
     table.add(Class::Read, Method::POST, "/predict", post(predict::predict));
+    table.add(Class::Stream, Method::GET, "/v1/predict/ws", get(predict_ws::predict));
     table.add(Class::Read, Method::GET, "/v1/model", get(models::current_model));
     table.add(Class::Read, Method::GET, "/v1/models", get(models::list));
     table.add_trainers(Class::Stream, "/v1/models/events", get(model_events::events));

@@ -27,7 +27,7 @@ use crate::ingest;
 use crate::nodes::{Beater, Identity, default_id};
 use crate::registry::{ModelCache, Registry, RegistryError};
 use crate::retrain::{Retrainer, TriggerSet};
-use crate::settings::{RetrainSettings, Role, Settings, SourceSettings};
+use crate::settings::{MqttPredictSettings, RetrainSettings, Role, Settings, SourceSettings};
 use crate::state::AppState;
 use crate::storage::health::StoreHealth;
 use crate::storage::{Storage, StoreError};
@@ -73,6 +73,8 @@ pub struct Application {
     identity: Identity,
     /// The message brokers to subscribe to (none on a predictor).
     sources: SourceSettings,
+    /// The MQTT topics to answer predictions on.
+    mqtt_predict: Option<MqttPredictSettings>,
 }
 
 impl Application {
@@ -87,6 +89,12 @@ impl Application {
     pub async fn build_on(config: Settings, store: Arc<dyn Storage>) -> Result<Self, StartupError> {
         let role = config.cluster.role;
         ingest::check(&config.sources).map_err(StartupError::Sources)?;
+        #[cfg(feature = "mqtt")]
+        config
+            .mqtt_predict
+            .as_ref()
+            .map_or(Ok(()), crate::serving::mqtt::check)
+            .map_err(StartupError::Sources)?;
         if !role.trains() && config.sources != SourceSettings::default() {
             tracing::warn!("a predictor does not subscribe to message brokers; run them on the trainer");
         }
@@ -140,6 +148,8 @@ impl Application {
             hosts,
             trainer,
             node_id: identity.id.clone(),
+            // The tasks' stop signal, once they run.
+            stop: Default::default(),
         };
         let follower = (role == Role::Predictor).then(|| Follower {
             registry: models.clone(),
@@ -168,6 +178,7 @@ impl Application {
             follower,
             announcements,
             identity,
+            mqtt_predict: config.mqtt_predict,
             sources: if role.trains() { config.sources } else { SourceSettings::default() },
         })
     }
@@ -210,6 +221,12 @@ impl Application {
         {
             tasks.spawn(name, subscriber);
         }
+        #[cfg(feature = "mqtt")]
+        if let Some(settings) = self.mqtt_predict {
+            let serving = self.state.serving().clone();
+            tasks
+                .spawn("mqtt predictions", crate::serving::mqtt::run(settings, serving, tasks.stop_signal()));
+        }
         if let Some(retrainer) = self.state.retrainer() {
             tasks.spawn("retrainer", retrainer.clone().run(tasks.stop_signal()));
         }
@@ -227,7 +244,8 @@ impl Application {
         let listeners =
             [Some((self.listener, main_listener)), self.admin_listener.map(|l| (l, Listener::Full))];
         for (listener, which) in listeners.into_iter().flatten() {
-            let router = router(self.state.clone(), &self.options, which, budget.clone());
+            let options = HttpOptions { stop: tasks.stop_signal(), ..self.options.clone() };
+            let router = router(self.state.clone(), &options, which, budget.clone());
             tasks.spawn(
                 "http listener",
                 server::serve(listener, router, self.connections.clone(), tasks.stop_signal()),

@@ -11,13 +11,14 @@ use crate::ingest::settings::{parse_kafka_broker, parse_mqtt_url};
 use crate::nodes::host_name;
 use crate::settings::{
     Access, ClusterSettings, ConnectionLimits, DEFAULT_MODEL_NAME, IntakeSettings, KafkaSettings, Limits,
-    Location, MqttSettings, RetrainSettings, Role, Settings, SourceSettings, Token, TrainingPriority,
-    default_data_dir, parse_host_name, parse_origin,
+    Location, MqttPredictSettings, MqttSettings, RetrainSettings, Role, Settings, SourceSettings, Token,
+    TrainingPriority, default_data_dir, parse_host_name, parse_origin,
 };
 use crate::units::{parse_bytes, parse_duration};
 
 /// Flags of the HTTP server.
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("mqtt_filters").multiple(true)))]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "REGSERVE_ADDR", default_value = "127.0.0.1:5000")]
@@ -192,8 +193,9 @@ pub struct ServeArgs {
     /// Subscribe to this MQTT broker (mqtt://HOST[:PORT], port 1883 by default) and append the
     /// rows of every message (a JSON row, a JSON batch, an array of rows, or CSV with a header)
     /// on the --mqtt-topic filters. QoS 1 on a persistent session: a message is acknowledged
-    /// only once its rows are durable. Only on a node that trains.
-    #[arg(long, env = "REGSERVE_MQTT_URL", value_name = "URL", value_parser = parse_mqtt_url, requires = "mqtt_topics")]
+    /// only once its rows are durable (only on a node that trains); and answer predictions on the
+    /// --mqtt-predict-topic filters (on any node). Needs one of the two.
+    #[arg(long, env = "REGSERVE_MQTT_URL", value_name = "URL", value_parser = parse_mqtt_url, requires = "mqtt_filters")]
     pub mqtt_url: Option<(String, u16)>,
     /// An MQTT topic filter to subscribe to (`+` and `#` wildcards allowed); repeat the flag or
     /// separate filters with commas.
@@ -202,15 +204,30 @@ pub struct ServeArgs {
         value_name = "FILTER",
         env = "REGSERVE_MQTT_TOPIC",
         value_delimiter = ',',
-        requires = "mqtt_url"
+        requires = "mqtt_url",
+        group = "mqtt_filters"
     )]
     pub mqtt_topics: Vec<String>,
+    /// An MQTT topic filter on which to answer predictions: each message (JSON
+    /// {"id": ANY, "x": [[...]]} or {"x_predict": [...]}, or little-endian f64 rows) is answered
+    /// on its topic with the last level replaced by `y` (devices/42/x -> devices/42/y). A filter
+    /// that would match its own answers (ending in #, + or y) is refused. Repeat the flag or
+    /// separate filters with commas.
+    #[arg(
+        long = "mqtt-predict-topic",
+        value_name = "FILTER",
+        env = "REGSERVE_MQTT_PREDICT_TOPIC",
+        value_delimiter = ',',
+        requires = "mqtt_url",
+        group = "mqtt_filters"
+    )]
+    pub mqtt_predict_topics: Vec<String>,
     /// An MQTT topic that receives (QoS 1) the payload of every message whose rows were refused.
     #[arg(long, env = "REGSERVE_MQTT_DEAD_LETTER", value_name = "TOPIC", requires = "mqtt_url")]
     pub mqtt_dead_letter: Option<String>,
     /// The MQTT client id, under which the broker keeps the session and the messages not yet
     /// acknowledged: keep it stable across restarts [default: regserve- and the node id, else
-    /// the host name].
+    /// the host name]. The prediction adapter connects as this id with -predict appended.
     #[arg(long, env = "REGSERVE_MQTT_CLIENT_ID", value_name = "ID", requires = "mqtt_url")]
     pub mqtt_client_id: Option<String>,
     /// Read the --kafka-topic from these Kafka brokers (HOST:PORT, comma-separated) and append
@@ -236,15 +253,13 @@ pub enum LogFormat {
 impl ServeArgs {
     /// The broker subscribers the flags configure.
     fn sources(&self) -> SourceSettings {
-        let mqtt = self.mqtt_url.clone().map(|(host, port)| MqttSettings {
+        let intake = self.mqtt_url.clone().filter(|_| !self.mqtt_topics.is_empty());
+        let mqtt = intake.map(|(host, port)| MqttSettings {
             host,
             port,
             topics: self.mqtt_topics.clone(),
             dead_letter: self.mqtt_dead_letter.clone(),
-            client_id: self
-                .mqtt_client_id
-                .clone()
-                .unwrap_or_else(|| format!("regserve-{}", self.node_id.clone().unwrap_or_else(host_name))),
+            client_id: self.mqtt_client_id(),
         });
         let kafka = self
             .kafka_topic
@@ -252,12 +267,27 @@ impl ServeArgs {
             .map(|topic| KafkaSettings { brokers: self.kafka_brokers.clone(), topic });
         SourceSettings { mqtt, kafka }
     }
+
+    /// The MQTT prediction adapter the flags configure.
+    fn mqtt_predict(&self) -> Option<MqttPredictSettings> {
+        let (host, port) = self.mqtt_url.clone().filter(|_| !self.mqtt_predict_topics.is_empty())?;
+        let (filters, client_id) =
+            (self.mqtt_predict_topics.clone(), format!("{}-predict", self.mqtt_client_id()));
+        Some(MqttPredictSettings { host, port, filters, client_id })
+    }
+
+    /// The intake's MQTT client id.
+    fn mqtt_client_id(&self) -> String {
+        let default = || format!("regserve-{}", self.node_id.clone().unwrap_or_else(host_name));
+        self.mqtt_client_id.clone().unwrap_or_else(default)
+    }
 }
 
 impl From<ServeArgs> for Settings {
     fn from(args: ServeArgs) -> Self {
         Self {
             sources: args.sources(),
+            mqtt_predict: args.mqtt_predict(),
             addr: args.addr,
             store: args
                 .store

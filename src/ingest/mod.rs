@@ -10,7 +10,7 @@ pub mod kafka;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 #[cfg(any(feature = "mqtt", feature = "kafka"))]
-mod pace;
+pub(crate) mod pace;
 pub mod settings;
 
 use std::future::Future;

@@ -294,7 +294,7 @@ impl Listener {
 }
 
 /// Polls until the DISCONNECT packet went out or the connection ended.
-async fn sent_disconnect(events: &mut EventLoop) {
+pub(crate) async fn sent_disconnect(events: &mut EventLoop) {
     while let Ok(event) = events.poll().await {
         if event == Event::Outgoing(Outgoing::Disconnect) {
             return;

@@ -6,6 +6,10 @@
 //! Rows are handed over flat (row after row, `width` values each), as the tensors of the
 //! standard protocols and binary frames already are, so nothing is copied on the way.
 
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+pub mod stream;
+
 use std::sync::Arc;
 
 use crate::metrics::PredictionMetrics;

@@ -28,6 +28,8 @@ mod observability;
 mod origins;
 mod outage;
 mod predict;
+#[cfg(all(feature = "mqtt", feature = "kafka"))]
+mod predict_streams;
 mod process;
 mod security;
 mod served;

@@ -193,7 +193,7 @@ async fn logs_of_binary(args: &[&str], requests: &[(&str, &str, &str)]) -> Strin
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
+    assert!(output.status.success(), "the binary exited with {:?} after SIGTERM", output.status);
     String::from_utf8(output.stdout).unwrap()
 }
 
