@@ -28,6 +28,12 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Answer = Pin<Box<dyn Future<Output = String> + Send>>;
 
+#[utoipa::path(get, path = "/v1/data/ws", tag = "data",
+    responses(
+        (status = 101, description = "The WebSocket: text frames `{\"seq\", \"rows\"}`, answered `{\"ack\", \"rows\"}` or `{\"nack\", \"error\"}`"),
+        (status = 400, description = "Not a WebSocket upgrade", body = String),
+        (status = 426, description = "Not a WebSocket upgrade", body = String),
+    ))]
 pub async fn feed(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     let limit = state.limits().max_body_bytes;
     upgrade.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| session(state, socket))

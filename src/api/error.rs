@@ -8,7 +8,6 @@ use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::data::DataError;
 use crate::registry::RegistryError;
@@ -16,6 +15,13 @@ use crate::serving::ServeError;
 use crate::storage::StoreError;
 use crate::train::TrainError;
 use crate::training::{CancelReason, JobError};
+
+/// What every error answer carries, as the OpenAPI document names it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -124,7 +130,7 @@ impl IntoResponse for AppError {
         } else {
             tracing::debug!(%status, error = %message, "request rejected");
         }
-        let mut response = (status, Json(json!({ "error": message }))).into_response();
+        let mut response = (status, Json(ErrorBody { error: message })).into_response();
         if busy {
             response
                 .headers_mut()

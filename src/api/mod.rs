@@ -18,6 +18,7 @@ mod model_events;
 mod models;
 mod nodes;
 mod observe;
+mod openapi;
 mod page;
 mod predict;
 mod routes;
@@ -38,7 +39,6 @@ use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, Ma
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::ServiceBuilderExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -190,19 +190,49 @@ pub struct AppJson<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(AppError))]
 pub struct AppPath<T>(pub T);
 
+/// What `GET /v1` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ServiceRoutes {
+    #[schema(value_type = String)]
+    service: &'static str,
+    #[schema(value_type = String)]
+    version: &'static str,
+    /// `METHOD /template` of each route, for people.
+    #[schema(value_type = Vec<String>)]
+    routes: &'static [&'static str],
+}
+
 /// `GET /v1`: what this service is and the routes it answers.
-async fn service_routes() -> Json<serde_json::Value> {
-    Json(json!({
-        "service": "regserve",
-        "version": env!("CARGO_PKG_VERSION"),
-        "routes": [
-            "POST /upload", "POST /train", "GET /training_flag", "POST /predict", "GET /healthz", "GET /readyz",
+#[utoipa::path(get, path = "/v1", tag = "service",
+    responses((status = 200, description = "The service and its routes", body = ServiceRoutes)))]
+async fn service_routes() -> Json<ServiceRoutes> {
+    Json(ServiceRoutes {
+        service: "regserve",
+        version: env!("CARGO_PKG_VERSION"),
+        routes: &[
+            "POST /upload",
+            "POST /train",
+            "GET /training_flag",
+            "POST /predict",
+            "GET /healthz",
+            "GET /readyz",
             "GET /metrics",
-            "GET /v1/model", "GET /v1/models", "GET /v1/models/events", "GET /v1/nodes", "GET /v1/models/{version}", "POST /v1/models/{version}/activate",
-            "GET /v1/jobs", "GET /v1/jobs/{id}", "DELETE /v1/jobs/{id}", "GET /v1/jobs/{id}/events",
-            "GET /v1/dataset", "GET /v1/dataset.csv", "GET /v1/dataset/rows",
+            "GET /v1/model",
+            "GET /v1/models",
+            "GET /v1/models/events",
+            "GET /v1/nodes",
+            "GET /v1/models/{version}",
+            "POST /v1/models/{version}/activate",
+            "GET /v1/jobs",
+            "GET /v1/jobs/{id}",
+            "DELETE /v1/jobs/{id}",
+            "GET /v1/jobs/{id}/events",
+            "GET /v1/dataset",
+            "GET /v1/dataset.csv",
+            "GET /v1/dataset/rows",
+            "GET /openapi.json",
         ],
-    }))
+    })
 }
 
 async fn not_found(uri: Uri) -> AppError {

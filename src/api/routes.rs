@@ -16,8 +16,8 @@ use tower_http::timeout::TimeoutLayer;
 
 use super::access::Need;
 use super::{
-    ApiState, data, data_ws, dataset, health, jobs, model_events, models, observe, page, predict, train,
-    triggers, upload,
+    ApiState, data, data_ws, dataset, health, jobs, model_events, models, observe, openapi, page, predict,
+    train, triggers, upload,
 };
 
 /// What a route is, for access and limits.
@@ -84,7 +84,7 @@ impl Class {
     }
 
     /// Whether `--request-timeout` bounds the time to answer.
-    fn timed(self) -> bool {
+    pub fn timed(self) -> bool {
         matches!(self, Class::Page | Class::Probe | Class::Read | Class::Change)
     }
 }
@@ -108,6 +108,13 @@ impl Classes {
         let methods = self.by_route.get(route?)?;
         methods.iter().find(|(each, _)| each == method).map(|(_, class)| *class)
     }
+
+    /// Every route: its method, template and class.
+    pub fn iter(&self) -> impl Iterator<Item = (&Method, &'static str, Class)> {
+        self.by_route
+            .iter()
+            .flat_map(|(template, methods)| methods.iter().map(|(method, class)| (method, *template, *class)))
+    }
 }
 
 /// The routes of the service and their classes. On a predictor (`predicts_only`) the reads only
@@ -121,6 +128,7 @@ pub fn routes(request_timeout: Duration, predicts_only: bool) -> (Router<ApiStat
     table.add(Class::Probe, Method::GET, "/readyz", get(health::readyz));
     table.add(Class::Probe, Method::GET, "/metrics", get(observe::metrics));
     table.add(Class::Read, Method::GET, "/v1", get(super::service_routes));
+    table.add(Class::Read, Method::GET, "/openapi.json", get(openapi::document));
     table.add(Class::Read, Method::GET, "/training_flag", get(models::training_flag));
     table.add(Class::Read, Method::POST, "/predict", post(predict::predict));
     table.add(Class::Read, Method::GET, "/v1/model", get(models::current_model));
@@ -200,14 +208,9 @@ mod tests {
         assert_eq!(class(Method::GET, "/healthz"), Some(Class::Probe));
         assert_eq!(classes.of(&Method::GET, None), None);
         let changes: Vec<_> = classes
-            .by_route
             .iter()
-            .flat_map(|(route, methods)| {
-                methods
-                    .iter()
-                    .filter(|(_, class)| class.changes_state())
-                    .map(move |(m, _)| format!("{m} {route}"))
-            })
+            .filter(|(_, _, class)| class.changes_state())
+            .map(|(method, route, _)| format!("{method} {route}"))
             .collect();
         assert_eq!(
             changes.len(),

@@ -72,16 +72,20 @@ pub struct TrainedRows {
 }
 
 /// A model as an answer shows it: its loss history whole, sampled down, or left out.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelView<'a> {
+    /// The model file's fields but its history: version, features, target, weights, params,
+    /// metrics, rows, timestamps (described as an object: the file format is documented in
+    /// the README).
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     fit: &'a Fit,
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<HistoryView<'a>>,
 }
 
 /// How good the fit is, next to the best any line can do on the same data.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Metrics {
     /// Mean squared error on the training data.
     pub mse: f64,

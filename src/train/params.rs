@@ -16,7 +16,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 pub const MAX_EPOCHS: usize = 1_000_000;
 
 /// How the weights are found.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Solver {
     /// Adam on the raw columns, exactly as the original Keras model trains.
