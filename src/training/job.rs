@@ -122,8 +122,6 @@ pub struct JobView {
     pub target: String,
     pub rows: usize,
     #[schema(value_type = Object)]
-    /// The fit's settings, tagged by `solver`.
-    #[schema(value_type = Object)]
     pub params: FitParams,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warm_start_from: Option<u64>,
