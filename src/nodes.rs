@@ -24,7 +24,7 @@ const LISTING_REUSED_FOR: Duration = Duration::from_secs(1);
 const LAST_BEAT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What a node says of itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Heartbeat {
     pub id: String,
     pub role: String,
@@ -43,7 +43,7 @@ pub struct Heartbeat {
 }
 
 /// A heartbeat as `GET /v1/nodes` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NodeStatus {
     #[serde(flatten)]
     pub heartbeat: Heartbeat,

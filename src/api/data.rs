@@ -9,9 +9,10 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use super::AppError;
+use super::error::ErrorBody;
 use crate::datasets::{AppendError, Appended, Source};
 use crate::ingest::{self, decode};
 use crate::state::AppState;
@@ -19,6 +20,25 @@ use crate::state::AppState;
 /// The most bytes of an idempotency key.
 const MAX_KEY_BYTES: usize = 256;
 
+#[utoipa::path(post, path = "/v1/data", tag = "data",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried batch append once")),
+    request_body(description = "The rows: JSON `{\"rows\": [...]}` (with an optional `batch_id`), NDJSON (one row object a line) or CSV with a header line",
+        content(
+            (Object = "application/json"),
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
+    responses(
+        (status = 200, description = "The rows are durable", body = Appended),
+        (status = 400, description = "Malformed JSON, or a bad `Idempotency-Key`", body = ErrorBody),
+        (status = 403, description = "This node does not take rows", body = ErrorBody),
+        (status = 409, description = "The store refused the commit", body = ErrorBody),
+        (status = 413, description = "The batch is larger than the dataset may grow", body = ErrorBody),
+        (status = 415, description = "Not JSON, NDJSON or CSV", body = ErrorBody),
+        (status = 422, description = "No rows, or rows that do not fit the dataset's columns", body = ErrorBody),
+        (status = 503, description = "The store does not answer, or the server is shutting down", body = ErrorBody),
+        (status = 507, description = "The store is full", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn append(
     State(state): State<AppState>,
@@ -30,7 +50,7 @@ pub async fn append(
             state.datasets().activity().rejected(Source::Http, 1);
         }
     })?;
-    Ok(Json(answer(appended)).into_response())
+    Ok(Json(appended).into_response())
 }
 
 async fn receive(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<Appended, AppError> {
@@ -43,21 +63,28 @@ async fn receive(state: &AppState, headers: &HeaderMap, body: Bytes) -> Result<A
     state.datasets().intake().append(batch).await.map_err(append_error)
 }
 
-/// `DELETE /v1/data`: the dataset becomes empty, a new generation whose columns the next
-/// appended batch defines.
-pub async fn clear(State(state): State<AppState>) -> Result<Response, AppError> {
-    state.datasets().clear().await?;
-    let history = state.datasets().history();
-    Ok(Json(json!({"rows": 0, "generation": history.generation})).into_response())
+/// What `DELETE /v1/data` answers: the dataset is empty, in its new generation.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Cleared {
+    #[schema(minimum = 0, maximum = 0)]
+    rows: usize,
+    generation: u64,
 }
 
-/// What an append answers.
-pub fn answer(appended: Appended) -> serde_json::Value {
-    let mut answer = json!({"appended": appended.appended, "rows": appended.rows, "seq": appended.seq});
-    if appended.duplicate {
-        answer["duplicate"] = json!(true);
-    }
-    answer
+/// `DELETE /v1/data`: the dataset becomes empty, a new generation whose columns the next
+/// appended batch defines.
+#[utoipa::path(delete, path = "/v1/data", tag = "data",
+    responses(
+        (status = 200, description = "The dataset is empty", body = Cleared),
+        (status = 409, description = "The store refused the change", body = ErrorBody),
+        (status = 500, description = "The dataset could not be written", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+        (status = 507, description = "The store is full", body = ErrorBody),
+    ))]
+pub async fn clear(State(state): State<AppState>) -> Result<Json<Cleared>, AppError> {
+    state.datasets().clear().await?;
+    let history = state.datasets().history();
+    Ok(Json(Cleared { rows: 0, generation: history.generation }))
 }
 
 /// The HTTP error for a batch that was not appended.

@@ -30,6 +30,12 @@ pub const MAX_UNACKNOWLEDGED: usize = 16;
 
 type Answer = Pin<Box<dyn Future<Output = String> + Send>>;
 
+#[utoipa::path(get, path = "/v1/data/ws", tag = "data",
+    responses(
+        (status = 101, description = "The WebSocket: text frames `{\"seq\", \"rows\"}`, answered `{\"ack\", \"rows\"}` or `{\"nack\", \"error\"}`"),
+        (status = 400, description = "Not a WebSocket upgrade", body = String),
+        (status = 426, description = "Not a WebSocket upgrade", body = String),
+    ))]
 pub async fn feed(
     State(state): State<AppState>,
     State(Stopping(stop)): State<Stopping>,

@@ -16,9 +16,10 @@ use crate::storage::StoreError;
 use crate::train::TrainError;
 use crate::training::{CancelReason, JobError};
 
-/// The body of every error answer: `{"error": "..."}`.
+/// What every error answer carries, as the OpenAPI document names it.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// What went wrong, for people.
     pub error: String,
 }
 

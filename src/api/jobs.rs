@@ -15,6 +15,7 @@ use futures_util::Stream;
 use tokio::time::Instant;
 
 use super::budget::{Budget, large_json};
+use super::error::ErrorBody;
 use super::models::{BYTES_PER_EPOCH, HistoryQuery};
 use super::{AppError, AppPath};
 use crate::model::{HISTORY_POINTS, HistoryDetail};
@@ -29,12 +30,20 @@ const EVENT_LOSSES: usize = 10_000;
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
 
 /// `GET /v1/jobs`: recent jobs, newest first, without their loss histories.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    responses((status = 200, description = "Recent jobs, newest first", body = Vec<JobView>)))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<JobView>> {
     let jobs = state.trainer().recent();
     Json(jobs.iter().map(|job| job.view(HistoryDetail::None)).collect())
 }
 
 /// `GET /v1/jobs/{id}`: one job with its loss history so far.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = u64, Path, description = "The job's id", example = 1), HistoryQuery),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, description = "An id that is not a number, or a bad query", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     State(budget): State<Budget>,
@@ -59,6 +68,13 @@ pub async fn get(
 
 /// `DELETE /v1/jobs/{id}`: cancels a running job; the served model stays as it was. 409 if the
 /// job has finished, or had finished its fit and was storing its model (too late to cancel).
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = u64, Path, description = "The job's id", example = 1)),
+    responses(
+        (status = 200, description = "The job, cancelled", body = JobView),
+        (status = 400, description = "An id that is not a number", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has finished, or is storing its model", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip(state))]
 pub async fn cancel(
     State(state): State<AppState>,
@@ -84,6 +100,12 @@ pub async fn cancel(
 /// at most every 50 ms while the job runs, the last of them holding the final epochs, then one
 /// `done` event with the whole job. A history longer than [`EVENT_LOSSES`] comes in several
 /// events, sent back to back.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = u64, Path, description = "The job's id", example = 1)),
+    responses(
+        (status = 200, description = "Server-Sent Events: `progress`, then `done`", content_type = "text/event-stream", body = String),
+        (status = 400, description = "An id that is not a number", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+    ))]
 pub async fn events(
     State(state): State<AppState>,
     AppPath(id): AppPath<u64>,

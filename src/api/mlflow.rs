@@ -21,6 +21,9 @@ use crate::state::AppState;
 
 const CONTENT_TYPE_JSON: &str = "application/json";
 const CONTENT_TYPE_CSV: &str = "text/csv";
+/// The probes' and `/version`'s bodies are not JSON, though MLflow's server labels them so;
+/// they are labelled as what they are, which clients (that read only the status) do not mind.
+const CONTENT_TYPE_TEXT: &str = "text/plain; charset=utf-8";
 /// The JSON fields one of which a request has, as MLflow lists them.
 const INPUT_FIELDS: &str = "{'dataframe_split', 'dataframe_records', 'instances', 'inputs'}";
 
@@ -62,22 +65,30 @@ impl IntoResponse for MlflowError {
     }
 }
 
-/// `GET /ping` and `GET /health`: whether a model is served, with MLflow's `"\n"` body.
+/// `GET /ping`: whether a model is served, with MLflow's `"\n"` body.
 #[utoipa::path(get, path = "/ping",
-    responses((status = 200, description = "a model is served", body = String), (status = 404, description = "no model is served", body = String)),
+    responses((status = 200, description = "a model is served: a newline", body = String, content_type = "text/plain"), (status = 404, description = "no model is served", body = String, content_type = "text/plain")),
     tag = "mlflow")]
 pub async fn ping(State(state): State<AppState>) -> Response {
     let status = match state.serving().active() {
         Ok(_) => StatusCode::OK,
         Err(_) => StatusCode::NOT_FOUND,
     };
-    (status, [(header::CONTENT_TYPE, CONTENT_TYPE_JSON)], "\n").into_response()
+    (status, [(header::CONTENT_TYPE, CONTENT_TYPE_TEXT)], "\n").into_response()
+}
+
+/// `GET /health`: the same as `GET /ping`, under the other name MLflow's server answers to.
+#[utoipa::path(get, path = "/health",
+    responses((status = 200, description = "a model is served: a newline", body = String, content_type = "text/plain"), (status = 404, description = "no model is served", body = String, content_type = "text/plain")),
+    tag = "mlflow")]
+pub async fn health(state: State<AppState>) -> Response {
+    ping(state).await
 }
 
 /// `GET /version`: the server's version, a bare string as MLflow's server answers its own.
-#[utoipa::path(get, path = "/version", responses((status = 200, description = "regserve's version", body = String)), tag = "mlflow")]
+#[utoipa::path(get, path = "/version", responses((status = 200, description = "regserve's version", body = String, content_type = "text/plain")), tag = "mlflow")]
 pub async fn version() -> Response {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE_JSON)], env!("CARGO_PKG_VERSION")).into_response()
+    ([(header::CONTENT_TYPE, CONTENT_TYPE_TEXT)], env!("CARGO_PKG_VERSION")).into_response()
 }
 
 /// `POST /invocations`: predictions by the served model.
@@ -114,7 +125,7 @@ fn unsupported(content_type: &str) -> Response {
     let message = format!(
         "This predictor only supports the following content types: Types: ['{CONTENT_TYPE_CSV}', '{CONTENT_TYPE_JSON}']. Got '{content_type}'."
     );
-    (StatusCode::UNSUPPORTED_MEDIA_TYPE, [(header::CONTENT_TYPE, "text/plain")], message).into_response()
+    (StatusCode::UNSUPPORTED_MEDIA_TYPE, [(header::CONTENT_TYPE, CONTENT_TYPE_TEXT)], message).into_response()
 }
 
 /// The rows of a JSON request, laid flat in the model's feature order.

@@ -20,6 +20,7 @@ mod model_events;
 mod models;
 mod nodes;
 mod observe;
+mod openapi;
 mod page;
 mod predict;
 mod predict_ws;
@@ -44,7 +45,6 @@ use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, Ma
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::ServiceBuilderExt;
@@ -223,18 +223,32 @@ pub struct AppJson<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(AppError))]
 pub struct AppPath<T>(pub T);
 
-/// `GET /v1`: what this service is, its model's name, and the routes it answers, as the route
-/// table declares them.
+/// What `GET /v1` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ServiceRoutes {
+    #[schema(value_type = String)]
+    service: &'static str,
+    #[schema(value_type = String)]
+    version: &'static str,
+    /// The model's name (`--model-name`), by which the standard protocols address it.
+    model: String,
+    /// `METHOD /template` of each route, as the route table declares them, for people.
+    routes: Vec<String>,
+}
+
+/// `GET /v1`: what this service is, its model's name, and the routes it answers.
+#[utoipa::path(get, path = "/v1", tag = "service",
+    responses((status = 200, description = "The service and its routes", body = ServiceRoutes)))]
 async fn service_routes(
     State(state): State<AppState>,
     State(routes): State<Arc<Classes>>,
-) -> Json<serde_json::Value> {
-    Json(json!({
-        "service": "regserve",
-        "version": env!("CARGO_PKG_VERSION"),
-        "model": state.serving().name(),
-        "routes": routes.listing(),
-    }))
+) -> Json<ServiceRoutes> {
+    Json(ServiceRoutes {
+        service: "regserve",
+        version: env!("CARGO_PKG_VERSION"),
+        model: state.serving().name().to_owned(),
+        routes: routes.listing(),
+    })
 }
 
 async fn not_found(uri: Uri) -> AppError {

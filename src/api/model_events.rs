@@ -23,6 +23,8 @@ use crate::state::AppState;
 const HISTORY: usize = 100;
 
 /// `GET /v1/models/events`.
+#[utoipa::path(get, path = "/v1/models/events", tag = "models",
+    responses((status = 200, description = "Server-Sent Events: the served model's changes", content_type = "text/event-stream", body = String)))]
 pub async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,

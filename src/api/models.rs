@@ -9,32 +9,56 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::budget::{Budget, large_json};
+use super::error::ErrorBody;
 use super::{AppError, AppPath};
-use crate::model::{HistoryDetail, Model};
+use crate::model::{HistoryDetail, Model, ModelView};
 use crate::registry::{Reason, VersionListing};
 use crate::state::AppState;
 
 /// `?history=sampled|full|none` of the routes that show a loss history.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
+    /// How much of the loss history to show (default `sampled`).
     #[serde(default)]
+    #[param(inline)]
     pub history: HistoryDetail,
 }
 
 /// Bytes of JSON per epoch of a loss history, for reserving an answer's memory.
 pub const BYTES_PER_EPOCH: usize = 24;
 
+/// The original's training flag.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TrainingFlag {
+    /// 1 once a model exists and no training runs, else 0.
+    #[schema(minimum = 0, maximum = 1)]
+    training_flag: u8,
+}
+
 /// `GET /training_flag`: `{"training_flag": 1}` once a model exists and no training runs.
-pub async fn training_flag(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "training_flag": state.training_flag() }))
+#[utoipa::path(get, path = "/training_flag", tag = "models",
+    responses((status = 200, description = "The training flag", body = TrainingFlag)))]
+pub async fn training_flag(State(state): State<AppState>) -> Json<TrainingFlag> {
+    Json(TrainingFlag { training_flag: state.training_flag() })
 }
 
 /// `GET /v1/model`: the served model; `304 Not Modified` when `If-None-Match` names its version.
+#[utoipa::path(get, path = "/v1/model", tag = "models", params(HistoryQuery,
+        ("If-None-Match" = Option<String>, Header, description = "An ETag (`\"v3\"`) of a version already held")),
+    responses(
+        (status = 200, description = "The served model", body = ModelView,
+            headers(("ETag" = String, description = "`\"v<version>\"`"))),
+        (status = 304, description = "The served model is the version `If-None-Match` names"),
+        (status = 400, description = "An unknown query parameter or `history` value", body = ErrorBody),
+        (status = 409, description = "No model is trained yet", body = ErrorBody),
+        (status = 503, description = "The active version cannot be served, or the server is at a limit", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn current_model(
     State(state): State<AppState>,
@@ -61,14 +85,16 @@ pub async fn current_model(
 }
 
 /// `GET /v1/models`: the stored versions, newest first (unreadable ones with their error).
+#[utoipa::path(get, path = "/v1/models", tag = "models",
+    responses((status = 200, description = "The stored versions, newest first", body = Vec<VersionListing>)))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<VersionListing>> {
     Json(state.models().list())
 }
 
 /// `GET /v1/models/{name}/versions`: the same list, under the model's name.
 #[utoipa::path(get, path = "/v1/models/{name}/versions", params(("name" = String, Path, description = "the model's name")),
-    responses((status = 200, description = "the stored versions, newest first", body = Object),
-        (status = 404, description = "another model's name", body = Object)),
+    responses((status = 200, description = "the stored versions, newest first", body = Vec<VersionListing>),
+        (status = 404, description = "another model's name", body = ErrorBody)),
     tag = "models")]
 pub async fn versions(
     State(state): State<AppState>,
@@ -85,10 +111,10 @@ pub async fn versions(
     params(("name" = String, Path, description = "the model's name"), ("version" = u64, Path, description = "a stored version"),
         ("history" = Option<String>, Query, description = "sampled (default), full or none")),
     responses((status = 200, description = "the model file and `model_version_status`", body = Object),
-        (status = 400, description = "the version is not a number, or a bad query", body = Object),
-        (status = 404, description = "another model's name, or no such version", body = Object),
-        (status = 500, description = "the stored version is unreadable", body = Object),
-        (status = 503, description = "the store did not answer", body = Object)),
+        (status = 400, description = "the version is not a number, or a bad query", body = ErrorBody),
+        (status = 404, description = "another model's name, or no such version", body = ErrorBody),
+        (status = 500, description = "the stored version is unreadable", body = ErrorBody),
+        (status = 503, description = "the store did not answer", body = ErrorBody)),
     tag = "models")]
 pub async fn get(
     State(state): State<AppState>,
@@ -119,11 +145,11 @@ struct VersionAnswer {
 #[utoipa::path(post, path = "/v1/models/{name}/versions/{version}/activate",
     params(("name" = String, Path, description = "the model's name"), ("version" = u64, Path, description = "a stored version")),
     responses((status = 200, description = "the model now served", body = Object),
-        (status = 400, description = "the version is not a number", body = Object),
-        (status = 404, description = "another model's name, or no such version", body = Object),
-        (status = 409, description = "another change won", body = Object),
-        (status = 500, description = "the stored version is unreadable", body = Object),
-        (status = 503, description = "the store did not answer", body = Object)),
+        (status = 400, description = "the version is not a number", body = ErrorBody),
+        (status = 404, description = "another model's name, or no such version", body = ErrorBody),
+        (status = 409, description = "another change won", body = ErrorBody),
+        (status = 500, description = "the stored version is unreadable", body = ErrorBody),
+        (status = 503, description = "the store did not answer", body = ErrorBody)),
     tag = "models")]
 #[tracing::instrument(skip(state, budget))]
 pub async fn activate(

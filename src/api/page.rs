@@ -3,6 +3,7 @@
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use super::error::ErrorBody;
 use super::{AppError, AppPath};
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
@@ -24,11 +25,20 @@ const ASSETS: [(&str, &str, &str); 12] = [
 ];
 
 /// `GET /`: the page.
+#[utoipa::path(get, path = "/", tag = "page",
+    responses((status = 200, description = "The web page", content_type = "text/html", body = String)))]
 pub async fn index() -> Html<&'static str> {
     Html(INDEX_HTML)
 }
 
 /// `GET /static/{file}`: a script or style sheet of the page.
+#[utoipa::path(get, path = "/static/{file}", tag = "page",
+    params(("file" = String, Path, description = "The asset's name", example = "app.js")),
+    responses(
+        (status = 200, description = "The asset", content(
+            (String = "text/javascript; charset=utf-8"), (String = "text/css; charset=utf-8"))),
+        (status = 404, description = "No asset has that name", body = ErrorBody),
+    ))]
 pub async fn asset(AppPath(file): AppPath<String>) -> Result<Response, AppError> {
     let (_, content_type, contents) = ASSETS
         .iter()

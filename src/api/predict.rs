@@ -21,6 +21,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use super::AppError;
 use super::budget::{Budget, Reservation, SMALL};
+use super::error::ErrorBody;
 use crate::model::{Model, PredictError};
 use crate::serving::{Protocol, Serving};
 use crate::state::AppState;
@@ -33,6 +34,16 @@ const ROWS_PER_CHUNK: usize = 8192;
 /// this many (64 KiB of them) are small and never counted.
 const BUDGET_STEP_ROWS: usize = SMALL / size_of::<f64>();
 
+#[utoipa::path(post, path = "/predict", tag = "predictions",
+    request_body(content = PredictRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One prediction per row", body = PredictAnswer),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 409, description = "No model is trained yet", body = ErrorBody),
+        (status = 415, description = "A body that is not declared JSON", body = ErrorBody),
+        (status = 422, description = "No `x_predict`, or rows of the wrong width", body = ErrorBody),
+        (status = 503, description = "The active version cannot be served, or the server is at a limit", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip_all, fields(bytes = body.len()))]
 pub async fn predict(
     State(state): State<AppState>,
@@ -70,6 +81,34 @@ fn require_json(headers: &HeaderMap) -> Result<(), AppError> {
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "Expected request with `Content-Type: application/json`",
     ))
+}
+
+/// The body of `POST /predict`, for the OpenAPI document: the handler reads it row by row
+/// rather than into this type.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct PredictRequest {
+    /// The rows: a number each for a one-feature model, else a list with one number per feature.
+    x_predict: Vec<PredictRow>,
+}
+
+/// One row of `x_predict`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+enum PredictRow {
+    Number(f64),
+    Numbers(Vec<f64>),
+}
+
+/// The answer of `POST /predict`, for the OpenAPI document: the handler writes it out as the
+/// client reads it rather than from this type.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct PredictAnswer {
+    /// One `[y]` per row, in order.
+    #[schema(value_type = Vec<Vec<f64>>)]
+    y_predict: Vec<[f64; 1]>,
 }
 
 /// The predictions of a request, with the memory they hold reserved.

@@ -16,8 +16,8 @@ use tower_http::timeout::TimeoutLayer;
 
 use super::access::Need;
 use super::{
-    ApiState, data, data_ws, dataset, health, jobs, kserve, mlflow, model_events, models, observe, page,
-    predict, predict_ws, tf_serving, train, triggers, upload,
+    ApiState, data, data_ws, dataset, health, jobs, kserve, mlflow, model_events, models, observe, openapi,
+    page, predict, predict_ws, tf_serving, train, triggers, upload,
 };
 
 /// What a route is, for access and limits.
@@ -85,7 +85,7 @@ impl Class {
     }
 
     /// Whether `--request-timeout` bounds the time to answer.
-    fn timed(self) -> bool {
+    pub fn timed(self) -> bool {
         matches!(self, Class::Page | Class::Probe | Class::Read | Class::Change)
     }
 }
@@ -120,6 +120,13 @@ impl Classes {
         let methods = self.by_route.get(route?)?;
         methods.iter().find(|(each, _)| each == method).map(|(_, class)| *class)
     }
+
+    /// Every route: its method, template and class.
+    pub fn iter(&self) -> impl Iterator<Item = (&Method, &'static str, Class)> {
+        self.by_route
+            .iter()
+            .flat_map(|(template, methods)| methods.iter().map(|(method, class)| (method, *template, *class)))
+    }
 }
 
 /// The routes of the service and their classes. On a predictor (`predicts_only`) the reads only
@@ -133,6 +140,7 @@ pub fn routes(request_timeout: Duration, predicts_only: bool) -> (Router<ApiStat
     table.add(Class::Probe, Method::GET, "/readyz", get(health::readyz));
     table.add(Class::Probe, Method::GET, "/metrics", get(observe::metrics));
     table.add(Class::Read, Method::GET, "/v1", get(super::service_routes));
+    table.add(Class::Read, Method::GET, "/openapi.json", get(openapi::document));
     table.add(Class::Read, Method::GET, "/training_flag", get(models::training_flag));
     table.add(Class::Read, Method::POST, "/predict", post(predict::predict));
     table.add(Class::Stream, Method::GET, "/v1/predict/ws", get(predict_ws::predict));
@@ -157,7 +165,7 @@ pub fn routes(request_timeout: Duration, predicts_only: bool) -> (Router<ApiStat
     table.add(Class::Change, Method::POST, "/v1/models/{name}/versions/{version}/activate", activate);
     table.add(Class::Read, Method::POST, "/invocations", post(mlflow::invocations));
     table.add(Class::Probe, Method::GET, "/ping", get(mlflow::ping));
-    table.add(Class::Probe, Method::GET, "/health", get(mlflow::ping));
+    table.add(Class::Probe, Method::GET, "/health", get(mlflow::health));
     table.add(Class::Read, Method::GET, "/version", get(mlflow::version));
     table.add_trainers(Class::Read, "/v1/jobs", get(jobs::list));
     table.add_trainers(Class::Read, "/v1/jobs/{id}", get(jobs::get));
@@ -261,14 +269,9 @@ mod tests {
         assert!(listing.contains(&"POST /v1/triggers/{name}/fire".to_owned()), "{listing:?}");
         assert_eq!(listing.len(), classes.by_route.values().map(Vec::len).sum::<usize>());
         let changes: Vec<_> = classes
-            .by_route
             .iter()
-            .flat_map(|(route, methods)| {
-                methods
-                    .iter()
-                    .filter(|(_, class)| class.changes_state())
-                    .map(move |(m, _)| format!("{m} {route}"))
-            })
+            .filter(|(_, _, class)| class.changes_state())
+            .map(|(method, route, _)| format!("{method} {route}"))
             .collect();
         assert_eq!(
             changes.len(),

@@ -116,7 +116,7 @@ async fn metadata_of(serving: &Serving, name: &str, version: Option<u64>) -> Res
 /// A `:predict` body: rows (`instances`) or columns (`inputs`), of the default signature.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PredictRequest {
+pub struct TfPredictRequest {
     #[serde(default)]
     signature_name: Option<String>,
     /// Rows: numbers (one-feature models), lists of numbers, or `{"x": ...}` objects.
@@ -129,7 +129,7 @@ pub struct PredictRequest {
 
 /// `POST /v1/models/{name}:predict`: predictions by the served version.
 #[utoipa::path(post, path = "/v1/models/{name}:predict", params(("name" = String, Path, description = "the model's name")),
-    request_body = PredictRequest,
+    request_body = TfPredictRequest,
     responses((status = 200, description = "`predictions` (rows) or `outputs` (columns), one `[y]` per row", body = Object),
         (status = 400, description = "a malformed body, an unsupported verb or signature", body = Object),
         (status = 404, description = "another model's name, or an unknown verb", body = Object),
@@ -148,7 +148,7 @@ pub async fn predict(
 /// `POST /v1/models/{name}/versions/{version}:predict`: predictions by a stored version.
 #[utoipa::path(post, path = "/v1/models/{name}/versions/{version}:predict",
     params(("name" = String, Path, description = "the model's name"), ("version" = u64, Path, description = "a stored version")),
-    request_body = PredictRequest,
+    request_body = TfPredictRequest,
     responses((status = 200, description = "`predictions` (rows) or `outputs` (columns), one `[y]` per row", body = Object),
         (status = 400, description = "a malformed body or version, an unsupported verb or signature", body = Object),
         (status = 404, description = "another model's name, no such version, or an unknown verb", body = Object),
@@ -190,7 +190,7 @@ async fn predict_with(
 ) -> Result<Json<Value>, AppError> {
     check_name(serving, name)?;
     let bad = |message: String| AppError::new(StatusCode::BAD_REQUEST, message);
-    let request: PredictRequest = serde_json::from_slice(body)
+    let request: TfPredictRequest = serde_json::from_slice(body)
         .map_err(|error| bad(format!("the body is not a predict request: {error}")))?;
     if let Some(signature) = request.signature_name.as_deref().filter(|name| *name != SIGNATURE) {
         return Err(bad(format!("Serving signature name: {signature:?} not found in signature def")));

@@ -15,28 +15,48 @@ use serde_json::Value;
 
 use super::AppError;
 use super::budget::{Budget, large_json};
+use super::error::ErrorBody;
 use super::models::{ModelAnswer, answer_bytes};
-use crate::model::HistoryDetail;
+use crate::model::{HistoryDetail, ModelView};
 use crate::state::AppState;
 use crate::training::{JobView, TrainRequest};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TrainQuery {
+    /// Answer once the job has finished, with its model.
     #[serde(default)]
     wait: bool,
     /// How much of the model's loss history a `?wait=true` answer shows.
     #[serde(default)]
+    #[param(inline)]
     history: HistoryDetail,
 }
 
 /// The answer to `POST /train?wait=true`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TrainResult {
     job: JobView,
+    #[schema(value_type = ModelView)]
     model: ModelAnswer,
 }
 
+#[utoipa::path(post, path = "/train", tag = "training", params(TrainQuery),
+    request_body(description = "The training spec (all optional: features, target, solver, epochs, ...; see the README); an empty body trains with the original's defaults",
+        content_type = "application/json", content = Object),
+    responses(
+        (status = 200, description = "`?wait=true`: the job has finished", body = TrainResult),
+        (status = 202, description = "The job started", body = JobView,
+            headers(("Location" = String, description = "`/v1/jobs/<id>`"))),
+        (status = 400, description = "Malformed JSON or a bad query", body = ErrorBody),
+        (status = 409, description = "A training runs already, or it was cancelled", body = ErrorBody),
+        (status = 415, description = "A body that is not JSON", body = ErrorBody),
+        (status = 422, description = "A spec or data the fit cannot use", body = ErrorBody),
+        (status = 500, description = "The training crashed", body = ErrorBody),
+        (status = 503, description = "The server shut down during the fit, or the store does not answer", body = ErrorBody),
+        (status = 507, description = "The store is full", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn train(
     State(state): State<AppState>,

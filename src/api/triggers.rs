@@ -10,14 +10,32 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::error::ErrorBody;
 use super::{AppError, AppPath};
-use crate::retrain::{RetrainError, Retrainer, TriggerSet, training_spec};
+use crate::retrain::{Fired, RetrainError, Retrainer, TriggerSet, training_spec};
 use crate::state::AppState;
 
+/// The trigger routes' answer when this node has no retrainer.
+const NO_RETRAINER: &str = "This node does not train";
+
+#[utoipa::path(get, path = "/v1/triggers", tag = "triggers",
+    responses(
+        (status = 200, description = "Each trigger (as written, with its `state`), the firing `waiting`, the `running_job`", body = Object),
+        (status = 404, description = NO_RETRAINER, body = ErrorBody),
+    ))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     Ok(Json(retrainer(&state)?.view()))
 }
 
+#[utoipa::path(put, path = "/v1/triggers", tag = "triggers",
+    request_body(description = "The whole set: `{\"triggers\": [...]}`", content_type = "application/json", content = Object),
+    responses(
+        (status = 200, description = "The new set, as `GET` shows it", body = Object),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = NO_RETRAINER, body = ErrorBody),
+        (status = 422, description = "A set that is not valid (the old set stays)", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
 pub async fn replace(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>, AppError> {
     let retrainer = retrainer(&state)?;
     let set = TriggerSet::from_json(json_body(&body)?.unwrap_or(Value::Null)).map_err(unprocessable)?;
@@ -25,10 +43,29 @@ pub async fn replace(State(state): State<AppState>, body: Bytes) -> Result<Json<
     Ok(Json(retrainer.view()))
 }
 
+#[utoipa::path(post, path = "/v1/triggers/webhook", tag = "triggers",
+    request_body(description = "Optional: a training spec for this firing", content_type = "application/json", content = Object),
+    responses(
+        (status = 202, description = "What became of the firing", body = Fired),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "No webhook trigger, or this node does not train", body = ErrorBody),
+        (status = 422, description = "A training spec that is not valid", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
 pub async fn webhook(State(state): State<AppState>, body: Bytes) -> Result<Response, AppError> {
     fire(&state, None, &body).await
 }
 
+#[utoipa::path(post, path = "/v1/triggers/{name}/fire", tag = "triggers",
+    params(("name" = String, Path, description = "The trigger's name")),
+    request_body(description = "Optional: a training spec for this firing", content_type = "application/json", content = Object),
+    responses(
+        (status = 202, description = "What became of the firing", body = Fired),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "No such trigger, or this node does not train", body = ErrorBody),
+        (status = 422, description = "A training spec that is not valid", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    ))]
 pub async fn fire_one(
     State(state): State<AppState>,
     AppPath(name): AppPath<String>,

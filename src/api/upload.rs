@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncWriteExt;
 
 use super::AppError;
+use super::error::ErrorBody;
 use crate::data::{DataError, parse_csv};
 use crate::state::AppState;
 use crate::storage::StoreError;
@@ -16,6 +17,28 @@ use crate::storage::StoreError;
 /// Room for the multipart boundaries and part headers around the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
+/// The form `POST /upload` takes, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    /// The CSV file, with a header line.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+#[utoipa::path(post, path = "/upload", tag = "dataset",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The dataset is replaced", content_type = "text/plain; charset=utf-8", body = String, example = "success"),
+        (status = 400, description = "A malformed form, or no field `file`", body = ErrorBody),
+        (status = 408, description = "The file arrived too slowly", body = ErrorBody),
+        (status = 413, description = "The file is larger than `--max-upload`", body = ErrorBody),
+        (status = 415, description = "Not multipart/form-data", body = ErrorBody),
+        (status = 422, description = "A CSV that cannot be used", body = ErrorBody),
+        (status = 500, description = "The dataset could not be written", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+        (status = 507, description = "The store is full", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn upload(
     State(state): State<AppState>,

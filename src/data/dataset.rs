@@ -26,7 +26,7 @@ pub struct Column {
 }
 
 /// Range and mean of a numeric column.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ColumnStats {
     pub min: f64,
     pub mean: f64,
@@ -34,7 +34,7 @@ pub struct ColumnStats {
 }
 
 /// Some rows of a dataset (0-based row numbers, values in column order).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RowSample<'a> {
     pub columns: Vec<&'a str>,
     pub row_numbers: Vec<usize>,
@@ -51,7 +51,7 @@ pub struct DatasetSummary<'a> {
     pub columns: Vec<ColumnSummary<'a>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ColumnSummary<'a> {
     pub name: &'a str,
     /// 1-based position in the file.

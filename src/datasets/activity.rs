@@ -29,7 +29,7 @@ struct SourceActivity {
 }
 
 /// One source's counters, as shown.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct SourceView {
     pub rows: u64,
     /// Batches refused as bad input.

@@ -53,14 +53,16 @@ impl Batch {
 }
 
 /// A batch that is durable in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Appended {
     pub appended: usize,
     /// Rows in the dataset after it.
     pub rows: usize,
     /// The sequence number of its last row.
     pub seq: u64,
-    /// Whether the batch's key had been appended already (and nothing was appended now).
+    /// Whether the batch's key had been appended already (and nothing was appended now); shown
+    /// only when it had.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
 }
 

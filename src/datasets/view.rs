@@ -9,7 +9,7 @@ use super::history::{Chunk, History, RowChoice};
 use crate::data::{ColumnSummary, RowSample};
 
 /// The summary of the dataset.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Summary<'a> {
     pub rows: usize,
     /// Identifies these rows: the uploaded file's SHA-256 while nothing was appended to it.

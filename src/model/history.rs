@@ -16,7 +16,7 @@ pub struct History {
 pub const HISTORY_POINTS: usize = 10_000;
 
 /// How much of a loss history an answer carries (`?history=` on the routes that show one).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HistoryDetail {
     /// Every epoch up to [`HISTORY_POINTS`]; beyond, that many evenly spread epochs.
@@ -31,8 +31,9 @@ pub enum HistoryDetail {
 /// A loss history as an answer shows it. Whole, it is `{"loss": [...]}` with one loss per epoch,
 /// as in a model file; sampled, `loss` holds the losses of the epochs listed in `epochs` (1-based),
 /// and `length` says how many epochs there are in all.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct HistoryView<'a> {
+    #[schema(value_type = Vec<f64>)]
     pub loss: Cow<'a, [f64]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epochs: Option<Vec<usize>>,

@@ -27,7 +27,7 @@ pub struct Model {
 }
 
 /// Everything about a model but its loss history, which can be long and is shown in part.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 struct Fit {
     /// Position in the model history, assigned when the model is stored (0 before).
     #[serde(default)]
@@ -62,7 +62,7 @@ struct Fit {
 
 /// Which rows of the dataset a model was trained on: their generation (an upload starts a new
 /// one) and the sequence numbers of the first and the last, and how they were chosen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrainedRows {
     pub generation: u64,
     pub first_seq: u64,
@@ -72,7 +72,7 @@ pub struct TrainedRows {
 }
 
 /// A model as an answer shows it: its loss history whole, sampled down, or left out.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelView<'a> {
     #[serde(flatten)]
     fit: &'a Fit,
@@ -81,7 +81,7 @@ pub struct ModelView<'a> {
 }
 
 /// How good the fit is, next to the best any line can do on the same data.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Metrics {
     /// Mean squared error on the training data.
     pub mse: f64,

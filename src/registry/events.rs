@@ -55,7 +55,7 @@ impl Reason {
 
 /// The quality gate's scores, when a gate decided: the holdout MSE of the candidate and of the
 /// model it would replace (none when nothing was served).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GateScores {
     pub candidate_mse: f64,
     pub active_mse: Option<f64>,

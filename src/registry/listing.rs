@@ -9,7 +9,7 @@ use crate::model::{Metrics, Model};
 use crate::train::Solver;
 
 /// One line of the version list: a stored version, or one whose file cannot be read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum VersionListing {
     Readable(VersionSummary),
@@ -17,7 +17,7 @@ pub enum VersionListing {
 }
 
 /// A stored version, as the version list shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionSummary {
     pub version: u64,
     pub active: bool,
@@ -34,7 +34,7 @@ pub struct VersionSummary {
 }
 
 /// A version whose file cannot be read, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UnreadableVersion {
     pub version: u64,
     pub active: bool,

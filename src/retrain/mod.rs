@@ -45,7 +45,7 @@ pub enum RetrainError {
 }
 
 /// What became of a firing, for the caller that fired.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Fired {
     pub trigger: String,
     pub admitted: Admission,
@@ -56,7 +56,7 @@ pub struct Fired {
 }
 
 /// How a firing was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Admission {
     /// Its training started now.

@@ -76,9 +76,10 @@ pub fn fit(
 }
 
 /// The parameters of `y = x · kernel + bias`, Keras's `Dense(1)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Weights {
     #[serde(serialize_with = "serialize_array", deserialize_with = "deserialize_array")]
+    #[schema(value_type = Vec<f64>)]
     kernel: Array1<f64>,
     bias: f64,
 }

@@ -16,7 +16,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 pub const MAX_EPOCHS: usize = 1_000_000;
 
 /// How the weights are found.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Solver {
     /// Adam on the raw columns, exactly as the original Keras model trains.
@@ -51,7 +51,7 @@ pub struct FitSettings {
 }
 
 /// Explicit starting weights, instead of Keras's glorot-uniform kernel and zero bias.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InitialWeights {
     pub kernel: Vec<f64>,
@@ -59,7 +59,7 @@ pub struct InitialWeights {
 }
 
 /// Validated settings of one fit, tagged by solver, exactly as the fit runs with them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "solver", rename_all = "kebab-case")]
 pub enum FitParams {
     Adam(AdamParams),
@@ -68,7 +68,7 @@ pub enum FitParams {
 }
 
 /// Validated Adam settings (the seed included).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdamParams {
     pub epochs: usize,
     pub batch_size: usize,

@@ -46,7 +46,7 @@ pub enum CancelOutcome {
 const FITTING: u8 = 0;
 const STORING: u8 = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
@@ -105,7 +105,7 @@ struct JobStatus {
 }
 
 /// A job as clients see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: u64,
     pub state: JobState,
@@ -121,12 +121,15 @@ pub struct JobView {
     pub features: Vec<String>,
     pub target: String,
     pub rows: usize,
+    #[schema(value_type = Object)]
     pub params: FitParams,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warm_start_from: Option<u64>,
     pub error: Option<String>,
     pub model_version: Option<u64>,
+    /// The model's metrics (`mse`, `r2`, `optimum_mse`, `gap`), once the job has one.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
     pub metrics: Option<Metrics>,
     pub origin: Origin,
     /// Whether the model went into service (once it is stored).

@@ -46,7 +46,7 @@ pub struct TrainRequest {
 }
 
 /// Who started a training.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Origin {
     /// `/train` or the page.

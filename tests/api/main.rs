@@ -25,6 +25,7 @@ mod model;
 mod model_events;
 mod numbers;
 mod observability;
+mod openapi;
 mod origins;
 mod outage;
 mod predict;

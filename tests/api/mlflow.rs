@@ -93,7 +93,7 @@ async fn other_content_types_are_refused_as_mlflow_refuses_them() {
     let app = two_feature_app().await;
     let response = invoke(&app, "text/plain", "1,2").await;
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(response.headers()[CONTENT_TYPE], "text/plain");
+    assert_eq!(response.headers()[CONTENT_TYPE], "text/plain; charset=utf-8");
     assert_eq!(
         response.text().await.unwrap(),
         "This predictor only supports the following content types: Types: ['text/csv', 'application/json']. Got 'text/plain'."

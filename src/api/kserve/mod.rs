@@ -51,7 +51,7 @@ pub struct Live {
 
 /// `GET /v2/health/ready` and a model's `/ready`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Ready {
+pub struct Readiness {
     ready: bool,
 }
 
@@ -89,12 +89,12 @@ pub async fn live() -> Json<Live> {
 }
 
 #[utoipa::path(get, path = "/v2/health/ready", tag = "kserve", responses(
-    (status = 200, description = "A model is served", body = Ready),
+    (status = 200, description = "A model is served", body = Readiness),
     (status = 503, description = "No model is served yet, or the active one cannot be read", body = ErrorBody),
 ))]
-pub async fn server_ready(State(state): State<AppState>) -> Result<Json<Ready>, AppError> {
+pub async fn server_ready(State(state): State<AppState>) -> Result<Json<Readiness>, AppError> {
     state.serving().active().map_err(protocol_error)?;
-    Ok(Json(Ready { ready: true }))
+    Ok(Json(Readiness { ready: true }))
 }
 
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "kserve",
@@ -132,16 +132,16 @@ pub async fn version_metadata(
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "kserve",
     params(("name" = String, Path, description = "The model's name (--model-name)")),
     responses(
-        (status = 200, body = Ready),
+        (status = 200, body = Readiness),
         (status = 404, description = "No model of this name", body = ErrorBody),
         (status = 503, description = "No model is served yet", body = ErrorBody),
     ))]
 pub async fn model_ready(
     State(state): State<AppState>,
     AppPath(name): AppPath<String>,
-) -> Result<Json<Ready>, AppError> {
+) -> Result<Json<Readiness>, AppError> {
     named_model(&state, &name, None).await?;
-    Ok(Json(Ready { ready: true }))
+    Ok(Json(Readiness { ready: true }))
 }
 
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "kserve",
@@ -150,7 +150,7 @@ pub async fn model_ready(
         ("version" = String, Path, description = "A stored version"),
     ),
     responses(
-        (status = 200, body = Ready),
+        (status = 200, body = Readiness),
         (status = 404, description = "No model of this name, or no such version", body = ErrorBody),
         (status = 500, description = "The version is stored but cannot be read", body = ErrorBody),
         (status = 503, description = "The store does not answer", body = ErrorBody),
@@ -158,9 +158,9 @@ pub async fn model_ready(
 pub async fn version_ready(
     State(state): State<AppState>,
     AppPath((name, version)): AppPath<(String, String)>,
-) -> Result<Json<Ready>, AppError> {
+) -> Result<Json<Readiness>, AppError> {
     named_model(&state, &name, Some(&version)).await?;
-    Ok(Json(Ready { ready: true }))
+    Ok(Json(Readiness { ready: true }))
 }
 
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "kserve",
