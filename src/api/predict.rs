@@ -23,6 +23,7 @@ use super::AppError;
 use super::budget::{Budget, Reservation, SMALL};
 use super::error::ErrorBody;
 use crate::model::{Model, PredictError};
+use crate::serving::stream::Row;
 use crate::serving::{Protocol, Serving};
 use crate::state::AppState;
 
@@ -216,7 +217,7 @@ impl<'de> Visitor<'de> for Rows<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut row = Vec::with_capacity(self.model.features().len());
-        while seq.next_element_seed(Row(&mut row))?.is_some() {
+        while seq.next_element_seed(Row { values: row_cleared(&mut row), lists_only: false })?.is_some() {
             let index = self.out.values.len();
             let fail = |error: AppError| {
                 *self.failure.borrow_mut() = Some(error);
@@ -233,44 +234,10 @@ impl<'de> Visitor<'de> for Rows<'_> {
     }
 }
 
-/// One input row, into a reused buffer: a bare number or a list of numbers.
-struct Row<'a>(&'a mut Vec<f64>);
-
-impl<'de> DeserializeSeed<'de> for Row<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        self.0.clear();
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Row<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a number or a list of numbers")
-    }
-
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {
-        self.0.push(value);
-        Ok(())
-    }
-
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<(), E> {
-        self.visit_f64(value as f64)
-    }
-
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<(), E> {
-        self.visit_f64(value as f64)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(value) = seq.next_element::<f64>()? {
-            self.0.push(value);
-        }
-        Ok(())
-    }
+/// The reused row buffer, emptied for the next row.
+fn row_cleared(row: &mut Vec<f64>) -> &mut Vec<f64> {
+    row.clear();
+    row
 }
 
 impl From<PredictError> for AppError {

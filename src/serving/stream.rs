@@ -262,10 +262,11 @@ impl<'de> Visitor<'de> for Rows<'_> {
     }
 }
 
-/// One row, appended to `values`: a list of numbers, or a bare number unless `lists_only`.
-struct Row<'a> {
-    values: &'a mut Vec<f64>,
-    lists_only: bool,
+/// One row, appended to `values`: a list of numbers, or a bare number unless `lists_only`. The
+/// one reader of a JSON row, for the stream messages and the original's `/predict` alike.
+pub struct Row<'a> {
+    pub values: &'a mut Vec<f64>,
+    pub lists_only: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Row<'_> {
