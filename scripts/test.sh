@@ -201,7 +201,7 @@ stop_seaweedfs
 step "cargo bench --locked --no-run"
 cargo bench --locked --no-run
 
-# End-to-end test of the page: headless Chromium drives the release binary.
+# End-to-end tests of the page: headless Chromium drives the release binary.
 browser_test() {
     if [ ! -x /usr/bin/chromium ]; then
         apt_install chromium
@@ -213,8 +213,9 @@ browser_test() {
     step "npm ci --prefix tests/browser"
     npm ci --prefix tests/browser --no-audit --no-fund
 
-    step "node --test tests/browser/e2e.test.mjs"
-    node --test tests/browser/e2e.test.mjs
+    # Every browser test file, one at a time: each starts its own server and browser.
+    step "node --test --test-concurrency=1 tests/browser/*.test.mjs"
+    node --test --test-concurrency=1 tests/browser/*.test.mjs
 }
 
 if [ "${REGSERVE_SKIP_BROWSER:-}" = "1" ]; then

@@ -1,6 +1,8 @@
 // What every part of the page shares: its state, the calls to the service, the formatting of
 // numbers, durations and dates, and the DOM and SVG helpers.
 
+import { authorizedFetch, errorMessage } from "./token.js";
+
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 export const state = {
@@ -26,8 +28,9 @@ export const state = {
 
 export const $ = (id) => document.getElementById(id);
 
-/** Calls the service; resolves to the parsed body, rejects with the server's error message
- * (the error also has the answer's `status` and `retryAfter` header). */
+/** Calls the service with the tab's token (see token.js); resolves to the parsed body, rejects
+ * with the server's error message (the error also has the answer's `status` and `retryAfter`
+ * header). */
 export async function api(method, path, body) {
   const init = { method, headers: { Accept: "application/json" } };
   if (body instanceof FormData) {
@@ -38,20 +41,18 @@ export async function api(method, path, body) {
   }
   let response;
   try {
-    response = await fetch(path, init);
+    response = await authorizedFetch(path, init);
   } catch (error) {
     throw new Error(`the server cannot be reached (${error.message})`);
   }
-  const type = response.headers.get("Content-Type") || "";
-  const data = type.includes("json") ? await response.json() : await response.text();
   if (!response.ok) {
-    const message = data && data.error ? data.error : `${response.status} ${response.statusText}`;
-    throw Object.assign(new Error(message), {
+    throw Object.assign(new Error(await errorMessage(response)), {
       status: response.status,
       retryAfter: response.headers.get("Retry-After"),
     });
   }
-  return data;
+  const type = response.headers.get("Content-Type") || "";
+  return type.includes("json") ? response.json() : response.text();
 }
 
 // ---------------------------------------------------------------- formatting

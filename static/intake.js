@@ -2,7 +2,7 @@
 // Kafka), their rate over the last minute and the batches refused, from GET /v1/dataset,
 // refreshed every two seconds while the page is visible.
 
-import { $, el, integer, refreshWhileVisible } from "./core.js";
+import { $, api, el, integer, refreshWhileVisible } from "./core.js";
 
 const REFRESH_MS = 2000;
 const SOURCES = [["http", "HTTP"], ["websocket", "WebSocket"], ["mqtt", "MQTT"], ["kafka", "Kafka"]];
@@ -29,9 +29,7 @@ function describe(dataset) {
 async function refresh() {
   const error = $("intake-error");
   try {
-    const response = await fetch("/v1/dataset");
-    const dataset = await response.json();
-    if (!response.ok) throw new Error(dataset.error || `HTTP ${response.status}`);
+    const dataset = await api("GET", "/v1/dataset");
     const zero = { rows: 0, rows_per_second: 0, rejected: 0 };
     $("intake-table").tBodies[0].replaceChildren(...SOURCES.map((source) => row(source, dataset.sources[source[0]] || zero)));
     $("intake-summary").textContent = describe(dataset);

@@ -1,7 +1,7 @@
 // The nodes panel: every node sharing this server's store, from GET /v1/nodes, refreshed every
 // two seconds while the page is visible.
 
-import { $, el, refreshWhileVisible } from "./core.js";
+import { $, api, el, refreshWhileVisible } from "./core.js";
 
 const REFRESH_MS = 2000;
 
@@ -34,9 +34,7 @@ function row(node, answeredBy) {
 async function refresh() {
   const [table, empty, error] = [$("nodes-table"), $("nodes-empty"), $("nodes-error")];
   try {
-    const response = await fetch("/v1/nodes");
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+    const body = await api("GET", "/v1/nodes");
     table.tBodies[0].replaceChildren(...body.nodes.map((node) => row(node, body.answered_by)));
     table.hidden = body.nodes.length === 0;
     empty.hidden = body.nodes.length !== 0;

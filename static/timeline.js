@@ -1,8 +1,9 @@
 // The model timeline: every activation of a model version, newest first, with why it happened,
-// followed live through GET /v1/models/events. The browser's EventSource reconnects by itself
-// and sends the last event's id, so the server resumes after it.
+// followed live through GET /v1/models/events. The event reader (events.js) reconnects by
+// itself and sends the last event's id, so the server resumes after it.
 
 import { $, el, fmt, integer, showMessage, timestampParts } from "./core.js";
+import { followEvents } from "./events.js";
 
 /** The most activations the timeline shows. */
 const SHOWN = 100;
@@ -57,12 +58,12 @@ function onActivation(event) {
 }
 
 function follow() {
-  const source = new EventSource("/v1/models/events");
-  source.addEventListener("activation", (message) => onActivation(JSON.parse(message.data)));
-  source.addEventListener("gap", (message) => prepend(gapRow(JSON.parse(message.data))));
-  source.addEventListener("error", () => {
-    // A refused stream (an error answer) is not retried by the browser; a dropped one is.
-    if (source.readyState !== EventSource.CLOSED) return;
+  const handlers = {
+    activation: (data) => onActivation(JSON.parse(data)),
+    gap: (data) => prepend(gapRow(JSON.parse(data))),
+  };
+  // A refused stream (an error answer) is not retried by the reader; a dropped one is.
+  followEvents("/v1/models/events", handlers, () => {
     showMessage("timeline-error", "The timeline is not following the server; trying again shortly.");
     setTimeout(follow, RETRY_MS);
   });

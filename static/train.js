@@ -3,6 +3,7 @@
 
 import { $, api, duration, el, fmt, gapText, integer, showMessage, state } from "./core.js";
 import { numericColumns } from "./data.js";
+import { followEvents } from "./events.js";
 import { refreshModels } from "./models.js";
 import { scheduleLossChart } from "./plots.js";
 
@@ -146,16 +147,16 @@ export function watchJob(job) {
   state.job = job;
   showLosses(null);
   state.lossCaption = `Loss per epoch of job ${job.id}.`;
-  const source = new EventSource(`/v1/jobs/${job.id}/events`);
-  source.addEventListener("progress", (event) => onProgress(JSON.parse(event.data)));
-  source.addEventListener("done", (event) => {
-    source.close();
+  const source = followEvents(`/v1/jobs/${job.id}/events`, {
+    progress: (data) => onProgress(JSON.parse(data)),
+    done: (data) => {
+      source.close();
+      if (state.source === source) state.source = null;
+      onDone(JSON.parse(data));
+    },
+  }, () => {
+    // A refused stream (the job is gone) is left to the poll; a dropped one is reconnected.
     if (state.source === source) state.source = null;
-    onDone(JSON.parse(event.data));
-  });
-  source.addEventListener("error", () => {
-    // A closed stream (the job is gone) is left to the poll; otherwise the browser reconnects.
-    if (source.readyState === EventSource.CLOSED && state.source === source) state.source = null;
   });
   state.source = source;
   renderJob();

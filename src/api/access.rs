@@ -48,12 +48,13 @@ impl Tokens {
                 (None, None) => return Ok(()),
             },
         };
+        // A refusal names the admin token when only it will do, so that a client holding the
+        // read token (the web page) knows which one to ask for.
+        let admin_only = need == Need::Admin && self.admin.is_some();
         let Some(presented) = bearer(headers) else {
-            return Err(match need {
-                Need::Admin if self.admin.is_some() => {
-                    "this route needs the admin token: send `Authorization: Bearer <token>`"
-                }
-                _ => "this route needs a token: send `Authorization: Bearer <token>`",
+            return Err(match admin_only {
+                true => "this route needs the admin token: send `Authorization: Bearer <token>`",
+                false => "this route needs a token: send `Authorization: Bearer <token>`",
             });
         };
         let presented = Sha256::digest(presented);
@@ -61,9 +62,10 @@ impl Tokens {
         for expected in accepted.into_iter().flatten() {
             matched |= presented.as_slice().ct_eq(expected);
         }
-        match bool::from(matched) {
-            true => Ok(()),
-            false => Err("the bearer token is not valid for this route"),
+        match (bool::from(matched), admin_only) {
+            (true, _) => Ok(()),
+            (false, true) => Err("the bearer token is not valid for this route: it needs the admin token"),
+            (false, false) => Err("the bearer token is not valid for this route"),
         }
     }
 }
@@ -218,12 +220,18 @@ mod tests {
         let both = tokens(Some("admin-secret"), Some("read-secret"));
         assert!(both.allows(Need::Admin, &bearer("Bearer admin-secret")).is_ok());
         assert!(both.allows(Need::Admin, &bearer("bearer  admin-secret ")).is_ok());
-        assert!(both.allows(Need::Admin, &bearer("Bearer read-secret")).is_err());
+        assert_eq!(
+            both.allows(Need::Admin, &bearer("Bearer read-secret")),
+            Err("the bearer token is not valid for this route: it needs the admin token")
+        );
         assert!(both.allows(Need::Admin, &bearer("Basic admin-secret")).is_err());
         assert!(both.allows(Need::Admin, &HeaderMap::new()).is_err());
         assert!(both.allows(Need::Read, &bearer("Bearer read-secret")).is_ok());
         assert!(both.allows(Need::Read, &bearer("Bearer admin-secret")).is_ok());
-        assert!(both.allows(Need::Read, &bearer("Bearer admin-secre")).is_err());
+        assert_eq!(
+            both.allows(Need::Read, &bearer("Bearer admin-secre")),
+            Err("the bearer token is not valid for this route")
+        );
         assert!(both.allows(Need::Open, &HeaderMap::new()).is_ok());
 
         let admin_only = tokens(Some("admin-secret"), None);

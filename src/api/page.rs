@@ -9,9 +9,11 @@ use super::{AppError, AppPath};
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 
 /// Every asset the page loads: name, content type, contents.
-const ASSETS: [(&str, &str, &str); 12] = [
+const ASSETS: [(&str, &str, &str); 14] = [
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../static/app.js")),
     ("core.js", "text/javascript; charset=utf-8", include_str!("../../static/core.js")),
+    ("token.js", "text/javascript; charset=utf-8", include_str!("../../static/token.js")),
+    ("events.js", "text/javascript; charset=utf-8", include_str!("../../static/events.js")),
     ("data.js", "text/javascript; charset=utf-8", include_str!("../../static/data.js")),
     ("train.js", "text/javascript; charset=utf-8", include_str!("../../static/train.js")),
     ("models.js", "text/javascript; charset=utf-8", include_str!("../../static/models.js")),

@@ -1,7 +1,7 @@
 // End-to-end test of the page served at `/`: headless Chromium against the real binary.
 //
 // Starts `target/release/regserve` (or $REGSERVE_BIN) on a free port with a fresh data
-// directory, drives the page through upload, training with live progress, the fit, prediction,
+// directory (see harness.mjs), drives the page through upload, training with live progress, the fit, prediction,
 // version activation and the model timeline, cancellation, a failed training, a training started by another client, a
 // rejected upload, a loss history long enough to be sampled, and stored versions damaged on disk
 // (restarting the server on the same data directory), checks that the numbered sections read in
@@ -11,19 +11,14 @@
 
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const BINARY = resolve(ROOT, process.env.REGSERVE_BIN || "target/release/regserve");
-const CHROMIUM = "/usr/bin/chromium";
-const SCREENSHOTS = join(ROOT, "screenshots");
-const INCOME2 = join(ROOT, "dataset", "Income2.csv");
+import {
+  CHROMIUM, CHROMIUM_ARGS, INCOME2, SCREENSHOTS, callApi, removeTempDirs, startServer, stopServer, tempDir, watchPage,
+} from "./harness.mjs";
+
 const LAPTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
 /** Window sizes at which the sections must read in the order of their numbers. */
@@ -35,137 +30,32 @@ const LAYOUT_SIZES = [
 ];
 /** The most losses an answer lists before the server samples a history down. */
 const HISTORY_POINTS = 10000;
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-/** Temporary directories made by this run, removed at the end. */
-const temporary = [];
-/** Console errors and page exceptions not yet checked by the current step. */
-const pageErrors = [];
-/** Console errors a step expects (a server error the page shows on purpose). */
-let expectedErrors = [];
 
 let server;
 let context;
 let page;
-
-function tempDir(prefix) {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  temporary.push(dir);
-  return dir;
-}
-
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const probe = createServer();
-    probe.on("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolvePort(port));
-    });
-  });
-}
-
-/** Starts the binary on `dataDir` (a fresh one by default) and waits until it answers. */
-async function startServer(dataDir = tempDir("regserve-e2e-data-")) {
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const args = ["--addr", `127.0.0.1:${port}`, "--data-dir", dataDir];
-  // The browser shares the machine; a fit at the default idle priority would wait for it.
-  const env = { ...process.env, RUST_LOG: "warn", REGSERVE_TRAINING_PRIORITY: "0" };
-  const child = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env });
-  let log = "";
-  child.stdout.on("data", (chunk) => { log += chunk; });
-  child.stderr.on("data", (chunk) => { log += chunk; });
-  const exited = new Promise((resolveExit) => child.on("exit", (code, signal) => resolveExit({ code, signal })));
-  // Never leave the server behind, even when the test run is interrupted.
-  process.once("exit", () => child.kill("SIGKILL"));
-  let spawnError = null;
-  child.on("error", (error) => { spawnError = error; });
-
-  const deadline = Date.now() + 20000;
-  for (;;) {
-    if (spawnError) throw new Error(`cannot start ${BINARY}: ${spawnError.message} (build it with cargo build --release)`);
-    if (child.exitCode !== null) throw new Error(`${BINARY} exited with ${child.exitCode}:\n${log}`);
-    try {
-      const response = await fetch(`${base}/training_flag`);
-      if (response.ok) break;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) throw new Error(`${BINARY} did not answer on ${base} within 20 s:\n${log}`);
-    await new Promise((wake) => setTimeout(wake, 100));
-  }
-  return { base, child, exited, dataDir, log: () => log };
-}
-
-async function stopServer() {
-  if (!server || server.child.exitCode !== null || server.child.signalCode !== null) return;
-  server.child.kill("SIGTERM");
-  const timer = setTimeout(() => server.child.kill("SIGKILL"), 5000);
-  await server.exited;
-  clearTimeout(timer);
-}
+/** The page's console errors (see harness.mjs). */
+let watcher;
 
 /** Stops the server, damages stored model files, and starts it again on the same data. The
  * page leaves first, so its polls do not log the refused connections of the restart. */
 async function restartWithDamagedVersions(versions) {
   await page.goto("about:blank");
-  await stopServer();
+  await stopServer(server);
   for (const version of versions) {
     const file = join(server.dataDir, "models", `v${String(version).padStart(6, "0")}.json`);
     writeFileSync(file, "this is not a model file\n");
   }
-  server = await startServer(server.dataDir);
+  server = await startServer({ dataDir: server.dataDir });
 }
 
 /** Calls the API from the test (not through the page). */
-async function api(method, path, body) {
-  const init = { method, headers: {} };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(server.base + path, init);
-  const text = await response.text();
-  const data = text ? JSON.parse(text) : null;
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
-  return data;
+function api(method, path, body) {
+  return callApi(server.base, method, path, body);
 }
 
 async function screenshot(name, options = {}) {
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), ...options });
-}
-
-/** Runs a step during which the page may log exactly these expected console errors. */
-async function expectingConsoleErrors(matchers, step) {
-  expectedErrors = matchers.map((matcher) => ({ ...matcher, seen: false }));
-  try {
-    await step();
-  } finally {
-    const missing = expectedErrors.filter((matcher) => !matcher.seen);
-    expectedErrors = [];
-    assert.deepEqual(missing.map((m) => m.description), [], "expected console errors that did not happen");
-  }
-}
-
-function recordConsoleMessage(message) {
-  if (message.type() !== "error") return;
-  const text = message.text();
-  const url = message.location().url || "";
-  const expected = expectedErrors.find((m) => !m.seen && m.text.test(text) && url.endsWith(m.url));
-  if (expected) {
-    expected.seen = true;
-  } else {
-    pageErrors.push(`console error: ${text} (${url})`);
-  }
 }
 
 /** The parsed number of a formatted value and its full precision from the title. */
@@ -261,22 +151,20 @@ describe("the regserve page", { timeout: 240000 }, () => {
     });
     page = context.pages()[0] || (await context.newPage());
     page.setDefaultTimeout(15000);
-    page.on("console", recordConsoleMessage);
-    page.on("pageerror", (error) => pageErrors.push(`uncaught exception: ${error.message}`));
+    watcher = watchPage(page);
   });
 
   after(async () => {
     try {
       if (context) await context.close();
     } finally {
-      await stopServer();
-      for (const dir of temporary) rmSync(dir, { recursive: true, force: true });
+      await stopServer(server);
+      removeTempDirs();
     }
   });
 
   afterEach(() => {
-    const errors = pageErrors.splice(0);
-    assert.deepEqual(errors, [], "the page logged errors");
+    assert.deepEqual(watcher.take(), [], "the page logged errors");
   });
 
   test("shows the state without a model", async () => {
@@ -603,7 +491,7 @@ describe("the regserve page", { timeout: 240000 }, () => {
     });
     assert.equal(refused.status, 503);
 
-    await expectingConsoleErrors(
+    await watcher.expecting(
       [{ description: "the 503 answer for the served model", text: /status of 503/, url: "/v1/model" }],
       async () => {
         await page.goto(server.base + "/");
@@ -639,7 +527,7 @@ describe("the regserve page", { timeout: 240000 }, () => {
     // server would keep the column as text.
     writeFileSync(broken, "Education,Seniority,Income\n12,50,30\nx,60,40\n");
     const before = await api("GET", "/v1/dataset");
-    await expectingConsoleErrors(
+    await watcher.expecting(
       [{ description: "the 422 answer to the upload", text: /status of 422/, url: "/upload" }],
       async () => {
         await page.setInputFiles("#file-input", broken);
