@@ -9,10 +9,7 @@ fn decoded(message: Value) -> Result<JsonRequest, (Option<Value>, String)> {
 #[test]
 fn decodes_both_request_forms_with_their_id() {
     let rows = decoded(json!({"id": "a", "x": [[1, 2.5], [3, 4]]})).unwrap();
-    assert_eq!(
-        rows,
-        JsonRequest { id: Some(json!("a")), values: vec![1.0, 2.5, 3.0, 4.0], width: Some(2) }
-    );
+    assert_eq!(rows, JsonRequest { id: Some(json!("a")), values: vec![1.0, 2.5, 3.0, 4.0], width: Some(2) });
     let original = decoded(json!({"x_predict": [10, 15.5], "other": {"ignored": true}})).unwrap();
     assert_eq!(original, JsonRequest { id: None, values: vec![10.0, 15.5], width: Some(1) });
     let lists = decoded(json!({"id": {"n": 7}, "x_predict": [[1, 2]]})).unwrap();
