@@ -104,16 +104,18 @@ pub async fn version() -> Response {
 pub async fn invocations(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let serving = state.serving();
     let rows = match essence.as_str() {
         CONTENT_TYPE_JSON => json_rows as fn(&[u8], &Model) -> Result<Vec<f64>, MlflowError>,
         CONTENT_TYPE_CSV => csv_rows,
-        _ => return unsupported(content_type),
+        _ => return serving.refused(Protocol::Mlflow, unsupported(content_type)),
     };
-    let serving = state.serving();
     let predicted = serving
         .active()
         .map_err(MlflowError::from)
-        .and_then(|model| Ok(serving.predict(Protocol::Mlflow, &model, &rows(&body, &model)?)?));
+        .and_then(|model| Ok((rows(&body, &model)?, model)))
+        .map_err(|error| serving.refused(Protocol::Mlflow, error))
+        .and_then(|(rows, model)| Ok(serving.predict(Protocol::Mlflow, &model, &rows)?));
     match predicted {
         Ok(predicted) => Json(json!({ "predictions": predicted.values })).into_response(),
         Err(error) => error.into_response(),

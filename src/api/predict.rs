@@ -52,8 +52,8 @@ pub async fn predict(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    require_json(&headers)?;
     let serving = state.serving();
+    require_json(&headers).map_err(|error| serving.refused(Protocol::Flask, error))?;
     let predicted = predict_request(serving, &budget, body).await;
     serving.record(Protocol::Flask, predicted.as_ref().map(|answer| answer.values.len()).map_err(|_| ()));
     Ok(predicted?.into_response())

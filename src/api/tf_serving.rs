@@ -7,6 +7,8 @@
 //! axum cannot match text after a parameter in one path segment, so `regserve:predict` and
 //! `3:predict` arrive whole and are split at their last `:` here (model names have none).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -141,8 +143,12 @@ pub async fn predict(
     AppPath(target): AppPath<String>,
     body: Bytes,
 ) -> Result<Json<Value>, AppError> {
-    let name = predict_target(&target)?;
-    predict_with(state.serving(), name, None, &body).await
+    let serving = state.serving();
+    let asked = match predict_target(&target) {
+        Ok(name) => read_request(serving, name, None, &body).await,
+        Err(error) => Err(error),
+    };
+    answer(serving, asked)
 }
 
 /// `POST /v1/models/{name}/versions/{version}:predict`: predictions by a stored version.
@@ -159,11 +165,18 @@ pub async fn predict_version(
     AppPath((name, target)): AppPath<(String, String)>,
     body: Bytes,
 ) -> Result<Json<Value>, AppError> {
-    let version = predict_target(&target)?;
-    let version = version.parse().map_err(|_| {
-        AppError::new(StatusCode::BAD_REQUEST, format!("version {version:?} is not a number"))
-    })?;
-    predict_with(state.serving(), &name, Some(version), &body).await
+    let serving = state.serving();
+    let asked = match predict_target(&target).and_then(parse_version) {
+        Ok(version) => read_request(serving, &name, Some(version), &body).await,
+        Err(error) => Err(error),
+    };
+    answer(serving, asked)
+}
+
+fn parse_version(version: &str) -> Result<u64, AppError> {
+    version
+        .parse()
+        .map_err(|_| AppError::new(StatusCode::BAD_REQUEST, format!("version {version:?} is not a number")))
 }
 
 /// What comes before `:predict`; other verbs are refused.
@@ -182,12 +195,28 @@ fn predict_target(target: &str) -> Result<&str, AppError> {
     }
 }
 
-async fn predict_with(
+/// A predict request read up to the model: the answer's field, the model, and the rows.
+struct Asked {
+    field: &'static str,
+    model: Arc<Model>,
+    rows: Vec<f64>,
+}
+
+/// The predictions of a request read as far as the model, or why it was refused (counted as a
+/// failed call of the protocol).
+fn answer(serving: &Serving, asked: Result<Asked, AppError>) -> Result<Json<Value>, AppError> {
+    let Asked { field, model, rows } = asked.map_err(|error| serving.refused(Protocol::TfServing, error))?;
+    let predicted = serving.predict(Protocol::TfServing, &model, &rows)?;
+    let values: Vec<[f64; 1]> = predicted.values.into_iter().map(|value| [value]).collect();
+    Ok(Json(json!({ field: values })))
+}
+
+async fn read_request(
     serving: &Serving,
     name: &str,
     version: Option<u64>,
     body: &[u8],
-) -> Result<Json<Value>, AppError> {
+) -> Result<Asked, AppError> {
     check_name(serving, name)?;
     let bad = |message: String| AppError::new(StatusCode::BAD_REQUEST, message);
     let request: TfPredictRequest = serde_json::from_slice(body)
@@ -201,9 +230,7 @@ async fn predict_with(
         (None, Some(inputs)) => ("outputs", input_rows(&inputs, &model)),
         _ => return Err(bad("the body needs exactly one of \"instances\" and \"inputs\"".into())),
     };
-    let predicted = serving.predict(Protocol::TfServing, &model, &rows.map_err(bad)?)?;
-    let values: Vec<[f64; 1]> = predicted.values.into_iter().map(|value| [value]).collect();
-    Ok(Json(json!({ field: values })))
+    Ok(Asked { field, rows: rows.map_err(bad)?, model })
 }
 
 /// The row format: each instance a row, or an object naming the input.

@@ -141,6 +141,13 @@ impl Serving {
         }
     }
 
+    /// Counts a call of `protocol` refused before it reached [`Serving::predict`] (a malformed
+    /// request, another model's name, no model yet) as a failed call, and passes its error on.
+    pub fn refused<E>(&self, protocol: Protocol, error: E) -> E {
+        self.metrics.failed(protocol);
+        error
+    }
+
     /// Why no model is served: a version is named active but cannot be read, or none is yet.
     fn no_model(&self) -> ServeError {
         self.models.active_unavailable().map_or(ServeError::NotTrained, ServeError::Unavailable)
@@ -223,12 +230,13 @@ mod tests {
         let model = trained(1);
         serving.predict(Protocol::WebSocket, &model, &[1.0, 2.0, 3.0]).unwrap();
         serving.predict(Protocol::WebSocket, &model, &[f64::INFINITY]).unwrap_err();
+        assert_eq!(serving.refused(Protocol::WebSocket, "malformed"), "malformed");
         let mut registry = prometheus_client::registry::Registry::default();
         metrics.register(&mut registry);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains(r#"predictions_total{protocol="websocket",outcome="ok"} 1"#), "{text}");
-        assert!(text.contains(r#"predictions_total{protocol="websocket",outcome="error"} 1"#), "{text}");
+        assert!(text.contains(r#"predictions_total{protocol="websocket",outcome="error"} 2"#), "{text}");
         assert!(text.contains(r#"predicted_rows_total{protocol="websocket"} 3"#), "{text}");
     }
 }

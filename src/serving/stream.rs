@@ -33,7 +33,7 @@ pub fn answer_json(serving: &Serving, protocol: Protocol, message: &[u8]) -> Str
     let request = match decode_json(message) {
         Ok(request) => request,
         Err((id, error)) => {
-            serving.record(protocol, Err(()));
+            let error = serving.refused(protocol, error);
             return error_json(id.or_else(|| id_of(message)).as_ref(), &error);
         }
     };
@@ -66,10 +66,7 @@ fn predict_active(
         serving.active().map_err(|error| error.to_string()).and_then(|model| Ok((rows(&model)?, model)));
     match read {
         Ok((values, model)) => serving.predict(protocol, &model, &values).map_err(|error| error.to_string()),
-        Err(error) => {
-            serving.record(protocol, Err(()));
-            Err(error)
-        }
+        Err(error) => Err(serving.refused(protocol, error)),
     }
 }
 

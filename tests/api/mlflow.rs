@@ -124,18 +124,31 @@ async fn ping_health_and_version_answer_as_mlflows_server() {
 }
 
 #[tokio::test]
-async fn predictions_are_counted_under_each_protocols_label() {
+async fn predictions_and_refusals_are_counted_under_each_protocols_label() {
     let app = spawn_app().await;
     app.train(json!({ "epochs": 2 })).await;
     predictions(&app, "application/json", "{\"instances\": [1, 2, 3]}").await;
     let tf = app.post_json("/v1/models/regserve:predict", &json!({ "instances": [1, 2] })).await;
     assert_eq!(tf.status(), StatusCode::OK);
+    // Calls refused before they reach the model count as failed calls of their protocol.
+    let refused = [
+        app.post_json("/invocations", &json!({ "nope": 1 })).await,
+        app.post_json("/v1/models/regserve:predict", &json!({ "instances": "x" })).await,
+        app.post_json("/v1/models/regserve:classify", &json!({ "instances": [1] })).await,
+        app.post_json("/v2/models/other/infer", &json!({ "inputs": [] })).await,
+        app.post_json("/v2/models/regserve/infer", &json!({ "inputs": [] })).await,
+    ];
+    let statuses: Vec<u16> = refused.iter().map(|response| response.status().as_u16()).collect();
+    assert_eq!(statuses, [400, 400, 400, 404, 400]);
     let metrics = app.get("/metrics").await.text().await.unwrap();
     for line in [
         r#"predicted_rows_total{protocol="mlflow"} 3"#,
         r#"predicted_rows_total{protocol="tf_serving"} 2"#,
         r#"predictions_total{protocol="mlflow",outcome="ok"} 1"#,
         r#"predictions_total{protocol="tf_serving",outcome="ok"} 1"#,
+        r#"predictions_total{protocol="mlflow",outcome="error"} 1"#,
+        r#"predictions_total{protocol="tf_serving",outcome="error"} 2"#,
+        r#"predictions_total{protocol="kserve_v2",outcome="error"} 2"#,
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }

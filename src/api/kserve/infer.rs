@@ -128,7 +128,8 @@ pub fn infer(
     body: &[u8],
     header_length: Option<usize>,
 ) -> Result<Response, AppError> {
-    let inference = decode(body, header_length, model.features().len(), budget)?;
+    let inference = decode(body, header_length, model.features().len(), budget)
+        .map_err(|error| serving.refused(Protocol::KServe, error))?;
     let prediction =
         serving.predict(Protocol::KServe, model, &inference.rows).map_err(super::protocol_error)?;
     let answer = encode(serving.name(), inference.id, inference.binary_output, prediction);

@@ -28,7 +28,7 @@ use super::error::{ErrorBody, serve_status};
 use super::predict::PARSE_INLINE_BYTES;
 use super::{AppError, AppPath};
 use crate::model::{Model, PredictError};
-use crate::serving::ServeError;
+use crate::serving::{Protocol, ServeError};
 use crate::state::AppState;
 use infer::{INPUT, InferRequest, InferResponse, OUTPUT};
 
@@ -245,17 +245,18 @@ async fn infer_with(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let model = named_model(state, name, version).await?;
-    let header_length = infer::header_length(headers)?;
     let serving = state.serving().clone();
+    let refused = |error| serving.refused(Protocol::KServe, error);
+    let model = named_model(state, name, version).await.map_err(refused)?;
+    let header_length = infer::header_length(headers).map_err(refused)?;
     let inline = body.len() <= PARSE_INLINE_BYTES;
     let work = {
-        let budget = budget.clone();
+        let (serving, budget) = (serving.clone(), budget.clone());
         move || infer::infer(&serving, &model, &budget, &body, header_length)
     };
     match inline {
         true => work(),
-        false => budget.offload(work).await?,
+        false => budget.offload(work).await.map_err(refused)?,
     }
 }
 
