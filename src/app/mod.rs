@@ -55,6 +55,9 @@ pub enum StartupError {
     Triggers(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    Tls(#[from] server::tls::TlsError),
 }
 
 /// A bound, ready-to-run server.
@@ -88,6 +91,7 @@ impl Application {
     /// process can share a store in memory).
     pub async fn build_on(config: Settings, store: Arc<dyn Storage>) -> Result<Self, StartupError> {
         let role = config.cluster.role;
+        let connections = connection_settings(&config)?;
         ingest::check(&config.sources).map_err(StartupError::Sources)?;
         #[cfg(feature = "mqtt")]
         config
@@ -133,7 +137,6 @@ impl Application {
             .filter_map(|l| l.local_addr().ok())
             .collect();
         let hosts = Hosts::new(&bound, &config.allowed_hosts);
-        let connections = connection_settings(&config);
         let trainer = match (&config.cluster.trainer_url, role) {
             (Some(url), Role::Predictor) => Some(TrainerLink::new(url).map_err(StartupError::TrainerUrl)?),
             _ => None,
@@ -320,8 +323,9 @@ async fn open_models(
 }
 
 /// The connection settings of the listeners: the configured ones, with a connection limit that
-/// stays below the open-file limit (raised to its hard limit first).
-fn connection_settings(config: &Settings) -> server::Settings {
+/// stays below the open-file limit (raised to its hard limit first), and their TLS, its files
+/// read now.
+fn connection_settings(config: &Settings) -> Result<server::Settings, StartupError> {
     let open_files = raise_open_file_limit();
     let fits = connection_limit_for(open_files, config.limits.max_streams as u64);
     let max_connections = match config.connections.max_connections {
@@ -338,13 +342,15 @@ fn connection_settings(config: &Settings) -> server::Settings {
         None => fits,
     };
     let limits = config.connections;
-    server::Settings {
+    Ok(server::Settings {
         max_connections,
         header_timeout: limits.header_timeout,
         keep_alive_timeout: limits.keep_alive_timeout,
         write_timeout: limits.write_timeout,
         shutdown_timeout: limits.shutdown_timeout,
-    }
+        #[cfg(feature = "tls")]
+        tls: server::tls::server_config(&config.tls)?,
+    })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {

@@ -1,5 +1,5 @@
-//! One HTTP/1.1 connection: served by hyper (with upgrades), timed out when it idles or sends a
-//! request head too slowly, and closable from outside (a shutdown, or an eviction when the server
+//! One HTTP/1.1 connection, over TCP or TLS: served by hyper (with upgrades), timed out when it
+//! idles or sends a request head too slowly, and closable from outside (a shutdown, or an eviction when the server
 //! is at its connection limit). [`Activity`] is what the connection's parts share about it: the
 //! socket notes bytes that start a request head, the service notes requests starting and ending.
 
@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -83,6 +83,11 @@ impl Activity {
         self.close.notify_one();
     }
 
+    /// Completes once the connection is asked to close at once.
+    pub async fn evicted(&self) {
+        self.close.notified().await;
+    }
+
     fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_since_ms.store(NO_HEAD, Ordering::Relaxed);
@@ -127,10 +132,10 @@ impl Activity {
     }
 }
 
-/// Serves one accepted connection until it ends, is evicted, or the server shuts down (then it
-/// finishes the request in flight and closes).
-pub async fn serve(
-    stream: TcpStream,
+/// Serves one accepted connection (its socket, or the TLS stream over it) until it ends, is
+/// evicted, or the server shuts down (then it finishes the request in flight and closes).
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     activity: Arc<Activity>,
     router: Router,
     settings: Arc<Settings>,
@@ -162,7 +167,7 @@ pub async fn serve(
                     return;
                 }
             },
-            () = activity.close.notified(), if !closing => return,
+            () = activity.evicted(), if !closing => return,
             () = shutdown.cancelled(), if !closing => {
                 // Nothing in flight (idle, or a head still arriving): nothing to finish.
                 if activity.idle_since().is_some() {
