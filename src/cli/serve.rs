@@ -152,7 +152,8 @@ pub struct ServeArgs {
     /// connection idle the longest is closed to make room.
     #[arg(long, env = "REGSERVE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
-    /// Longest time from the first byte of a request's head to its end (the connection is closed).
+    /// Longest time from the first byte of a request's head to its end (the connection is closed);
+    /// with TLS, also from a connection's opening to the end of its handshake.
     #[arg(long, env = "REGSERVE_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_timeout: Duration,
     /// How long an idle keep-alive connection waits for its next request before it is closed.

@@ -72,6 +72,13 @@ impl Activity {
         }
     }
 
+    /// The connection is ready for its first request (its TLS handshake has ended): the
+    /// keep-alive timeout counts from now.
+    #[cfg(feature = "tls")]
+    pub fn ready(&self) {
+        self.idle_since_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
     /// Whether the connection can be closed without cutting an answer off, and since when it
     /// has been (for choosing the one idle the longest).
     pub fn idle_since(&self) -> Option<u64> {
@@ -250,5 +257,16 @@ mod tests {
         let (at, why) = activity.deadline(&settings).unwrap();
         assert_eq!((at - epoch, why), (Duration::from_secs(68), Expiry::Idle), "body bytes start no head");
         assert_eq!(activity.idle_since(), Some(63_000));
+    }
+
+    #[cfg(feature = "tls")]
+    #[tokio::test(start_paused = true)]
+    async fn the_keep_alive_timeout_counts_from_the_end_of_a_handshake() {
+        let epoch = Instant::now();
+        let activity = Activity::new(epoch);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        activity.ready();
+        let (at, why) = activity.deadline(&settings()).unwrap();
+        assert_eq!((at - epoch, why), (Duration::from_secs(9), Expiry::Idle));
     }
 }

@@ -35,7 +35,8 @@ const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub struct Settings {
     /// Most connections open at once.
     pub max_connections: usize,
-    /// Longest time from the first byte of a request head to its end.
+    /// Longest time from the first byte of a request head to its end, and with TLS, from a
+    /// connection's opening to the end of its handshake.
     pub header_timeout: Duration,
     /// Longest time a connection may wait for its next request.
     pub keep_alive_timeout: Duration,

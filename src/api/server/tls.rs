@@ -157,8 +157,16 @@ pub async fn accept(
             Opening::PlainHttp => return refuse_plain_http(stream).await,
             Opening::Gone => return None,
         }
-        let handshake = TlsAcceptor::from(config.clone()).accept(stream).await;
-        handshake.map_err(|error| tracing::debug!(%error, "TLS handshake failed")).ok()
+        match TlsAcceptor::from(config.clone()).accept(stream).await {
+            Ok(stream) => {
+                activity.ready();
+                Some(stream)
+            }
+            Err(error) => {
+                tracing::debug!(%error, "TLS handshake failed");
+                None
+            }
+        }
     };
     tokio::select! {
         opened = tokio::time::timeout(settings.header_timeout, opening) => opened.unwrap_or_else(|_| {
