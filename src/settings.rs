@@ -1,4 +1,5 @@
-//! The server's settings as plain values with their defaults: listeners, storage, limits, access.
+//! The server's settings as plain values with their defaults: listeners (and their TLS files),
+//! storage, limits, access.
 //! The command line ([`crate::cli`]) fills them in; nothing here knows about flags.
 
 use std::net::SocketAddr;
@@ -214,6 +215,19 @@ pub struct Settings {
     /// Connection limits and timeouts; `None` for the connection limit picks one from the
     /// open-file limit.
     pub connections: ConnectionLimits,
+    /// The files every listener serves HTTPS with (none: plain HTTP).
+    pub tls: TlsFiles,
+}
+
+/// The PEM files of the listeners' TLS: all `None` serves plain HTTP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The server's certificate chain, its own certificate first.
+    pub cert: Option<PathBuf>,
+    /// The private key of that certificate.
+    pub key: Option<PathBuf>,
+    /// CA certificates one of which must have signed every client's certificate.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Limits and timeouts of the connections of a listener.
@@ -298,6 +312,7 @@ impl Settings {
             cors_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             connections: ConnectionLimits::default(),
+            tls: TlsFiles::default(),
         }
     }
 }

@@ -1,8 +1,8 @@
-//! The composition root: [`Application::build`] opens the store, loads the dataset and the
-//! models, binds the listeners (keeping the real ports when asked for port 0) and builds the
-//! services; [`Application::run_until_stopped`] serves until told to stop, then stops within the
-//! shutdown timeout: every background task ([`tasks`]) signalled and waited for, connections
-//! drained or dropped, the training thread joined.
+//! The composition root: [`Application::build`] reads the TLS files, opens the store, loads the
+//! dataset and the models, binds the listeners (keeping the real ports when asked for port 0) and
+//! builds the services; [`Application::run_until_stopped`] serves until told to stop, then stops
+//! within the shutdown timeout: every background task ([`tasks`]) signalled and waited for,
+//! connections drained or dropped, the training thread joined.
 
 mod announcements;
 pub mod follow;
@@ -55,6 +55,9 @@ pub enum StartupError {
     Triggers(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    Tls(#[from] server::tls::TlsError),
 }
 
 /// A bound, ready-to-run server.
@@ -88,6 +91,10 @@ impl Application {
     /// process can share a store in memory).
     pub async fn build_on(config: Settings, store: Arc<dyn Storage>) -> Result<Self, StartupError> {
         let role = config.cluster.role;
+        let connections = connection_settings(&config);
+        // The TLS files are read now, once: a file that cannot be used stops the start.
+        #[cfg(feature = "tls")]
+        let connections = server::Settings { tls: server::tls::server_config(&config.tls)?, ..connections };
         ingest::check(&config.sources).map_err(StartupError::Sources)?;
         #[cfg(feature = "mqtt")]
         config
@@ -133,7 +140,6 @@ impl Application {
             .filter_map(|l| l.local_addr().ok())
             .collect();
         let hosts = Hosts::new(&bound, &config.allowed_hosts);
-        let connections = connection_settings(&config);
         let trainer = match (&config.cluster.trainer_url, role) {
             (Some(url), Role::Predictor) => Some(TrainerLink::new(url).map_err(StartupError::TrainerUrl)?),
             _ => None,
@@ -320,7 +326,7 @@ async fn open_models(
 }
 
 /// The connection settings of the listeners: the configured ones, with a connection limit that
-/// stays below the open-file limit (raised to its hard limit first).
+/// stays below the open-file limit (raised to its hard limit first), and plain HTTP.
 fn connection_settings(config: &Settings) -> server::Settings {
     let open_files = raise_open_file_limit();
     let fits = connection_limit_for(open_files, config.limits.max_streams as u64);
@@ -344,6 +350,8 @@ fn connection_settings(config: &Settings) -> server::Settings {
         keep_alive_timeout: limits.keep_alive_timeout,
         write_timeout: limits.write_timeout,
         shutdown_timeout: limits.shutdown_timeout,
+        #[cfg(feature = "tls")]
+        tls: None,
     }
 }
 

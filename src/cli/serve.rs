@@ -11,8 +11,8 @@ use crate::ingest::settings::{parse_kafka_broker, parse_mqtt_url};
 use crate::nodes::host_name;
 use crate::settings::{
     Access, ClusterSettings, ConnectionLimits, DEFAULT_MODEL_NAME, IntakeSettings, KafkaSettings, Limits,
-    Location, MqttPredictSettings, MqttSettings, RetrainSettings, Role, Settings, SourceSettings, Token,
-    TrainingPriority, default_data_dir, parse_host_name, parse_origin,
+    Location, MqttPredictSettings, MqttSettings, RetrainSettings, Role, Settings, SourceSettings, TlsFiles,
+    Token, TrainingPriority, default_data_dir, parse_host_name, parse_origin,
 };
 use crate::units::{parse_bytes, parse_duration};
 
@@ -152,7 +152,8 @@ pub struct ServeArgs {
     /// connection idle the longest is closed to make room.
     #[arg(long, env = "REGSERVE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
-    /// Longest time from the first byte of a request's head to its end (the connection is closed).
+    /// Longest time from the first byte of a request's head to its end (the connection is closed);
+    /// with TLS, also from a connection's opening to the end of its handshake.
     #[arg(long, env = "REGSERVE_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_timeout: Duration,
     /// How long an idle keep-alive connection waits for its next request before it is closed.
@@ -186,6 +187,9 @@ pub struct ServeArgs {
     /// 127.0.0.1:5001); the main address then answers them with 403.
     #[arg(long, env = "REGSERVE_ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
+    #[cfg(feature = "tls")]
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Allow cross-origin requests from this origin (e.g. https://app.example.com); repeat the
     /// flag or separate origins with commas. Off by default: the page is same-origin.
     #[arg(long = "cors-origin", value_name = "ORIGIN", env = "REGSERVE_CORS_ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
@@ -241,6 +245,31 @@ pub struct ServeArgs {
     /// Log lines as human-readable text or as one JSON object per line.
     #[arg(long, env = "REGSERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// The HTTPS flags (feature `tls`): every listener serves HTTPS with them.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS on every listener with this certificate chain (PEM, the server's certificate
+    /// first); needs --tls-key. Plain HTTP to a listener is then answered 400.
+    #[arg(long, env = "REGSERVE_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "REGSERVE_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by one of these CA certificates (PEM, one or more)
+    /// on every connection; without one, or with one from another CA, the TLS handshake fails.
+    /// Needs --tls-cert.
+    #[arg(long, env = "REGSERVE_TLS_CLIENT_CA", value_name = "PATH")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+#[cfg(feature = "tls")]
+impl From<TlsArgs> for TlsFiles {
+    fn from(args: TlsArgs) -> Self {
+        Self { cert: args.tls_cert, key: args.tls_key, client_ca: args.tls_client_ca }
+    }
 }
 
 /// How the server writes its logs.
@@ -336,6 +365,10 @@ impl From<ServeArgs> for Settings {
             access: Access { admin_token: args.admin_token, read_token: args.read_token },
             cors_origins: args.cors_origins,
             allowed_hosts: args.allowed_hosts,
+            #[cfg(feature = "tls")]
+            tls: args.tls.into(),
+            #[cfg(not(feature = "tls"))]
+            tls: TlsFiles::default(),
             connections: ConnectionLimits {
                 max_connections: args.max_connections.map(|limit| limit as usize),
                 header_timeout: args.header_timeout,

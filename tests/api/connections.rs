@@ -31,7 +31,7 @@ fn post_head(path: &str, content_type: &str, length: usize) -> String {
 }
 
 /// Waits (at most `limit`) until the server closes `stream`; returns what it sent before.
-fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+pub(crate) fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<String> {
     stream.set_read_timeout(Some(limit)).unwrap();
     let mut received = Vec::new();
     match stream.read_to_end(&mut received) {

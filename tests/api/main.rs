@@ -38,6 +38,8 @@ mod shutdown;
 mod stored;
 mod stores;
 mod tf_serving;
+#[cfg(feature = "tls")]
+mod tls;
 mod train;
 mod triggers;
 mod upload;

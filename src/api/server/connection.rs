@@ -1,5 +1,5 @@
-//! One HTTP/1.1 connection: served by hyper (with upgrades), timed out when it idles or sends a
-//! request head too slowly, and closable from outside (a shutdown, or an eviction when the server
+//! One HTTP/1.1 connection, over TCP or TLS: served by hyper (with upgrades), timed out when it
+//! idles or sends a request head too slowly, and closable from outside (a shutdown, or an eviction when the server
 //! is at its connection limit). [`Activity`] is what the connection's parts share about it: the
 //! socket notes bytes that start a request head, the service notes requests starting and ending.
 
@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -72,6 +72,13 @@ impl Activity {
         }
     }
 
+    /// The connection is ready for its first request (its TLS handshake has ended): the
+    /// keep-alive timeout counts from now.
+    #[cfg(feature = "tls")]
+    pub fn ready(&self) {
+        self.idle_since_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
     /// Whether the connection can be closed without cutting an answer off, and since when it
     /// has been (for choosing the one idle the longest).
     pub fn idle_since(&self) -> Option<u64> {
@@ -81,6 +88,11 @@ impl Activity {
     /// Asks the connection to close at once.
     pub fn evict(&self) {
         self.close.notify_one();
+    }
+
+    /// Completes once the connection is asked to close at once.
+    pub async fn evicted(&self) {
+        self.close.notified().await;
     }
 
     fn request_started(&self) {
@@ -127,10 +139,10 @@ impl Activity {
     }
 }
 
-/// Serves one accepted connection until it ends, is evicted, or the server shuts down (then it
-/// finishes the request in flight and closes).
-pub async fn serve(
-    stream: TcpStream,
+/// Serves one accepted connection (its socket, or the TLS stream over it) until it ends, is
+/// evicted, or the server shuts down (then it finishes the request in flight and closes).
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     activity: Arc<Activity>,
     router: Router,
     settings: Arc<Settings>,
@@ -162,7 +174,7 @@ pub async fn serve(
                     return;
                 }
             },
-            () = activity.close.notified(), if !closing => return,
+            () = activity.evicted(), if !closing => return,
             () = shutdown.cancelled(), if !closing => {
                 // Nothing in flight (idle, or a head still arriving): nothing to finish.
                 if activity.idle_since().is_some() {
@@ -245,5 +257,16 @@ mod tests {
         let (at, why) = activity.deadline(&settings).unwrap();
         assert_eq!((at - epoch, why), (Duration::from_secs(68), Expiry::Idle), "body bytes start no head");
         assert_eq!(activity.idle_since(), Some(63_000));
+    }
+
+    #[cfg(feature = "tls")]
+    #[tokio::test(start_paused = true)]
+    async fn the_keep_alive_timeout_counts_from_the_end_of_a_handshake() {
+        let epoch = Instant::now();
+        let activity = Activity::new(epoch);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        activity.ready();
+        let (at, why) = activity.deadline(&settings()).unwrap();
+        assert_eq!((at - epoch, why), (Duration::from_secs(9), Expiry::Idle));
     }
 }

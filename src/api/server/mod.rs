@@ -1,5 +1,5 @@
 //! The HTTP server under the routes: accepting connections on a listener, serving each on its
-//! own task ([`connection`]), and the limits that keep held connections from locking anyone out:
+//! own task ([`connection`]), over TLS when the listener has it ([`tls`], feature `tls`), and the limits that keep held connections from locking anyone out:
 //! a connection limit below the process's file-descriptor limit (at the limit, the connection
 //! idle the longest makes room for the new one), a timeout for request heads and for idle
 //! keep-alive connections, a write timeout for answers nobody reads ([`io`]), and a shutdown
@@ -8,6 +8,8 @@
 mod connection;
 mod guarded;
 mod io;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use guarded::Guarded;
 
@@ -17,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +35,8 @@ const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub struct Settings {
     /// Most connections open at once.
     pub max_connections: usize,
-    /// Longest time from the first byte of a request head to its end.
+    /// Longest time from the first byte of a request head to its end, and with TLS, from a
+    /// connection's opening to the end of its handshake.
     pub header_timeout: Duration,
     /// Longest time a connection may wait for its next request.
     pub keep_alive_timeout: Duration,
@@ -41,6 +44,9 @@ pub struct Settings {
     pub write_timeout: Duration,
     /// Longest time a shutdown waits for requests in flight.
     pub shutdown_timeout: Duration,
+    /// Serve HTTPS with this configuration instead of plain HTTP.
+    #[cfg(feature = "tls")]
+    pub tls: Option<tls::Config>,
 }
 
 impl Default for Settings {
@@ -53,6 +59,8 @@ impl Default for Settings {
             keep_alive_timeout: limits.keep_alive_timeout,
             write_timeout: limits.write_timeout,
             shutdown_timeout: limits.shutdown_timeout,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -106,7 +114,7 @@ pub async fn serve(listener: TcpListener, router: Router, settings: Settings, sh
                     let (id, activity) = open.add();
                     let (open, router, settings, shutdown) = (open.clone(), router.clone(), settings.clone(), shutdown.clone());
                     tasks.spawn(async move {
-                        connection::serve(stream, activity, router, settings, shutdown).await;
+                        serve_connection(stream, activity, router, settings, shutdown).await;
                         open.remove(id);
                     });
                 }
@@ -127,6 +135,24 @@ pub async fn serve(listener: TcpListener, router: Router, settings: Settings, sh
         );
         tasks.shutdown().await;
     }
+}
+
+/// Serves one accepted connection on its own task, opening TLS first when the listener has it.
+async fn serve_connection(
+    stream: TcpStream,
+    activity: Arc<Activity>,
+    router: Router,
+    settings: Arc<Settings>,
+    shutdown: CancellationToken,
+) {
+    #[cfg(feature = "tls")]
+    if let Some(config) = &settings.tls {
+        if let Some(stream) = tls::accept(stream, config, &activity, &settings, &shutdown).await {
+            connection::serve(stream, activity, router, settings, shutdown).await;
+        }
+        return;
+    }
+    connection::serve(stream, activity, router, settings, shutdown).await;
 }
 
 /// At the connection limit: closes the connection idle the longest, or, when every connection
