@@ -76,7 +76,9 @@ pub struct Application {
     identity: Identity,
     /// The message brokers to subscribe to (none on a predictor).
     sources: SourceSettings,
-    /// The MQTT topics to answer predictions on.
+    /// The MQTT topics to answer predictions on (always `None` without the `mqtt` feature, whose
+    /// build refuses `--mqtt-url`).
+    #[cfg_attr(not(feature = "mqtt"), allow(dead_code))]
     mqtt_predict: Option<MqttPredictSettings>,
 }
 
