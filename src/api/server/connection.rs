@@ -1,7 +1,8 @@
 //! One HTTP/1.1 connection, over TCP or TLS: served by hyper (with upgrades), timed out when it
-//! idles or sends a request head too slowly, and closable from outside (a shutdown, or an eviction when the server
-//! is at its connection limit). [`Activity`] is what the connection's parts share about it: the
-//! socket notes bytes that start a request head, the service notes requests starting and ending.
+//! idles or sends a request head too slowly, and closable from outside (a shutdown, or an
+//! eviction when the server is at its connection limit). [`Activity`] is what the connection's
+//! parts share about it: the socket notes bytes that start a request head, the service notes
+//! requests starting and ending.
 
 use std::convert::Infallible;
 use std::future::Future;

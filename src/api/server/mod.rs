@@ -1,9 +1,10 @@
 //! The HTTP server under the routes: accepting connections on a listener, serving each on its
-//! own task ([`connection`]), over TLS when the listener has it ([`tls`], feature `tls`), and the limits that keep held connections from locking anyone out:
-//! a connection limit below the process's file-descriptor limit (at the limit, the connection
-//! idle the longest makes room for the new one), a timeout for request heads and for idle
-//! keep-alive connections, a write timeout for answers nobody reads ([`io`]), and a shutdown
-//! that waits for requests in flight at most `shutdown_timeout`, then drops what is left.
+//! own task ([`connection`]), over TLS when the listener has it ([`tls`], feature `tls`), and
+//! the limits that keep held connections from locking anyone out: a connection limit below the
+//! process's file-descriptor limit (at the limit, the connection idle the longest makes room for
+//! the new one), a timeout for request heads and for idle keep-alive connections, a write timeout
+//! for answers nobody reads ([`io`]), and a shutdown that waits for requests in flight at most
+//! `shutdown_timeout`, then drops what is left.
 
 mod connection;
 mod guarded;
