@@ -8,6 +8,11 @@ const KEY = "regserve-token";
 /** The calls waiting for a token, woken when one is entered (or rejected on "Not now"). */
 let waiting = [];
 
+/** Set by "Not now": until the user next clicks or submits something, a call refused for its
+ * token gets its refusal without asking, so the page's background refreshes do not reopen the
+ * form a second after it was dismissed. */
+let declined = false;
+
 function stored() {
   return sessionStorage.getItem(KEY) || "";
 }
@@ -73,6 +78,7 @@ export async function authorizedFetch(path, init = {}) {
     }
     // A token entered meanwhile is tried before asking again.
     if (token !== stored()) continue;
+    if (declined) return response;
     const message = await errorMessage(response);
     try {
       await askForToken(message, Boolean(token));
@@ -92,7 +98,11 @@ function bindTokenForm() {
     showForgetButton();
     wake(null);
   });
+  // Any click or submit is the user acting again, and may ask for the token; "Not now" itself
+  // declines after this has run (capture runs first).
+  for (const type of ["click", "submit"]) document.addEventListener(type, () => { declined = false; }, true);
   byId("token-later").addEventListener("click", () => {
+    declined = true;
     byId("token-dialog").close();
     wake(new Error("no token entered"));
   });

@@ -285,6 +285,18 @@ describe("the page on a server that needs tokens", { timeout: 240000 }, () => {
     await other.unroute("**/predict");
   });
 
+  test("a dismissed form stays closed through the background refreshes until the user acts", async () => {
+    const tab = await openTab();
+    await assertAsked(tab, NEEDS_ANY, null);
+    await tab.getByRole("button", { name: "Not now" }).click();
+    assert.ok(await tab.isHidden("#token-dialog"));
+    // The panels refresh every second or two, each refused for want of a token.
+    await tab.waitForTimeout(3000);
+    assert.ok(await tab.isHidden("#token-dialog"), "a background refresh reopened the dismissed form");
+    await tab.click("body", { position: { x: 5, y: 5 } });
+    await assertAsked(tab, NEEDS_ANY, null);
+  });
+
   test("forgets the token and asks again", async () => {
     await page.click("#forget-token");
     await assertAsked(page, NEEDS_ANY, null);
